@@ -1,0 +1,147 @@
+"""SegDINO: a frozen DINOv3 ViT, a feature aligner and a tiny MLP decoder (arXiv 2509.00833)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segdino_monai.networks.blocks.feature_aligner import FeatureAligner
+from segdino_monai.networks.blocks.mlp_decoder import MLPDecoder
+from segdino_monai.networks.nets.dinov3_backbone import DINOv3Backbone
+
+__all__ = ["SegDINO"]
+
+logger = logging.getLogger(__name__)
+
+
+class SegDINO(nn.Module):
+    """2D segmentation with a frozen DINOv3 backbone, returning logits at the input resolution.
+
+    With ``backbone="vits16"``, the default decoder and one output channel the network has exactly 2,213,793
+    trainable parameters (the paper's 2.21 M). Its ``state_dict()`` holds the trainable parts only; the backbone
+    weights stay in their own file.
+
+    Args:
+        spatial_dims: must be 2.
+        in_channels: must be 3 (DINOv3 takes RGB; repeat grey images to 3 channels first).
+        out_channels: 1 for binary segmentation (sigmoid), N for N classes (softmax).
+        backbone: DINOv3 size (``vits16``, ``vits16plus``, ``vitb16``, ``vitl16``, ``vith16plus``) or a timm name.
+        weights: the backbone's local weights file (Meta's or timm's layout); ``None`` for a random backbone.
+        taps: 0-based indices of the tapped blocks; default ``[2, 5, 8, 11]`` for 12 blocks, ``[4, 11, 17, 23]``
+            for 24.
+        proj_channels: per-tap widths of the aligner's 1x1 projections.
+        aligned_channels: the aligner's common width.
+        hidden_channels: an optional hidden layer in the decoder head (a variant; ``None`` is the paper).
+        norm: optional MONAI norm in the aligner and hidden layer (a variant; ``None`` is the paper).
+        act: optional MONAI activation in the aligner and hidden layer (a variant; ``None`` is the paper).
+        align_corners: of the final bilinear upsampling. ``False`` (default) puts each token's value at the centre of
+            its 16x16 patch; the reference code uses ``True``, which shifts borders by up to half a patch.
+        backbone_kwargs: overrides for ``timm.create_model`` (tests use a tiny model of the same architecture).
+
+    Example::
+
+        net = SegDINO(out_channels=1, backbone="vits16", weights="dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
+        logits = net(torch.rand(2, 3, 256, 256))  # (2, 1, 256, 256)
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        backbone: str = "vits16",
+        weights: str | Path | None = None,
+        taps: Sequence[int] | None = None,
+        proj_channels: Sequence[int] = (96, 192, 384, 768),
+        aligned_channels: int = 128,
+        hidden_channels: int | None = None,
+        norm: str | tuple | None = None,
+        act: str | tuple | None = None,
+        align_corners: bool = False,
+        backbone_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if spatial_dims != 2:
+            raise ValueError(f"SegDINO is a 2D network: spatial_dims must be 2, got {spatial_dims}.")
+        if in_channels != 3:
+            raise ValueError(
+                f"DINOv3 takes RGB input: in_channels must be 3, got {in_channels}. Repeat grey images to 3 channels "
+                "in preprocessing (e.g. monai.transforms.RepeatChanneld(repeats=3))."
+            )
+        self.out_channels = out_channels
+        self.align_corners = align_corners
+        self.backbone = DINOv3Backbone(backbone, weights=weights, taps=taps, **dict(backbone_kwargs or {}))
+        self.aligner = FeatureAligner(self.backbone.out_channels, proj_channels, aligned_channels, norm=norm, act=act)
+        self.decoder = MLPDecoder(self.aligner.out_channels, out_channels, hidden_channels, norm=norm, act=act)
+
+    @property
+    def patch_size(self) -> int:
+        """Input height and width must be multiples of this."""
+        return self.backbone.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits ``(B, out_channels, H, W)`` for images ``(B, 3, H, W)``, H and W multiples of the patch."""
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            self._check_input(x)
+        logits = self.decoder(self.aligner(self.backbone(x)))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"SegDINO expects images of shape (B, 3, H, W), got {tuple(x.shape)}.")
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"Input height and width must be multiples of the patch size {self.patch_size}, got {h}x{w}. "
+                f"Pad or resize first (e.g. monai.transforms.DivisiblePadd(k={self.patch_size}), or a "
+                "SlidingWindowInferer with a roi_size that is a multiple of it)."
+            )
+
+    def save_decoder(self, path: str | Path) -> Path:
+        """Write the trainable state (aligner and decoder, a few MB) atomically to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def load_decoder(self, path: str | Path) -> None:
+        """Load a trainable state written by :meth:`save_decoder` (or a MONAI checkpoint holding it as ``network``).
+
+        Raises:
+            FileNotFoundError: when the file does not exist.
+            ValueError: when it does not fit this network (names the keys or shapes that differ).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Decoder checkpoint not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, Mapping) and isinstance(state.get("network"), Mapping):
+            state = state["network"]
+        own = self.state_dict()
+        wrong = {
+            k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape
+        }
+        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+        if wrong or missing or unexpected:
+            raise ValueError(
+                f"{path} does not fit this SegDINO (out_channels={self.out_channels}, backbone {self.backbone.arch}): "
+                f"shape (file, network) differs for {dict(list(wrong.items())[:4])}, missing {missing[:6]}, "
+                f"unexpected {unexpected[:6]}. Build the network with the options it was trained with."
+            )
+        self.load_state_dict(state)
+        logger.info("Loaded decoder weights from %s", path)
