@@ -166,18 +166,20 @@ class DINOv3Backbone(nn.Module):
             ) from err
 
     def _load(self, state: dict[str, torch.Tensor], layout: str | None, source: str, name: str) -> None:
-        if layout == CheckpointLayout.META:
-            state = meta_to_timm(state, rope_periods=getattr(self.model.rope, "periods", None))
         expected = self.model.state_dict()
         wanted = f"{name} ({describe_checkpoint(expected)})"
         found = describe_checkpoint(state)
-        wrong_shape = [k for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape]
-        if wrong_shape:
+        if found != describe_checkpoint(expected):
             raise ValueError(
-                f"{source} holds a ViT with {found}, but the backbone is {wanted}: shapes differ for "
-                f"{sorted(wrong_shape)[:5]}. Choose the backbone that matches the file (vits16: 384 wide, 12 blocks; "
-                "vits16plus: 384, 12, SwiGLU; vitb16: 768, 12; vitl16: 1024, 24; vith16plus: 1280, 32, SwiGLU)."
+                f"{source} holds a ViT with {found}, but the backbone is {wanted}. Choose the backbone that matches "
+                "the file (vits16: embed_dim 384, 12 blocks; vits16plus: 384, 12, SwiGLU; vitb16: 768, 12; "
+                "vitl16: 1024, 24; vith16plus: 1280, 32, SwiGLU)."
             )
+        if layout == CheckpointLayout.META:
+            state = meta_to_timm(state, rope_periods=getattr(self.model.rope, "periods", None))
+        wrong_shape = sorted(k for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape)
+        if wrong_shape:
+            raise ValueError(f"{source} does not fit the backbone {wanted}: shapes differ for {wrong_shape[:5]}.")
         result = self.model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(

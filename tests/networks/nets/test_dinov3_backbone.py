@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segdino_monai.networks import DINOv3Backbone, default_taps
+from tests.conftest import TINY_VIT
+from tests.networks.dinov3_files import tiny_timm_model, write_timm_file
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides", "taps", "grid"),
+    [
+        ("vits16", TINY_VIT, (0, 1, 2, 3), (4, 6)),
+        ("vits16plus", TINY_VIT, (0, 1, 2, 3), (4, 6)),
+        ("vitb16", {"embed_dim": 64, "num_heads": 4}, (2, 5, 8, 11), (4, 6)),
+        ("vitl16", {"embed_dim": 64, "num_heads": 4}, (4, 11, 17, 23), (2, 3)),
+        ("vith16plus", {"embed_dim": 64, "num_heads": 4}, (7, 15, 23, 31), (2, 3)),
+    ],
+)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_taps_and_shapes(arch, overrides, taps, grid, batch):
+    backbone = DINOv3Backbone(arch, **overrides)
+    assert backbone.taps == taps
+    maps = backbone(torch.rand(batch, 3, grid[0] * 16, grid[1] * 16))
+    assert [tuple(m.shape) for m in maps] == [(batch, overrides["embed_dim"], *grid)] * 4
+    assert backbone.out_channels == [overrides["embed_dim"]] * 4
+
+
+@pytest.mark.parametrize(("arch", "width"), [("vits16", 384), ("vitb16", 768)])
+def test_full_size_backbones(arch, width):
+    backbone = DINOv3Backbone(arch)
+    assert (backbone.embed_dim, backbone.patch_size, backbone.taps) == (width, 16, (2, 5, 8, 11))
+    maps = backbone(torch.rand(2, 3, 32, 48))
+    assert [tuple(m.shape) for m in maps] == [(2, width, 2, 3)] * 4
+
+
+def test_default_taps_rule():
+    assert default_taps(12) == (2, 5, 8, 11)
+    assert default_taps(24) == (4, 11, 17, 23)
+    assert default_taps(32) == (7, 15, 23, 31)
+    assert default_taps(6, num_taps=3) == (1, 3, 5)
+    with pytest.raises(ValueError, match="num_taps"):
+        default_taps(2, num_taps=3)
+
+
+def test_taps_are_final_normed_prefix_free_block_outputs(tmp_path):
+    """Each map equals block i's tokens, through the final norm, without the 1 cls + 4 register tokens."""
+    reference = tiny_timm_model()
+    backbone = DINOv3Backbone("vits16", weights=write_timm_file(reference, tmp_path / "w.pth"), taps=(1, 3), **TINY_VIT)
+    x = torch.rand(2, 3, 64, 80)
+    outputs = {}
+    for i in (1, 3):
+        reference.blocks[i].register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out))
+    with torch.no_grad():
+        reference.forward_features(x)
+    maps = backbone(x)
+    for i, got in zip((1, 3), maps, strict=True):
+        tokens = reference.norm(outputs[i])[:, reference.num_prefix_tokens :]
+        expected = tokens.transpose(1, 2).reshape(2, TINY_VIT["embed_dim"], 4, 5)
+        torch.testing.assert_close(got, expected)
+
+
+def test_invalid_taps_and_arch():
+    with pytest.raises(ValueError, match="taps must be increasing"):
+        DINOv3Backbone("vits16", taps=(1, 4), **TINY_VIT)
+    with pytest.raises(ValueError, match="taps must be increasing"):
+        DINOv3Backbone("vits16", taps=(2, 1), **TINY_VIT)
+    with pytest.raises(ValueError, match="Unknown DINOv3 backbone 'vitz16'"):
+        DINOv3Backbone("vitz16")
+
+
+def test_random_backbone_warns_loudly(caplog):
+    DINOv3Backbone("vits16", **TINY_VIT)
+    assert "RANDOMLY INITIALISED" in caplog.text
+
+
+def test_frozen_no_grad_and_always_eval():
+    backbone = DINOv3Backbone("vits16", **TINY_VIT)
+    assert not any(p.requires_grad for p in backbone.parameters())
+    backbone.train()
+    assert backbone.training and not any(m.training for m in backbone.model.modules())
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    maps = backbone(x)
+    assert all(m.grad_fn is None and not m.requires_grad for m in maps)
+
+
+def test_blocks_after_last_tap_are_pruned():
+    backbone = DINOv3Backbone("vits16", taps=(0, 1), **TINY_VIT)
+    assert len(backbone.model.blocks) == 2
+
+
+def test_state_dict_leaves_out_frozen_weights_and_load_keeps_them():
+    backbone = DINOv3Backbone("vits16", **TINY_VIT)
+    before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    assert backbone.state_dict() == {}
+    backbone.load_state_dict({}, strict=True)
+    assert all(torch.equal(v, backbone.model.state_dict()[k]) for k, v in before.items())
