@@ -31,6 +31,7 @@ from pathlib import Path
 
 from segdino_monai.data.pairing import (
     DEFAULT_MASK_SUFFIXES,
+    SPLITS,
     Pair,
     Problem,
     list_images,
@@ -56,7 +57,7 @@ class LayoutScan:
     Attributes:
         root: the dataset folder.
         layout: the layout's registered name.
-        pairs: the image/mask pairs, sorted by image path.
+        pairs: the image/mask pairs.
         problems: unpaired images or masks and ambiguous names.
     """
 
@@ -270,7 +271,7 @@ def scan_layout(root: str | Path, layout: str = "auto", mask_suffixes: Sequence[
         mask_suffixes: override the layout's accepted mask suffixes (include ``""`` for same-name masks).
 
     Returns:
-        The pairs and pairing problems found, pairs sorted by image path.
+        The pairs and pairing problems found; pairs sorted by official split, then image path.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -279,5 +280,6 @@ def scan_layout(root: str | Path, layout: str = "auto", mask_suffixes: Sequence[
     if name not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(sorted(LAYOUTS))} or auto")
     scan = LAYOUTS[name](root, mask_suffixes)
-    scan.pairs.sort(key=lambda p: p.image)
+    rank = {split: i for i, split in enumerate(SPLITS)}
+    scan.pairs.sort(key=lambda p: (rank.get(p.split, -1), p.image))
     return scan
