@@ -53,7 +53,10 @@ def test_cvc_png_variant_preferred_over_tif(tmp_path, make_pairs):
     make_pairs(tmp_path / "PNG" / "Original", tmp_path / "PNG" / "Ground Truth", ["1", "2"])
     make_pairs(tmp_path / "TIF" / "Original", tmp_path / "TIF" / "Ground Truth", ["1", "2"], ".tif", "{stem}.tif")
     scan = scan_layout(tmp_path, "cvc")
-    assert [p.image.relative_to(tmp_path).as_posix() for p in scan.pairs] == ["PNG/Original/1.png", "PNG/Original/2.png"]
+    assert [p.image.relative_to(tmp_path).as_posix() for p in scan.pairs] == [
+        "PNG/Original/1.png",
+        "PNG/Original/2.png",
+    ]
 
 
 def test_official_split_folders(tmp_path, make_pairs):
