@@ -115,17 +115,16 @@ def _scan_pair_dirs(
     if len(subdirs) == 1:
         candidates.append(subdirs[0])
     for base in candidates:
-        scan = LayoutScan(root=root, layout=layout)
-        split_dirs = {split: _child(base, names) for split, names in _SPLIT_ALIASES.items()}
-        folders = [(split, d) for split, d in split_dirs.items() if d is not None] or [(None, base)]
-        for split, folder in folders:
-            images, masks = _child(folder, image_dirs), _child(folder, mask_dirs)
-            if images is None or masks is None:
-                break
-            pairs, problems = pair_files(list_images(images), list_images(masks), suffixes, split=split)
-            scan.pairs += pairs
-            scan.problems += problems
-        else:
+        split_dirs = [(split, d) for split, names in _SPLIT_ALIASES.items() if (d := _child(base, names)) is not None]
+        for folders in ([split_dirs] if split_dirs else []) + [[(None, base)]]:
+            found = [(split, _child(d, image_dirs), _child(d, mask_dirs)) for split, d in folders]
+            if any(images is None or masks is None for _, images, masks in found):
+                continue
+            scan = LayoutScan(root=root, layout=layout)
+            for split, images, masks in found:
+                pairs, problems = pair_files(list_images(images), list_images(masks), suffixes, split=split)
+                scan.pairs += pairs
+                scan.problems += problems
             return scan
     raise FileNotFoundError(
         f"{root} does not look like a {layout!r} dataset: expected an image folder ({', '.join(image_dirs)}) and a "

@@ -252,3 +252,10 @@ def test_fixture_layouts(fixtures_dir, folder, layout, count, detected):
         assert pair.image.parent.name == "images" and pair.labels[0].parent.name == "masks"
     assert detect_layout(root) == detected
     assert [p.image for p in scan_layout(root, "generic").pairs] == [p.image for p in scan.pairs]
+
+
+def test_unrelated_split_named_folder_is_ignored(tmp_path, make_pairs, make_image):
+    make_pairs(tmp_path / "images", tmp_path / "masks", ["a", "b"])
+    make_image(tmp_path / "test" / "notes.png")  # a "test" folder without images/ and masks/
+    scan = scan_layout(tmp_path, "kvasir")
+    assert [(p.image.name, p.split) for p in scan.pairs] == [("a.png", None), ("b.png", None)]
