@@ -25,6 +25,7 @@ __all__ = [
     "BoxCrop",
     "BoxCropd",
     "block_mean",
+    "box_to_full",
     "upsample_nearest",
     "EnsureRGB",
     "EnsureRGBd",
@@ -123,6 +124,21 @@ def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
     height, width = img.shape[-2] // factor * factor, img.shape[-1] // factor * factor
     blocks = (1,) * (img.ndim - 2) + (factor, factor)
     return downscale_local_mean(img[..., :height, :width], blocks)
+
+
+def box_to_full(
+    start: Sequence[int], end: Sequence[int], small_shape: Sequence[int], shape: Sequence[int], factor: int
+) -> tuple[list[int], list[int]]:
+    """Scale a box found on a :func:`block_mean` copy back to the full image.
+
+    A box that reaches the copy's far edge reaches the image's far edge (the dropped remainder is kept).
+    """
+    full_start = [int(s) * factor for s in start]
+    full_end = [
+        size if int(e) >= small else min(size, int(e) * factor)
+        for e, small, size in zip(end, small_shape, shape, strict=True)
+    ]
+    return full_start, full_end
 
 
 def upsample_nearest(small: np.ndarray, shape: Sequence[int], factor: int) -> np.ndarray:

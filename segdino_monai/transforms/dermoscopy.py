@@ -22,6 +22,7 @@ from segdino_monai.transforms.common import (
     BoxCrop,
     BoxCropd,
     block_mean,
+    box_to_full,
     inpaint,
     luminance,
     shrink_to_clean_border,
@@ -162,8 +163,8 @@ class DermoscopyVignetteBox:
         height, width = array.shape[1:]
         factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
         dark = block_mean(luminance(array), factor) < self.dark_threshold
-        (r0, c0), (r1, c1) = shrink_to_clean_border(dark, self.max_dark_fraction, self.max_shrink)
-        return [r0 * factor, c0 * factor], [min(height, r1 * factor), min(width, c1 * factor)]
+        start, end = shrink_to_clean_border(dark, self.max_dark_fraction, self.max_shrink)
+        return box_to_full(start, end, dark.shape, (height, width), factor)
 
 
 class DermoscopyVignetteCrop(BoxCrop):

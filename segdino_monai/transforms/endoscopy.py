@@ -17,11 +17,12 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
-from skimage.transform import downscale_local_mean
 
 from segdino_monai.transforms.common import (
     BoxCrop,
     BoxCropd,
+    block_mean,
+    box_to_full,
     full_scale,
     inpaint,
     largest_component,
@@ -71,16 +72,14 @@ class EndoscopyContentBox:
         array = to_numpy(img)
         height, width = array.shape[1:]
         factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
-        dark = downscale_local_mean(luminance(array), (factor, factor)) <= self.dark_threshold
+        dark = block_mean(luminance(array), factor) <= self.dark_threshold
         view = largest_component(ndimage.binary_opening(~dark, iterations=2))
         if not view.any():
             return [0, 0], [height, width]
         rows, cols = np.nonzero(view)
         r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
         (dr0, dc0), (dr1, dc1) = shrink_to_clean_border(dark[r0:r1, c0:c1], self.max_dark_fraction, self.max_shrink)
-        start = [int(r0 + dr0) * factor, int(c0 + dc0) * factor]
-        end = [min(height, int(r0 + dr1) * factor), min(width, int(c0 + dc1) * factor)]
-        return start, end
+        return box_to_full([r0 + dr0, c0 + dc0], [r0 + dr1, c0 + dc1], dark.shape, (height, width), factor)
 
 
 class EndoscopyBorderCrop(BoxCrop):

@@ -23,9 +23,8 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 from skimage.exposure import equalize_adapthist
 from skimage.morphology import disk
-from skimage.transform import downscale_local_mean
 
-from segdino_monai.transforms.common import BoxCrop, BoxCropd, full_scale, luminance, to_numpy
+from segdino_monai.transforms.common import BoxCrop, BoxCropd, block_mean, box_to_full, full_scale, luminance, to_numpy
 
 __all__ = [
     "ULTRASOUND_REGION_KEY",
@@ -127,15 +126,15 @@ class UltrasoundRegionBox:
         """Detect the region from pixels alone (dark frame and text margins removed)."""
         height, width = img.shape[1:]
         factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
-        lum = downscale_local_mean(luminance(img), (factor, factor))
+        lum = block_mean(luminance(img), factor)
         content = ndimage.binary_opening(lum > self.dark_threshold, structure=disk(self.text_radius))
         boxes = self._image_like_boxes(content)
         if not boxes:
             logger.debug("no ultrasound region found; keeping the whole image")
             return [0, 0], [height, width]
-        start = [min(b[0] for b in boxes) * factor, min(b[1] for b in boxes) * factor]
-        end = [min(height, max(b[2] for b in boxes) * factor), min(width, max(b[3] for b in boxes) * factor)]
-        return start, end
+        start = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
+        end = [max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        return box_to_full(start, end, lum.shape, (height, width), factor)
 
     @staticmethod
     def _image_like_boxes(content: np.ndarray, min_side: float = 0.1, max_aspect: float = 5.0) -> list[tuple]:
