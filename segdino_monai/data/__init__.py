@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from segdino_monai.data.datalist import DatasetError, build_datalist, prepare_datalist, write_datalist
 from segdino_monai.data.layouts import LAYOUTS, LayoutScan, detect_layout, register_layout, scan_layout
+from segdino_monai.data.masks import LoadMask, LoadMaskd
 from segdino_monai.data.pairing import DEFAULT_MASK_SUFFIXES, IMAGE_EXTENSIONS, Pair, Problem, pair_files
 from segdino_monai.data.splits import split_pairs
 from segdino_monai.data.validation import DatasetReport, check_image, validate_scan
@@ -13,6 +14,8 @@ __all__ = [
     "DatasetError",
     "DatasetReport",
     "LayoutScan",
+    "LoadMask",
+    "LoadMaskd",
     "Pair",
     "Problem",
     "build_datalist",

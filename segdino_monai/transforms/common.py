@@ -1,0 +1,295 @@
+"""Building blocks shared by the modality transforms: channel handling, normalisation, content crops, inpainting.
+
+All arrays are channel-first ``(C, H, W)`` in the file's row/column order. Intensity thresholds given as fractions
+are fractions of full scale: 1 for images already on 0..1, 255 otherwise (what ``LoadImaged`` gives for 8-bit files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.config.type_definitions import NdarrayOrTensor
+from monai.transforms import CropForeground, CropForegroundd, MapTransform, NormalizeIntensityd, Transform
+from monai.utils import convert_to_tensor
+from scipy import ndimage
+from skimage.restoration import inpaint_biharmonic
+from skimage.transform import downscale_local_mean
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PATCH_SIZE",
+    "BoxCrop",
+    "BoxCropd",
+    "block_mean",
+    "box_to_full",
+    "upsample_nearest",
+    "EnsureRGB",
+    "EnsureRGBd",
+    "full_scale",
+    "imagenet_normalize",
+    "inpaint",
+    "largest_component",
+    "luminance",
+    "shrink_to_clean_border",
+]
+
+#: DINOv3 (ImageNet) statistics for images on 0..1.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: the ViT patch size: network inputs must be multiples of it.
+PATCH_SIZE = 16
+
+BoxFn = Callable[[NdarrayOrTensor], tuple[Sequence[int], Sequence[int]]]
+
+
+def to_numpy(img: NdarrayOrTensor) -> np.ndarray:
+    """A float32 numpy copy of an array or tensor (MetaTensor meta is dropped)."""
+    if isinstance(img, torch.Tensor):
+        return img.detach().cpu().numpy().astype(np.float32)
+    return np.asarray(img, dtype=np.float32)
+
+
+def full_scale(img: np.ndarray) -> float:
+    """1.0 for an image on 0..1, else 255.0 (8-bit values)."""
+    return 1.0 if float(img.max(initial=0.0)) <= 1.0 else 255.0
+
+
+def luminance(img: np.ndarray) -> np.ndarray:
+    """``(H, W)`` luminance on 0..1 of a ``(C, H, W)`` image (Rec. 601 weights for RGB, the mean otherwise)."""
+    scaled = img / full_scale(img)
+    if scaled.shape[0] == 3:
+        return np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), scaled, axes=1)
+    return scaled.mean(axis=0)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a 2D boolean mask (all False when the mask is empty)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return np.zeros_like(mask, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == sizes.argmax()
+
+
+def shrink_to_clean_border(
+    dark: np.ndarray, max_dark_fraction: float, max_shrink: float
+) -> tuple[list[int], list[int]]:
+    """Shrink the full box side by side until no border row/column is darker than ``max_dark_fraction``.
+
+    The side whose border line holds the largest fraction of dark pixels moves inwards first; no side moves by
+    more than ``max_shrink`` of the image size, so a mostly dark image is never cropped to nothing.
+
+    Args:
+        dark: ``(H, W)`` boolean mask of dark (non-content) pixels.
+        max_dark_fraction: largest fraction of dark pixels allowed on a border line of the box.
+        max_shrink: largest fraction of the height (width) that the top, bottom (left, right) side may move.
+
+    Returns:
+        ``(start, end)`` of the box in (row, column) order, ``end`` exclusive.
+    """
+    height, width = dark.shape
+    row_cum = np.concatenate([np.zeros((height, 1)), np.cumsum(dark, axis=1)], axis=1)  # dark counts per row prefix
+    col_cum = np.concatenate([np.zeros((1, width)), np.cumsum(dark, axis=0)], axis=0)
+    top, bottom, left, right = 0, height, 0, width
+    limit_rows, limit_cols = int(max_shrink * height), int(max_shrink * width)
+    while bottom - top > 2 and right - left > 2:
+        span_w, span_h = right - left, bottom - top
+        fractions = {
+            "top": (row_cum[top, right] - row_cum[top, left]) / span_w if top < limit_rows else -1.0,
+            "bottom": (row_cum[bottom - 1, right] - row_cum[bottom - 1, left]) / span_w
+            if height - bottom < limit_rows
+            else -1.0,
+            "left": (col_cum[bottom, left] - col_cum[top, left]) / span_h if left < limit_cols else -1.0,
+            "right": (col_cum[bottom, right - 1] - col_cum[top, right - 1]) / span_h
+            if width - right < limit_cols
+            else -1.0,
+        }
+        side = max(fractions, key=fractions.__getitem__)
+        if fractions[side] <= max_dark_fraction:
+            break
+        top, bottom = top + (side == "top"), bottom - (side == "bottom")
+        left, right = left + (side == "left"), right - (side == "right")
+    return [top, left], [bottom, right]
+
+
+def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks of the last two axes (a remainder at the far edges is dropped)."""
+    if factor <= 1:
+        return img
+    height, width = img.shape[-2] // factor * factor, img.shape[-1] // factor * factor
+    blocks = (1,) * (img.ndim - 2) + (factor, factor)
+    return downscale_local_mean(img[..., :height, :width], blocks)
+
+
+def box_to_full(
+    start: Sequence[int], end: Sequence[int], small_shape: Sequence[int], shape: Sequence[int], factor: int
+) -> tuple[list[int], list[int]]:
+    """Scale a box found on a :func:`block_mean` copy back to the full image.
+
+    A box that reaches the copy's far edge reaches the image's far edge (the dropped remainder is kept).
+    """
+    full_start = [int(s) * factor for s in start]
+    full_end = [
+        size if int(e) >= small else min(size, int(e) * factor)
+        for e, small, size in zip(end, small_shape, shape, strict=True)
+    ]
+    return full_start, full_end
+
+
+def upsample_nearest(small: np.ndarray, shape: Sequence[int], factor: int) -> np.ndarray:
+    """Undo :func:`block_mean` on a 2D array by repeating each value (edge remainder takes the last value)."""
+    if factor <= 1:
+        return small
+    rows = np.minimum(np.arange(shape[0]) // factor, small.shape[0] - 1)
+    cols = np.minimum(np.arange(shape[1]) // factor, small.shape[1] - 1)
+    return small[np.ix_(rows, cols)]
+
+
+def inpaint(img: np.ndarray, mask: np.ndarray, max_size: int = 128, dilate: int = 1) -> np.ndarray:
+    """Fill the masked pixels of a ``(C, H, W)`` image by biharmonic inpainting at reduced resolution.
+
+    ``skimage.restoration.inpaint_biharmonic`` solves a sparse system per masked region and takes seconds on a
+    full-size photo; the filled-in values are smooth by construction, so solving on a block-averaged copy whose
+    longest side is about ``max_size`` and interpolating back only at the masked pixels loses nothing visible and
+    never touches the rest of the image.
+
+    Args:
+        img: ``(C, H, W)`` image.
+        mask: ``(H, W)`` boolean mask of pixels to fill.
+        max_size: longest side of the working copy.
+        dilate: pixels by which the mask grows first (covers the halo around bright or dark structures).
+
+    Returns:
+        The inpainted image (float32, same shape).
+    """
+    if dilate > 0:
+        mask = ndimage.binary_dilation(mask, iterations=dilate)
+    out = img.astype(np.float32, copy=True)
+    if not mask.any():
+        return out
+    factor = max(1, int(np.ceil(max(mask.shape) / max_size)))
+    small_mask = block_mean(mask.astype(np.float32), factor) > 0
+    if small_mask.all():
+        return out
+    small = block_mean(out, factor)
+    filled = inpaint_biharmonic(np.moveaxis(small, 0, -1), small_mask, channel_axis=-1)
+    rows, cols = np.nonzero(mask)
+    coords = np.stack([(rows + 0.5) / factor - 0.5, (cols + 0.5) / factor - 0.5])
+    for channel in range(out.shape[0]):
+        out[channel, rows, cols] = ndimage.map_coordinates(filled[..., channel], coords, order=1, mode="nearest")
+    return out
+
+
+def imagenet_normalize(keys: KeysCollection = "image") -> NormalizeIntensityd:
+    """DINOv3 (ImageNet) mean/std normalisation of 0..1 RGB images, per channel.
+
+    Args:
+        keys: image keys.
+
+    Returns:
+        A configured ``NormalizeIntensityd``.
+    """
+    return NormalizeIntensityd(keys, subtrahend=IMAGENET_MEAN, divisor=IMAGENET_STD, channel_wise=True)
+
+
+class EnsureRGB(Transform):
+    """Make any ``(C, H, W)`` image three-channel: grey is repeated, alpha (RGBA, LA) is dropped.
+
+    DINOv3 was trained on RGB photos and needs three channels; ultrasound and many grey files have one.
+    """
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Return the three-channel image.
+
+        Args:
+            img: ``(C, H, W)`` image with 1 to 4 channels.
+
+        Returns:
+            ``(3, H, W)`` image of the same type.
+        """
+        channels = img.shape[0]
+        if channels in (1, 2):
+            return img[:1].repeat(3, 1, 1) if isinstance(img, torch.Tensor) else np.repeat(img[:1], 3, axis=0)
+        if channels in (3, 4):
+            return img[:3]
+        raise ValueError(f"EnsureRGB expects 1 to 4 channels (C, H, W), got shape {tuple(img.shape)}")
+
+
+class EnsureRGBd(MapTransform):
+    """Dictionary version of :class:`EnsureRGB`.
+
+    Args:
+        keys: image keys.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = EnsureRGB()
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """Apply :class:`EnsureRGB` to each key."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
+class _BoxSelect:
+    """A ``select_fn`` for MONAI's foreground crops: True inside the box that ``box_fn`` finds (picklable)."""
+
+    def __init__(self, box_fn: BoxFn) -> None:
+        self.box_fn = box_fn
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        start, end = self.box_fn(img)
+        selected = torch.zeros((1, *img.shape[1:]), dtype=torch.bool)
+        selected[(0, *(slice(int(s), int(e)) for s, e in zip(start, end, strict=True)))] = True
+        return selected
+
+
+class BoxCrop(CropForeground):
+    """Crop to a box computed from the image by ``box_fn``, through MONAI's (invertible) ``CropForeground``.
+
+    Subclasses only supply ``box_fn``; MONAI records the crop, so ``Invertd`` pads predictions back to the
+    original size.
+
+    Args:
+        box_fn: maps a ``(C, H, W)`` image (a ``MetaTensor`` when loaded by MONAI) to ``(start, end)``.
+    """
+
+    def __init__(self, box_fn: BoxFn) -> None:
+        super().__init__(select_fn=_BoxSelect(box_fn), allow_smaller=True)
+
+    def __call__(self, img: NdarrayOrTensor, **kwargs: object) -> torch.Tensor:  # type: ignore[override]
+        """Crop ``img`` to its box (``kwargs`` go to ``CropForeground``)."""
+        return super().__call__(convert_to_tensor(img, track_meta=True), **kwargs)  # type: ignore[arg-type]
+
+
+class BoxCropd(CropForegroundd):
+    """Dictionary version of :class:`BoxCrop`: the box comes from ``source_key`` and crops every key alike.
+
+    Args:
+        keys: keys to crop (image and label).
+        box_fn: maps the ``source_key`` image to ``(start, end)``.
+        source_key: the key the box is computed from.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, box_fn: BoxFn, source_key: str = "image", allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(
+            keys,
+            source_key=source_key,
+            select_fn=_BoxSelect(box_fn),
+            allow_smaller=True,
+            start_coord_key=None,
+            end_coord_key=None,
+            allow_missing_keys=allow_missing_keys,
+        )

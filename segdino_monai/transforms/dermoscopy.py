@@ -1,0 +1,205 @@
+"""Dermoscopy transforms: hair removal and crop of the dark vignette.
+
+Body hair crosses many dermoscopy photos as thin dark curves; they cut lesions in two and look like lesion border
+structures, so they are found (a morphological black-hat picks thin dark structures) and inpainted (as in
+DullRazor, Lee et al. 1997). Contact dermatoscopes image through a round lens, leaving dark circular corners that
+carry no skin and darken colour statistics; they are cropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.config.type_definitions import NdarrayOrTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type
+from skimage.morphology import black_tophat, disk, remove_small_objects
+
+from segdino_monai.transforms.common import (
+    BoxCrop,
+    BoxCropd,
+    block_mean,
+    box_to_full,
+    inpaint,
+    luminance,
+    shrink_to_clean_border,
+    to_numpy,
+    upsample_nearest,
+)
+
+__all__ = [
+    "DermoscopyVignetteBox",
+    "DermoscopyVignetteCrop",
+    "DermoscopyVignetteCropd",
+    "HairRemoval",
+    "HairRemovald",
+    "hair_mask",
+]
+
+
+def hair_mask(
+    img: NdarrayOrTensor, radius: int = 5, threshold: float = 0.06, min_size: int = 40, work_size: int = 512
+) -> np.ndarray:
+    """Thin dark structures (hair) of a ``(C, H, W)`` dermoscopy image.
+
+    On a copy at most ``work_size`` pixels wide: the black-hat (closing minus image) of the luminance with a disk
+    of ``radius`` responds to dark structures narrower than the disk; it is thresholded and small blobs (pigment
+    dots, noise) under ``min_size`` pixels are dropped, keeping long connected hairs.
+
+    Args:
+        img: ``(C, H, W)`` image on 0..1 or 0..255.
+        radius: disk radius (working pixels); structures up to about twice as wide are found.
+        threshold: black-hat response (luminance, 0..1) above which a pixel is hair.
+        min_size: smallest connected hair (working pixels).
+        work_size: longest side of the detection copy.
+
+    Returns:
+        ``(H, W)`` boolean mask at the image's size.
+    """
+    lum = luminance(to_numpy(img))
+    height, width = lum.shape
+    factor = max(1, int(np.ceil(max(height, width) / work_size)))
+    found = remove_small_objects(black_tophat(block_mean(lum, factor), disk(radius)) > threshold, max_size=min_size - 1)
+    return upsample_nearest(found, (height, width), factor)
+
+
+class HairRemoval(Transform):
+    """Remove hair from a ``(C, H, W)`` dermoscopy image: :func:`hair_mask`, then biharmonic inpainting.
+
+    The inpainting runs on a copy at most ``max_size`` pixels wide (full-size biharmonic inpainting of many long
+    hairs takes tens of seconds); only hair pixels change.
+
+    Args:
+        radius: see :func:`hair_mask`.
+        threshold: see :func:`hair_mask`.
+        min_size: see :func:`hair_mask`.
+        dilate: pixels by which the hair mask grows before inpainting.
+        max_size: longest side of the inpainting copy.
+    """
+
+    def __init__(
+        self, radius: int = 5, threshold: float = 0.06, min_size: int = 40, dilate: int = 1, max_size: int = 256
+    ) -> None:
+        self.radius = radius
+        self.threshold = threshold
+        self.min_size = min_size
+        self.dilate = dilate
+        self.max_size = max_size
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Return the image without hair."""
+        mask = hair_mask(img, self.radius, self.threshold, self.min_size)
+        out = inpaint(to_numpy(img), mask, max_size=self.max_size, dilate=self.dilate)
+        dtype = torch.float32 if isinstance(img, torch.Tensor) else np.float32
+        return convert_to_dst_type(out, img, dtype=dtype)[0]
+
+
+class HairRemovald(MapTransform):
+    """Dictionary version of :class:`HairRemoval`.
+
+    Args:
+        keys: image keys.
+        radius: see :func:`hair_mask`.
+        threshold: see :func:`hair_mask`.
+        min_size: see :func:`hair_mask`.
+        dilate: pixels by which the hair mask grows.
+        max_size: longest side of the inpainting copy.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        radius: int = 5,
+        threshold: float = 0.06,
+        min_size: int = 40,
+        dilate: int = 1,
+        max_size: int = 256,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.remover = HairRemoval(radius, threshold, min_size, dilate, max_size)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """Remove hair from each key."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.remover(d[key])
+        return d
+
+
+class DermoscopyVignetteBox:
+    """Find the box inside the dark round vignette of a dermoscopy photo.
+
+    On a copy at most ``work_size`` pixels wide, pixels darker than ``dark_threshold`` (luminance, 0..1) are
+    vignette; sides move inwards while a border line is more than ``max_dark_fraction`` dark, by at most
+    ``max_shrink`` of the side. Photos without vignette keep their full size.
+
+    Args:
+        dark_threshold: luminance (0..1) below which a pixel is vignette.
+        max_dark_fraction: largest dark fraction allowed on a border line of the box.
+        max_shrink: largest fraction of a side's length the crop may remove from that side.
+        work_size: longest side of the detection copy.
+    """
+
+    def __init__(
+        self,
+        dark_threshold: float = 0.15,
+        max_dark_fraction: float = 0.1,
+        max_shrink: float = 0.2,
+        work_size: int = 256,
+    ) -> None:
+        self.dark_threshold = dark_threshold
+        self.max_dark_fraction = max_dark_fraction
+        self.max_shrink = max_shrink
+        self.work_size = work_size
+
+    def __call__(self, img: NdarrayOrTensor) -> tuple[Sequence[int], Sequence[int]]:
+        """Return ``(start, end)`` (row, column; exclusive end) inside the vignette."""
+        array = to_numpy(img)
+        height, width = array.shape[1:]
+        factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
+        dark = block_mean(luminance(array), factor) < self.dark_threshold
+        start, end = shrink_to_clean_border(dark, self.max_dark_fraction, self.max_shrink)
+        return box_to_full(start, end, dark.shape, (height, width), factor)
+
+
+class DermoscopyVignetteCrop(BoxCrop):
+    """Crop the dark vignette of a dermoscopy photo (see :class:`DermoscopyVignetteBox`); invertible.
+
+    Args:
+        dark_threshold: see :class:`DermoscopyVignetteBox`.
+        max_dark_fraction: see :class:`DermoscopyVignetteBox`.
+        max_shrink: see :class:`DermoscopyVignetteBox`.
+    """
+
+    def __init__(self, dark_threshold: float = 0.15, max_dark_fraction: float = 0.1, max_shrink: float = 0.2) -> None:
+        super().__init__(DermoscopyVignetteBox(dark_threshold, max_dark_fraction, max_shrink))
+
+
+class DermoscopyVignetteCropd(BoxCropd):
+    """Dictionary version of :class:`DermoscopyVignetteCrop`: the box of ``source_key`` crops all ``keys``.
+
+    Args:
+        keys: keys to crop (image and label).
+        source_key: the image the box is found in.
+        dark_threshold: see :class:`DermoscopyVignetteBox`.
+        max_dark_fraction: see :class:`DermoscopyVignetteBox`.
+        max_shrink: see :class:`DermoscopyVignetteBox`.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        source_key: str = "image",
+        dark_threshold: float = 0.15,
+        max_dark_fraction: float = 0.1,
+        max_shrink: float = 0.2,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        box_fn = DermoscopyVignetteBox(dark_threshold, max_dark_fraction, max_shrink)
+        super().__init__(keys, box_fn, source_key, allow_missing_keys)

@@ -1,0 +1,227 @@
+"""Per-modality (train, eval) pipelines from a datalist entry ``{"image": path, "label": path or [paths]}``.
+
+Each pipeline loads the image (channel-first, file row/column order) and the mask (:class:`LoadMaskd`), does the
+modality's clean-ups at the original resolution, resizes to ``spatial_size`` (the paper's protocol is 256x256;
+``None`` keeps the size and pads to a multiple of the patch size), augments (train only), normalises with the
+DINOv3 (ImageNet) statistics, and returns ``image`` float32 ``(3, H, W)`` and ``label`` ``(1, H, W)`` class indices.
+The eval pipeline is deterministic; every spatial step is invertible with ``monai.transforms.Invertd``.
+
+Bundle configs call these functions through ``_target_``, e.g.
+``{"_target_": "segdino_monai.transforms.presets.get_transforms", "modality": "ultrasound"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.transforms import (
+    Compose,
+    DivisiblePadd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    RandAdjustContrastd,
+    RandAffined,
+    RandFlipd,
+    RandRotate90d,
+    RandScaleIntensityd,
+    Resized,
+    ScaleIntensityRanged,
+)
+
+from segdino_monai.data.masks import LoadMaskd
+from segdino_monai.transforms.color import RandColorJitterd, ShadesOfGrayd
+from segdino_monai.transforms.common import PATCH_SIZE, EnsureRGBd, imagenet_normalize
+from segdino_monai.transforms.dermoscopy import DermoscopyVignetteCropd, HairRemovald
+from segdino_monai.transforms.endoscopy import EndoscopyBorderCropd, SpecularHighlightRemovald
+from segdino_monai.transforms.ultrasound import CLAHEd, RandSpeckleNoised, UltrasoundRegionCropd
+
+__all__ = ["MODALITIES", "dermoscopy_transforms", "endoscopy_transforms", "get_transforms", "ultrasound_transforms"]
+
+KEYS = ("image", "label")
+MODALITIES = ("ultrasound", "endoscopy", "dermoscopy")
+
+
+def _load(class_colors: Mapping[Sequence[int], int] | None, mask_threshold: float, reader: str) -> list[MapTransform]:
+    return [
+        LoadImaged("image", reader=reader, reverse_indexing=False, ensure_channel_first=True, image_only=True),
+        LoadMaskd("label", threshold=mask_threshold, class_colors=class_colors),
+        EnsureRGBd("image"),
+    ]
+
+
+def _to_model_input(spatial_size: Sequence[int] | None) -> list[MapTransform]:
+    """Scale to 0..1, then resize to ``spatial_size`` (masks nearest) or pad to a multiple of the patch size."""
+    steps: list[MapTransform] = [ScaleIntensityRanged("image", 0.0, 255.0, 0.0, 1.0, clip=True)]
+    if spatial_size is None:
+        steps.append(DivisiblePadd(KEYS, k=PATCH_SIZE))
+    else:
+        steps.append(Resized(KEYS, tuple(spatial_size), mode=("bilinear", "nearest"), anti_aliasing=(True, False)))
+    return steps
+
+
+def _geometric(vertical_flip: bool, rotate90: bool, rotate_degrees: float) -> list[MapTransform]:
+    """Geometric augmentations drawn once per sample and applied to image and mask alike (mask nearest)."""
+    steps: list[MapTransform] = [RandFlipd(KEYS, prob=0.5, spatial_axis=1)]
+    if vertical_flip:
+        steps.append(RandFlipd(KEYS, prob=0.5, spatial_axis=0))
+    if rotate90:
+        steps.append(RandRotate90d(KEYS, prob=0.5, max_k=3))
+    angle = float(np.deg2rad(rotate_degrees))
+    steps.append(
+        RandAffined(
+            KEYS,
+            prob=0.5,
+            rotate_range=(angle,),
+            scale_range=(0.1, 0.1),
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+        )
+    )
+    return steps
+
+
+def _finish(label_dtype: torch.dtype) -> list[MapTransform]:
+    return [imagenet_normalize("image"), EnsureTyped(KEYS, dtype=(torch.float32, label_dtype))]
+
+
+def ultrasound_transforms(
+    spatial_size: Sequence[int] | None = (256, 256),
+    crop_region: bool = True,
+    clahe: bool = False,
+    class_colors: Mapping[Sequence[int], int] | None = None,
+    mask_threshold: float = 127,
+    label_dtype: torch.dtype = torch.float32,
+    reader: str = "PILReader",
+) -> tuple[Compose, Compose]:
+    """Ultrasound (train, eval) pipelines (breast, thyroid, ...).
+
+    Clean-ups: grey to RGB, crop to the image region (DICOM regions, else detected), optional CLAHE. Train
+    augmentations: horizontal flips only (the transducer is always at the top), small rotations and scaling,
+    speckle noise, gain and gamma.
+
+    Args:
+        spatial_size: model input size; ``None`` keeps the cropped size, padded to a multiple of 16.
+        crop_region: crop to the ultrasound image region.
+        clahe: apply CLAHE.
+        class_colors: RGB class colours of the masks (e.g. BUSI ``{(0, 255, 0): 1, (255, 0, 0): 2}``) for class
+            indices; ``None`` reads masks as binary.
+        mask_threshold: binary mask threshold on 0..255.
+        label_dtype: dtype of the output label.
+        reader: MONAI image reader.
+
+    Returns:
+        ``(train, eval)`` composed transforms.
+    """
+    clean: list[MapTransform] = _load(class_colors, mask_threshold, reader)
+    if crop_region:
+        clean.append(UltrasoundRegionCropd(KEYS))
+    if clahe:
+        clean.append(CLAHEd("image"))
+    clean += _to_model_input(spatial_size)
+    augment = _geometric(vertical_flip=False, rotate90=False, rotate_degrees=10.0) + [
+        RandSpeckleNoised("image", prob=0.5),
+        RandScaleIntensityd("image", factors=0.2, prob=0.5),
+        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.5),
+    ]
+    return Compose(clean + augment + _finish(label_dtype)), Compose(clean + _finish(label_dtype))
+
+
+def endoscopy_transforms(
+    spatial_size: Sequence[int] | None = (256, 256),
+    crop_border: bool = True,
+    remove_specular: bool = False,
+    mask_threshold: float = 127,
+    label_dtype: torch.dtype = torch.float32,
+    reader: str = "PILReader",
+) -> tuple[Compose, Compose]:
+    """Endoscopy (train, eval) pipelines (colonoscopy polyps, ...).
+
+    Clean-ups: crop of the black frame and corners, optional specular-highlight inpainting. Train augmentations:
+    flips in both directions and 90-degree rotations (a scope has no up), rotations and scaling, colour jitter.
+
+    Args:
+        spatial_size: model input size; ``None`` keeps the cropped size, padded to a multiple of 16.
+        crop_border: crop the black frame and corners.
+        remove_specular: inpaint specular highlights.
+        mask_threshold: binary mask threshold on 0..255 (JPEG masks are noisy).
+        label_dtype: dtype of the output label.
+        reader: MONAI image reader.
+
+    Returns:
+        ``(train, eval)`` composed transforms.
+    """
+    clean: list[MapTransform] = _load(None, mask_threshold, reader)
+    if crop_border:
+        clean.append(EndoscopyBorderCropd(KEYS))
+    if remove_specular:
+        clean.append(SpecularHighlightRemovald("image"))
+    clean += _to_model_input(spatial_size)
+    augment = _geometric(vertical_flip=True, rotate90=True, rotate_degrees=15.0) + [
+        RandColorJitterd("image", prob=0.5, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03),
+    ]
+    return Compose(clean + augment + _finish(label_dtype)), Compose(clean + _finish(label_dtype))
+
+
+def dermoscopy_transforms(
+    spatial_size: Sequence[int] | None = (256, 256),
+    crop_vignette: bool = True,
+    hair_removal: bool = True,
+    color_constancy: bool = True,
+    shades_of_gray_power: float = 6.0,
+    mask_threshold: float = 127,
+    label_dtype: torch.dtype = torch.float32,
+    reader: str = "PILReader",
+) -> tuple[Compose, Compose]:
+    """Dermoscopy (train, eval) pipelines (skin lesions).
+
+    Clean-ups: crop of the dark vignette, hair removal, Shades of Gray colour constancy. Train augmentations:
+    flips, 90-degree and free rotations (a lesion photo has no up), scaling, mild colour jitter.
+
+    Args:
+        spatial_size: model input size; ``None`` keeps the cropped size, padded to a multiple of 16.
+        crop_vignette: crop the dark round vignette.
+        hair_removal: remove hair (black-hat + inpainting).
+        color_constancy: apply Shades of Gray.
+        shades_of_gray_power: the Minkowski norm of Shades of Gray.
+        mask_threshold: binary mask threshold on 0..255.
+        label_dtype: dtype of the output label.
+        reader: MONAI image reader.
+
+    Returns:
+        ``(train, eval)`` composed transforms.
+    """
+    clean: list[MapTransform] = _load(None, mask_threshold, reader)
+    if crop_vignette:
+        clean.append(DermoscopyVignetteCropd(KEYS))
+    if hair_removal:
+        clean.append(HairRemovald("image"))
+    clean += _to_model_input(spatial_size)
+    if color_constancy:
+        clean.append(ShadesOfGrayd("image", power=shades_of_gray_power))
+    augment = _geometric(vertical_flip=True, rotate90=True, rotate_degrees=30.0) + [
+        RandColorJitterd("image", prob=0.5, brightness=0.1, contrast=0.1, saturation=0.1, hue=0.02),
+    ]
+    return Compose(clean + augment + _finish(label_dtype)), Compose(clean + _finish(label_dtype))
+
+
+def get_transforms(modality: str, **kwargs: object) -> tuple[Compose, Compose]:
+    """The (train, eval) pipelines of a modality.
+
+    Args:
+        modality: ``"ultrasound"``, ``"endoscopy"`` or ``"dermoscopy"``.
+        kwargs: keyword arguments of that modality's function.
+
+    Returns:
+        ``(train, eval)`` composed transforms.
+    """
+    builders = {
+        "ultrasound": ultrasound_transforms,
+        "endoscopy": endoscopy_transforms,
+        "dermoscopy": dermoscopy_transforms,
+    }
+    if modality not in builders:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    return builders[modality](**kwargs)  # type: ignore[operator]
