@@ -46,6 +46,7 @@ _ALIASES = {
 # The reference tap sets of SegDINO and DINOv3's segmentation evaluation, by depth.
 _REFERENCE_TAPS = {12: (2, 5, 8, 11), 24: (4, 11, 17, 23), 40: (9, 19, 29, 39)}
 TIMM_HUB_WEIGHTS = "timm-hub"
+RANDOM_BACKBONE_SEED = 0
 
 
 def default_taps(depth: int, num_taps: int = 4) -> tuple[int, ...]:
@@ -156,7 +157,11 @@ class DINOv3Backbone(nn.Module):
     @staticmethod
     def _create(name: str, pretrained: bool, **model_kwargs: Any) -> nn.Module:
         try:
-            return timm.create_model(name, pretrained=pretrained, num_classes=0, **model_kwargs)
+            # A fixed seed makes a random backbone the same in every process (training, a later evaluation, DDP
+            # ranks) without touching the caller's random state.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_BACKBONE_SEED)
+                return timm.create_model(name, pretrained=pretrained, num_classes=0, **model_kwargs)
         except Exception as err:
             if not pretrained:
                 raise

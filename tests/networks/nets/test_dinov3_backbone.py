@@ -70,9 +70,17 @@ def test_invalid_taps_and_arch():
         DINOv3Backbone("vitz16")
 
 
-def test_random_backbone_warns_loudly(caplog):
-    DINOv3Backbone("vits16", **TINY_VIT)
+def test_random_backbone_warns_loudly_and_is_reproducible(caplog):
+    torch.manual_seed(123)
+    first = DINOv3Backbone("vits16", **TINY_VIT)
+    after_build = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(after_build, torch.rand(1))  # building it did not consume the caller's random stream
+    torch.manual_seed(456)
+    second = DINOv3Backbone("vits16", **TINY_VIT)
     assert "RANDOMLY INITIALISED" in caplog.text
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(first(x)[-1], second(x)[-1])
 
 
 def test_frozen_no_grad_and_always_eval():
