@@ -44,47 +44,57 @@ KEYS = ("image", "label")
 MODALITIES = ("ultrasound", "endoscopy", "dermoscopy")
 
 
-def _load(class_colors: Mapping[Sequence[int], int] | None, mask_threshold: float, reader: str) -> list[MapTransform]:
-    return [
-        LoadImaged("image", reader=reader, reverse_indexing=False, ensure_channel_first=True, image_only=True),
-        LoadMaskd("label", threshold=mask_threshold, class_colors=class_colors),
-        EnsureRGBd("image"),
+def _keys(with_label: bool) -> tuple[str, ...]:
+    return KEYS if with_label else KEYS[:1]
+
+
+def _load(
+    class_colors: Mapping[Sequence[int], int] | None, mask_threshold: float, reader: str, with_label: bool
+) -> list[MapTransform]:
+    steps: list[MapTransform] = [
+        LoadImaged("image", reader=reader, reverse_indexing=False, ensure_channel_first=True, image_only=True)
     ]
+    if with_label:
+        steps.append(LoadMaskd("label", threshold=mask_threshold, class_colors=class_colors))
+    return [*steps, EnsureRGBd("image")]
 
 
-def _to_model_input(spatial_size: Sequence[int] | None) -> list[MapTransform]:
+def _to_model_input(spatial_size: Sequence[int] | None, keys: tuple[str, ...]) -> list[MapTransform]:
     """Scale to 0..1, then resize to ``spatial_size`` (masks nearest) or pad to a multiple of the patch size."""
     steps: list[MapTransform] = [ScaleIntensityRanged("image", 0.0, 255.0, 0.0, 1.0, clip=True)]
     if spatial_size is None:
-        steps.append(DivisiblePadd(KEYS, k=PATCH_SIZE))
+        steps.append(DivisiblePadd(keys, k=PATCH_SIZE))
     else:
-        steps.append(Resized(KEYS, tuple(spatial_size), mode=("bilinear", "nearest"), anti_aliasing=(True, False)))
+        modes, antialias = ("bilinear", "nearest")[: len(keys)], (True, False)[: len(keys)]
+        steps.append(Resized(keys, tuple(spatial_size), mode=modes, anti_aliasing=antialias))
     return steps
 
 
-def _geometric(vertical_flip: bool, rotate90: bool, rotate_degrees: float) -> list[MapTransform]:
+def _geometric(
+    vertical_flip: bool, rotate90: bool, rotate_degrees: float, keys: tuple[str, ...] = KEYS
+) -> list[MapTransform]:
     """Geometric augmentations drawn once per sample and applied to image and mask alike (mask nearest)."""
-    steps: list[MapTransform] = [RandFlipd(KEYS, prob=0.5, spatial_axis=1)]
+    steps: list[MapTransform] = [RandFlipd(keys, prob=0.5, spatial_axis=1)]
     if vertical_flip:
-        steps.append(RandFlipd(KEYS, prob=0.5, spatial_axis=0))
+        steps.append(RandFlipd(keys, prob=0.5, spatial_axis=0))
     if rotate90:
-        steps.append(RandRotate90d(KEYS, prob=0.5, max_k=3))
+        steps.append(RandRotate90d(keys, prob=0.5, max_k=3))
     angle = float(np.deg2rad(rotate_degrees))
     steps.append(
         RandAffined(
-            KEYS,
+            keys,
             prob=0.5,
             rotate_range=(angle,),
             scale_range=(0.1, 0.1),
-            mode=("bilinear", "nearest"),
+            mode=("bilinear", "nearest")[: len(keys)],
             padding_mode="zeros",
         )
     )
     return steps
 
 
-def _finish(label_dtype: torch.dtype) -> list[MapTransform]:
-    return [imagenet_normalize("image"), EnsureTyped(KEYS, dtype=(torch.float32, label_dtype))]
+def _finish(label_dtype: torch.dtype, keys: tuple[str, ...]) -> list[MapTransform]:
+    return [imagenet_normalize("image"), EnsureTyped(keys, dtype=(torch.float32, label_dtype)[: len(keys)])]
 
 
 def ultrasound_transforms(
@@ -95,6 +105,7 @@ def ultrasound_transforms(
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
     reader: str = "PILReader",
+    with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """Ultrasound (train, eval) pipelines (breast, thyroid, ...).
 
@@ -111,22 +122,24 @@ def ultrasound_transforms(
         mask_threshold: binary mask threshold on 0..255.
         label_dtype: dtype of the output label.
         reader: MONAI image reader.
+        with_label: load and transform the ``label`` too; ``False`` for inference on images alone.
 
     Returns:
         ``(train, eval)`` composed transforms.
     """
-    clean: list[MapTransform] = _load(class_colors, mask_threshold, reader)
+    keys = _keys(with_label)
+    clean: list[MapTransform] = _load(class_colors, mask_threshold, reader, with_label)
     if crop_region:
-        clean.append(UltrasoundRegionCropd(KEYS))
+        clean.append(UltrasoundRegionCropd(keys))
     if clahe:
         clean.append(CLAHEd("image"))
-    clean += _to_model_input(spatial_size)
-    augment = _geometric(vertical_flip=False, rotate90=False, rotate_degrees=10.0) + [
+    clean += _to_model_input(spatial_size, keys)
+    augment = _geometric(vertical_flip=False, rotate90=False, rotate_degrees=10.0, keys=keys) + [
         RandSpeckleNoised("image", prob=0.5),
         RandScaleIntensityd("image", factors=0.2, prob=0.5),
         RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.5),
     ]
-    return Compose(clean + augment + _finish(label_dtype)), Compose(clean + _finish(label_dtype))
+    return Compose(clean + augment + _finish(label_dtype, keys)), Compose(clean + _finish(label_dtype, keys))
 
 
 def endoscopy_transforms(
@@ -136,6 +149,7 @@ def endoscopy_transforms(
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
     reader: str = "PILReader",
+    with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """Endoscopy (train, eval) pipelines (colonoscopy polyps, ...).
 
@@ -149,20 +163,22 @@ def endoscopy_transforms(
         mask_threshold: binary mask threshold on 0..255 (JPEG masks are noisy).
         label_dtype: dtype of the output label.
         reader: MONAI image reader.
+        with_label: load and transform the ``label`` too; ``False`` for inference on images alone.
 
     Returns:
         ``(train, eval)`` composed transforms.
     """
-    clean: list[MapTransform] = _load(None, mask_threshold, reader)
+    keys = _keys(with_label)
+    clean: list[MapTransform] = _load(None, mask_threshold, reader, with_label)
     if crop_border:
-        clean.append(EndoscopyBorderCropd(KEYS))
+        clean.append(EndoscopyBorderCropd(keys))
     if remove_specular:
         clean.append(SpecularHighlightRemovald("image"))
-    clean += _to_model_input(spatial_size)
-    augment = _geometric(vertical_flip=True, rotate90=True, rotate_degrees=15.0) + [
+    clean += _to_model_input(spatial_size, keys)
+    augment = _geometric(vertical_flip=True, rotate90=True, rotate_degrees=15.0, keys=keys) + [
         RandColorJitterd("image", prob=0.5, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03),
     ]
-    return Compose(clean + augment + _finish(label_dtype)), Compose(clean + _finish(label_dtype))
+    return Compose(clean + augment + _finish(label_dtype, keys)), Compose(clean + _finish(label_dtype, keys))
 
 
 def dermoscopy_transforms(
@@ -174,6 +190,7 @@ def dermoscopy_transforms(
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
     reader: str = "PILReader",
+    with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """Dermoscopy (train, eval) pipelines (skin lesions).
 
@@ -189,22 +206,24 @@ def dermoscopy_transforms(
         mask_threshold: binary mask threshold on 0..255.
         label_dtype: dtype of the output label.
         reader: MONAI image reader.
+        with_label: load and transform the ``label`` too; ``False`` for inference on images alone.
 
     Returns:
         ``(train, eval)`` composed transforms.
     """
-    clean: list[MapTransform] = _load(None, mask_threshold, reader)
+    keys = _keys(with_label)
+    clean: list[MapTransform] = _load(None, mask_threshold, reader, with_label)
     if crop_vignette:
-        clean.append(DermoscopyVignetteCropd(KEYS))
+        clean.append(DermoscopyVignetteCropd(keys))
     if hair_removal:
         clean.append(HairRemovald("image"))
-    clean += _to_model_input(spatial_size)
+    clean += _to_model_input(spatial_size, keys)
     if color_constancy:
         clean.append(ShadesOfGrayd("image", power=shades_of_gray_power))
-    augment = _geometric(vertical_flip=True, rotate90=True, rotate_degrees=30.0) + [
+    augment = _geometric(vertical_flip=True, rotate90=True, rotate_degrees=30.0, keys=keys) + [
         RandColorJitterd("image", prob=0.5, brightness=0.1, contrast=0.1, saturation=0.1, hue=0.02),
     ]
-    return Compose(clean + augment + _finish(label_dtype)), Compose(clean + _finish(label_dtype))
+    return Compose(clean + augment + _finish(label_dtype, keys)), Compose(clean + _finish(label_dtype, keys))
 
 
 def get_transforms(modality: str, **kwargs: object) -> tuple[Compose, Compose]:

@@ -73,3 +73,19 @@ def test_native_size_pads_to_patch_multiple(fixtures_dir: Path) -> None:
 def test_unknown_modality() -> None:
     with pytest.raises(ValueError, match="modality"):
         get_transforms("radiology")
+
+
+@pytest.mark.parametrize("modality", ["ultrasound", "endoscopy", "dermoscopy"])
+def test_image_only_pipeline_matches_the_labelled_one(fixtures_dir: Path, modality: str) -> None:
+    folder = {"ultrasound": "ultrasound/ddti", "endoscopy": "endoscopy/cvc_endoscene_512"}.get(
+        modality, "dermoscopy/ham10000"
+    )
+    image = sorted((fixtures_dir / folder / "images").iterdir())[0]
+    label = sorted((fixtures_dir / folder / "masks").iterdir())[0]
+    _, with_label = get_transforms(modality, spatial_size=None)
+    _, image_only = get_transforms(modality, spatial_size=None, with_label=False)
+    expected = with_label({"image": str(image), "label": str(label)})["image"]
+    got = image_only({"image": str(image)})
+    assert set(got) == {"image"}
+    assert torch.equal(got["image"].as_tensor(), expected.as_tensor())
+    assert got["image"].shape[1] % 16 == 0 and got["image"].shape[2] % 16 == 0

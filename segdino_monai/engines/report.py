@@ -1,0 +1,134 @@
+"""An Ignite handler writing one per-image metrics CSV and a summary JSON at the end of an evaluation.
+
+MONAI's ``MetricsSaver`` writes one CSV per metric and no JSON; a single table with a row per image (Dice, IoU,
+HD95 side by side) and a machine-readable summary are what evaluation reports need, hence this small handler.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.utils import min_version, optional_import, string_list_all_gather
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["SegmentationReport", "summarise"]
+
+logger = logging.getLogger(__name__)
+
+
+def summarise(values: Sequence[float]) -> dict[str, float | int | None]:
+    """Mean, median, std, min and max over the finite values, with the count of images left out (NaN or inf)."""
+    array = np.asarray(values, dtype=float)
+    finite = array[np.isfinite(array)]
+    stats: dict[str, float | int | None] = {"n": int(array.size), "n_excluded": int(array.size - finite.size)}
+    for name, op in (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max)):
+        stats[name] = float(op(finite)) if finite.size else None
+    return stats
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class SegmentationReport:
+    """Write ``<output_dir>/metrics_per_image.csv`` and ``metrics_summary.json`` when an evaluation completes.
+
+    It reads the per-image values that MONAI's metric handlers keep (``engine.state.metric_details``, so the
+    metric handlers need ``save_details=True``, their default) and the image file names from the batch meta data.
+
+    Args:
+        output_dir: the folder to write into (created if needed).
+        image_key: the batch key whose meta data holds the file name.
+        csv_name: file name of the per-image table.
+        json_name: file name of the summary.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        image_key: str = "image",
+        csv_name: str = "metrics_per_image.csv",
+        json_name: str = "metrics_summary.json",
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.image_key = image_key
+        self.csv_name = csv_name
+        self.json_name = json_name
+        self._filenames: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        """Register with an evaluator."""
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._filenames.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_filenames)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _collect_filenames(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        items = batch if isinstance(batch, list) else [batch]
+        for item in items:
+            names = getattr(item[self.image_key], "meta", {}).get("filename_or_obj", "")
+            self._filenames.extend([names] if isinstance(names, str) else [str(n) for n in names])
+
+    def _write(self, engine: Engine) -> None:
+        filenames = string_list_all_gather(self._filenames)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
+        details = {name: _per_image(value) for name, value in (engine.state.metric_details or {}).items()}
+        if not details:
+            logger.warning("No per-image metric values to report (metric handlers need save_details=True)")
+            return
+        rows = len(filenames)
+        for name, values in details.items():
+            if len(values) != rows:
+                raise RuntimeError(f"metric {name} has {len(values)} per-image values for {rows} images")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+        def write_csv(f: Any) -> None:
+            writer = csv.writer(f)
+            writer.writerow(["filename", *details])
+            for i, filename in enumerate(filenames):
+                writer.writerow([filename, *(_fmt(values[i]) for values in details.values())])
+
+        summary = {
+            "num_images": rows,
+            "metrics": {name: summarise(values) for name, values in details.items()},
+            "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
+        }
+        _atomic_write(self.output_dir / self.csv_name, write_csv)
+        _atomic_write(self.output_dir / self.json_name, lambda f: json.dump(summary, f, indent=2))
+        means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
+        logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.output_dir / self.csv_name)
+
+
+def _per_image(value: Any) -> list[float]:
+    """One number per image: the mean over channels of a ``(N, C)`` per-image, per-class buffer."""
+    array = torch.as_tensor(value, dtype=torch.float64).reshape(len(value), -1)
+    return [float(torch.nanmean(row)) for row in array]
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.6f}"

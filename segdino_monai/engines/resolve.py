@@ -1,0 +1,140 @@
+"""Resolving the bundle's paths: bundle root, backbone weights, datalist, images to segment and the last checkpoint.
+
+Bundle configs call these in one-line ``$`` expressions so that every path is an override with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from segdino_monai.data.pairing import IMAGE_EXTENSIONS
+
+__all__ = [
+    "RANDOM_WEIGHTS",
+    "find_bundle_root",
+    "latest_checkpoint",
+    "list_images",
+    "resolve_backbone_weights",
+    "resolve_datalist",
+]
+
+logger = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = "random"
+_WEIGHTS_HELP = (
+    "Get DINOv3 weights from Meta (accept the DINOv3 License on Meta's DINOv3 download page, then download e.g. "
+    "dinov3_vits16_pretrain_lvd1689m-08c60483.pth) and place the file at {path}, or pass --backbone_weights "
+    "<file>. `segdino check-weights <file>` tells whether a file fits."
+)
+
+
+def find_bundle_root(start: str | Path = ".") -> str:
+    """The bundle folder: ``start`` if it holds ``configs/metadata.json``, else ``start/bundle``."""
+    start = Path(start).resolve()
+    for candidate in (start, start / "bundle"):
+        if (candidate / "configs" / "metadata.json").is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"No bundle found in {start} or {start / 'bundle'} (looked for configs/metadata.json). Run from the "
+        "repository or bundle folder, or pass --bundle_root <folder>."
+    )
+
+
+def resolve_backbone_weights(weights: str | Path | None, allow_random: bool = False) -> str | None:
+    """Check the backbone weights file.
+
+    Args:
+        weights: the weights file; ``"random"`` asks for a random backbone explicitly.
+        allow_random: a missing file gives a random backbone with a loud warning instead of an error (the demo).
+
+    Returns:
+        The file's path, or ``None`` for a random backbone.
+
+    Raises:
+        FileNotFoundError: naming the file and how to get it, when it is missing and random is not allowed.
+    """
+    if weights is None or str(weights) == RANDOM_WEIGHTS:
+        logger.warning("Using a RANDOM DINOv3 backbone as asked (--backbone_weights random): results are meaningless.")
+        return None
+    path = Path(weights)
+    if path.is_file():
+        return str(path)
+    if allow_random:
+        logger.warning(
+            "\n%s\nDINOv3 weights not found at %s: the demo runs on a RANDOM backbone, so its numbers only show that "
+            "the pipeline works.\n%s\n%s",
+            "!" * 100, path, _WEIGHTS_HELP.format(path=path), "!" * 100,
+        )  # fmt: skip
+        return None
+    raise FileNotFoundError(
+        f"DINOv3 backbone weights not found: {path}. {_WEIGHTS_HELP.format(path=path)} "
+        "--backbone_weights random trains on a random backbone (for tests only)."
+    )
+
+
+def resolve_datalist(
+    datalist: str | Path | None, dataset_dir: str | Path | None, modality: str, work_dir: str | Path
+) -> str:
+    """Find (or make) the datalist JSON to train and evaluate on.
+
+    Args:
+        datalist: an explicit datalist JSON; used as is.
+        dataset_dir: a dataset folder: its ``datalist.json`` if present, else one prepared from its layout
+            (detected) into ``work_dir``.
+        modality: the demo dataset's modality when neither is given.
+        work_dir: where prepared datalists and the demo dataset go.
+
+    Returns:
+        The datalist JSON path.
+    """
+    if datalist:
+        if not Path(datalist).is_file():
+            raise FileNotFoundError(f"Datalist not found: {datalist}. Make one with `segdino prepare-data <folder>`.")
+        return str(datalist)
+    if dataset_dir:
+        folder = Path(dataset_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Dataset folder not found: {folder}")
+        if (folder / "datalist.json").is_file():
+            return str(folder / "datalist.json")
+        from segdino_monai.data.datalist import prepare_datalist
+
+        output = Path(work_dir) / "datalist.json"
+        logger.info("No datalist.json in %s: preparing one (layout detected) at %s", folder, output)
+        prepare_datalist(folder, output, layout="auto")
+        return str(output)
+    from segdino_monai.data.demo import make_demo_dataset
+
+    demo_dir = Path(work_dir) / f"demo_{modality}"
+    path = demo_dir / "datalist.json"
+    if not path.is_file():
+        path = make_demo_dataset(demo_dir, modality, num_images=24, size=(256, 256), seed=0)
+    logger.warning("No dataset given (--dataset_dir or --datalist): using the generated %s demo dataset in %s",
+                   modality, demo_dir)  # fmt: skip
+    return str(path)
+
+
+def list_images(folder: str | Path) -> list[dict[str, str]]:
+    """Datalist entries ``{"image": path}`` for every image file in a folder (sorted; masks are not looked for)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Image folder not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        raise FileNotFoundError(f"No images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
+    return [{"image": str(p)} for p in images]
+
+
+def latest_checkpoint(ckpt_dir: str | Path, prefix: str = "last") -> str | None:
+    """The training checkpoint with the highest epoch number written by the ``last`` CheckpointSaver, if any."""
+    candidates = list(Path(ckpt_dir).glob(f"{prefix}*.pt"))
+    if not candidates:
+        return None
+
+    def epoch(path: Path) -> int:
+        found = re.findall(r"(\d+)", path.stem)
+        return int(found[-1]) if found else -1
+
+    return str(max(candidates, key=epoch))

@@ -1,0 +1,154 @@
+"""Post-processing of network logits into masks, and writing them as PNG masks, colour overlays and NIfTI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    Compose,
+    FillHolesd,
+    KeepLargestConnectedComponentd,
+    MapTransform,
+)
+from PIL import Image
+
+__all__ = ["SaveSegmentationd", "prediction_postprocessing", "to_onehot_for_metrics"]
+
+logger = logging.getLogger(__name__)
+
+# Overlay colours of classes 1, 2, ... (class 0, the background, is not drawn).
+PALETTE = ((0, 255, 0), (255, 0, 0), (0, 128, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255))
+
+
+def prediction_postprocessing(
+    num_classes: int, keys: KeysCollection = "pred", largest_component: bool = False, fill_holes: bool = False
+) -> Compose:
+    """Logits ``(C, H, W)`` to a class-index mask ``(1, H, W)``: sigmoid > 0.5 for one channel, else argmax.
+
+    Args:
+        num_classes: output channels of the network (1 for binary).
+        keys: the prediction key(s).
+        largest_component: keep only the largest connected component of each class.
+        fill_holes: fill holes inside each class region.
+    """
+    steps: list[MapTransform] = (
+        [Activationsd(keys, sigmoid=True), AsDiscreted(keys, threshold=0.5)]
+        if num_classes == 1
+        else [Activationsd(keys, softmax=True), AsDiscreted(keys, argmax=True)]
+    )
+    if fill_holes:
+        steps.append(FillHolesd(keys))
+    if largest_component:
+        steps.append(KeepLargestConnectedComponentd(keys, is_onehot=False, independent=True))
+    return Compose(steps)
+
+
+def to_onehot_for_metrics(num_classes: int, keys: KeysCollection = ("pred", "label")) -> Compose:
+    """One-hot class-index masks for MONAI's metrics when there are several classes; nothing to do for binary."""
+    return Compose([AsDiscreted(keys, to_onehot=num_classes + 1)] if num_classes > 1 else [])
+
+
+class SaveSegmentationd(MapTransform):
+    """Write each predicted mask as ``<stem>_mask.png``, a colour ``<stem>_overlay.png`` and optionally NIfTI.
+
+    MONAI's PNG writer expects MONAI's default (W, H) PIL axis order, while this package keeps arrays in the file's
+    (H, W) order, and MONAI has no overlay writer: hence this transform. Files are written atomically.
+
+    Args:
+        keys: the class-index mask key(s), ``(1, H, W)`` at the original image size.
+        output_dir: the folder to write into.
+        image_key: the key whose meta data names the source image (for the file stem and the overlay).
+        overlay: write the overlay on the source image.
+        nifti: also write ``<stem>_mask.nii.gz`` (axes x = column, y = row, as MONAI reads PNGs by default).
+        alpha: opacity of the overlay colours.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str | Path,
+        image_key: str = "image",
+        overlay: bool = True,
+        nifti: bool = False,
+        alpha: float = 0.45,
+    ) -> None:
+        super().__init__(keys)
+        self.output_dir = Path(output_dir)
+        self.image_key = image_key
+        self.overlay = overlay
+        self.nifti = nifti
+        self.alpha = alpha
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        """Write the files of one sample; the data pass through unchanged."""
+        d = dict(data)
+        source = _source_path(d, self.image_key)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for key in self.key_iterator(d):
+            mask = np.asarray(torch.as_tensor(d[key]).detach().cpu()).astype(np.uint8)
+            if mask.ndim != 3 or mask.shape[0] != 1:
+                raise ValueError(
+                    f"SaveSegmentationd expects a (1, H, W) class-index mask for {key!r}, got {mask.shape}"
+                )
+            mask = mask[0]
+            stem = self.output_dir / Path(source).name.split(".")[0]
+            png = mask * 255 if mask.max() <= 1 else mask
+            _save_atomic(Image.fromarray(png.astype(np.uint8)), Path(f"{stem}_mask.png"))
+            if self.overlay:
+                _save_atomic(self._overlay(source, mask), Path(f"{stem}_overlay.png"))
+            if self.nifti:
+                import nibabel as nib
+
+                _save_nifti_atomic(nib.Nifti1Image(mask.T.copy(), np.eye(4)), Path(f"{stem}_mask.nii.gz"))
+        return d
+
+    def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
+        with Image.open(source) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+        if rgb.shape[:2] != mask.shape:
+            raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
+        for index in range(1, int(mask.max()) + 1):
+            colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
+            region = mask == index
+            rgb[region] = (1 - self.alpha) * rgb[region] + self.alpha * colour
+        return Image.fromarray(rgb.round().astype(np.uint8))
+
+
+def _source_path(data: Mapping[Hashable, object], image_key: str) -> str:
+    for value in (data.get(image_key), *data.values()):
+        name = getattr(value, "meta", {}).get("filename_or_obj") if value is not None else None
+        if name:
+            return str(name[0] if isinstance(name, Sequence) and not isinstance(name, str) else name)
+    raise ValueError(f"No source file name in the meta data of {image_key!r}: cannot name the output files")
+
+
+def _save_atomic(image: Image.Image, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _save_nifti_atomic(image: object, path: Path) -> None:
+    import nibabel as nib
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    logger.debug("wrote %s", path)
