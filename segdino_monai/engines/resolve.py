@@ -14,9 +14,11 @@ from segdino_monai.data.pairing import IMAGE_EXTENSIONS
 __all__ = [
     "RANDOM_WEIGHTS",
     "find_bundle_root",
+    "inference_datalist",
     "latest_checkpoint",
     "list_images",
     "resolve_backbone_weights",
+    "require_file",
     "resolve_datalist",
 ]
 
@@ -127,14 +129,45 @@ def list_images(folder: str | Path) -> list[dict[str, str]]:
     return [{"image": str(p)} for p in images]
 
 
-def latest_checkpoint(ckpt_dir: str | Path, prefix: str = "last") -> str | None:
-    """The training checkpoint with the highest epoch number written by the ``last`` CheckpointSaver, if any."""
+def latest_checkpoint(ckpt_dir: str | Path, required: bool = False, prefix: str = "last") -> str:
+    """The training checkpoint with the highest epoch number written by the ``last`` CheckpointSaver.
+
+    Args:
+        ckpt_dir: the checkpoint folder.
+        required: raise when there is none (resuming); otherwise return ``""``.
+        prefix: the file prefix of the checkpoints.
+
+    Raises:
+        FileNotFoundError: when ``required`` and no checkpoint exists.
+    """
     candidates = list(Path(ckpt_dir).glob(f"{prefix}*.pt"))
     if not candidates:
-        return None
+        if required:
+            raise FileNotFoundError(
+                f"Cannot resume: no {prefix}*.pt training checkpoint in {ckpt_dir}. Train without --resume first, "
+                "or pass the --ckpt_dir of the run to continue."
+            )
+        return ""
 
     def epoch(path: Path) -> int:
         found = re.findall(r"(\d+)", path.stem)
         return int(found[-1]) if found else -1
 
     return str(max(candidates, key=epoch))
+
+
+def require_file(path: str | Path, what: str, hint: str) -> str:
+    """Return ``path`` if it is a file, else raise a ``FileNotFoundError`` naming it, what it is and what to do."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} not found: {path}. {hint}")
+    return str(path)
+
+
+def inference_datalist(image_dir: str | Path | None, modality: str, work_dir: str | Path) -> list[dict[str, str]]:
+    """Images to segment: every image in ``image_dir``, or the demo dataset's test images when none is given."""
+    if image_dir:
+        return list_images(image_dir)
+    from monai.data import load_decathlon_datalist
+
+    demo = resolve_datalist(None, None, modality, work_dir)
+    return [{"image": item["image"]} for item in load_decathlon_datalist(demo, data_list_key="test")]

@@ -25,6 +25,7 @@ from segdino_monai.transforms.endoscopy import (
     SpecularHighlightRemovald,
     specular_highlight_mask,
 )
+from segdino_monai.transforms.post import SaveSegmentationd, prediction_postprocessing, to_onehot_for_metrics
 from segdino_monai.transforms.presets import (
     MODALITIES,
     dermoscopy_transforms,
@@ -44,6 +45,9 @@ from segdino_monai.transforms.ultrasound import (
 )
 
 __all__ = [
+    "SaveSegmentationd",
+    "prediction_postprocessing",
+    "to_onehot_for_metrics",
     "CLAHE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

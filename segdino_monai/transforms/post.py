@@ -53,8 +53,8 @@ def prediction_postprocessing(
 
 
 def to_onehot_for_metrics(num_classes: int, keys: KeysCollection = ("pred", "label")) -> Compose:
-    """One-hot class-index masks for MONAI's metrics when there are several classes; nothing to do for binary."""
-    return Compose([AsDiscreted(keys, to_onehot=num_classes + 1)] if num_classes > 1 else [])
+    """One-hot class-index masks for MONAI's metrics when ``num_classes`` (background included) > 1; binary as is."""
+    return Compose([AsDiscreted(keys, to_onehot=num_classes)] if num_classes > 1 else [])
 
 
 class SaveSegmentationd(MapTransform):
