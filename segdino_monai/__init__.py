@@ -11,8 +11,10 @@ _SUBPACKAGES = ("data", "dicom", "engines", "networks", "transforms")
 
 
 def __getattr__(name: str) -> ModuleType:
-    """Import sub-packages on first use, so ``import segdino_monai`` stays light and bundle ``$`` expressions can
-    write ``segdino_monai.engines.find_bundle_root()`` after a plain ``$import segdino_monai``.
+    """Import sub-packages on first use.
+
+    ``import segdino_monai`` stays light, and bundle ``$`` expressions can write
+    ``segdino_monai.engines.find_bundle_root()`` after a plain ``$import segdino_monai``.
     """
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")

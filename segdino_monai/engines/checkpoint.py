@@ -6,11 +6,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from monai.utils import min_version, optional_import
 
 from segdino_monai.engines.resolve import latest_checkpoint
 
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -65,3 +67,13 @@ class ResumableCheckpoint:
             self.save_dir, objects, file_prefix=self.file_prefix, save_interval=self.save_interval, n_saved=1
         )
         saver.attach(engine)
+        # A resumed run's saver does not know the files of the run before it: keep only the newest.
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._remove_older_saves)
+
+    def _remove_older_saves(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return  # rank 0 writes and prunes
+        newest = latest_checkpoint(self.save_dir, prefix=self.file_prefix)
+        for path in Path(self.save_dir).glob(f"{self.file_prefix}*.pt"):
+            if newest and str(path) != newest:
+                path.unlink(missing_ok=True)

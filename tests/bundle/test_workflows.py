@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import verify_metadata, verify_net_in_out
+from PIL import Image
+
+from segdino_monai.networks import SegDINO
+from tests.bundle.conftest import CONFIGS, EVALUATE, INFERENCE, TRAIN, tiny_overrides, workflow
+from tests.conftest import TINY_VIT
+
+
+def test_metadata_verifies_offline(tmp_path):
+    schema = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "meta_schema_20240725.json"
+    if not schema.is_file():
+        pytest.skip(f"schema not found at {schema}")
+    shutil.copy(schema, tmp_path / "schema.json")
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(tmp_path / "schema.json"))
+
+
+def test_network_in_out_matches_metadata():
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=INFERENCE,
+        n=4,
+        **{"backbone_weights": "random", "network_def#backbone_kwargs": TINY_VIT},
+    )
+
+
+def test_train_writes_best_and_last_checkpoints(trained):
+    models = trained / "models"
+    assert (models / "model.pt").is_file()
+    assert [p.name for p in models.glob("last*.pt")] == ["last_checkpoint_epoch=2.pt"]
+    state = torch.load(models / "model.pt", weights_only=True)
+    assert not any(k.startswith("backbone.") for k in state)  # the decoder only, the backbone stays in its file
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    net.load_state_dict(state)
+    assert list((trained / "eval" / "tensorboard").iterdir())
+
+
+def test_evaluate_metrics_match_an_independent_computation(trained):
+    flow = workflow(EVALUATE, "train", **tiny_overrides(trained, save_predictions=True))
+    flow.run()
+    rows = list(csv.DictReader(open(trained / "eval" / "metrics_per_image.csv")))
+    summary = json.loads((trained / "eval" / "metrics_summary.json").read_text())
+    assert summary["num_images"] == len(rows) > 0
+    for row in rows:
+        image = Path(row["filename"])
+        gt = np.asarray(Image.open(image.parent.parent / "masks" / image.name).convert("L")) > 127
+        pred = np.asarray(Image.open(trained / "eval" / "predictions" / f"{image.stem}_mask.png")) > 0
+        assert pred.shape == gt.shape  # at the original resolution
+        inter, total, union = (pred & gt).sum(), pred.sum() + gt.sum(), (pred | gt).sum()
+        dice = 2 * inter / total if total else 1.0
+        iou = inter / union if union else 1.0
+        assert float(row["test_mean_dice"]) == pytest.approx(dice, abs=1e-5)
+        assert float(row["test_mean_iou"]) == pytest.approx(iou, abs=1e-5)
+    dice_mean = np.mean([float(r["test_mean_dice"]) for r in rows])
+    assert summary["metrics"]["test_mean_dice"]["mean"] == pytest.approx(dice_mean, abs=1e-6)
+
+
+def test_inference_on_a_folder_writes_masks_and_overlays(trained, fixtures_dir, tmp_path):
+    images = fixtures_dir / "dermoscopy" / "ham10000" / "images"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for source in sorted(images.iterdir())[:2]:
+        shutil.copy(source, folder / source.name)
+    out = tmp_path / "out"
+    for mode in ("resize", "native"):
+        flow = workflow(
+            INFERENCE,
+            "infer",
+            **tiny_overrides(trained, dataset_dir=str(folder), output_dir=str(out / mode), inference_mode=mode),
+            modality="dermoscopy",
+            save_nifti=True,
+        )
+        assert flow.check_properties() == []
+        flow.run()
+        for source in folder.iterdir():
+            mask = np.asarray(Image.open(out / mode / f"{source.stem}_mask.png"))
+            overlay = Image.open(out / mode / f"{source.stem}_overlay.png")
+            assert mask.shape == np.asarray(Image.open(source)).shape[:2] == overlay.size[::-1]
+            assert set(np.unique(mask)) <= {0, 255}
+            assert (out / mode / f"{source.stem}_mask.nii.gz").is_file()
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    overrides = tiny_overrides(tmp_path, backbone_weights=str(tmp_path / "dinov3_missing.pth"), datalist="x.json")
+    flow = workflow(TRAIN, "train", **overrides)
+    with pytest.raises(Exception) as err:
+        flow.parser.get_parsed_content("network_def")
+    assert "dinov3_missing.pth" in "".join(str(e) for e in _chain(err.value))
+
+
+def _chain(error: BaseException):
+    while error is not None:
+        yield error
+        error = error.__cause__
+
+
+def test_resume_continues_the_run(tmp_path):
+    def train(max_epochs: int, resume: bool):
+        flow = workflow(
+            TRAIN, "train", **tiny_overrides(tmp_path, resume=resume, **{"train#trainer#max_epochs": max_epochs})
+        )
+        flow.run()
+        return flow.parser.get_parsed_content("train#trainer"), flow.parser.get_parsed_content("optimizer")
+
+    first, _ = train(1, resume=False)
+    per_epoch = first.state.iteration
+    assert first.state.epoch == 1 and per_epoch > 0
+    resumed, optimizer = train(2, resume=True)
+    assert (resumed.state.epoch, resumed.state.iteration) == (2, 2 * per_epoch)
+    steps = {int(s["step"]) for s in optimizer.state.values()}
+    assert steps == {2 * per_epoch}  # AdamW's moments continued, not restarted
+    assert [p.name for p in (tmp_path / "models").glob("last*.pt")] == ["last_checkpoint_epoch=2.pt"]
