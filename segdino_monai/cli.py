@@ -52,6 +52,63 @@ def _make_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_bundle(args: argparse.Namespace) -> int:
+    from segdino_monai.engines.runner import run_bundle
+
+    overrides = {
+        "dataset_dir": args.dataset_dir,
+        "modality": args.modality,
+        "backbone": args.backbone,
+        "backbone_weights": args.backbone_weights,
+        "num_classes": args.num_classes,
+        "spatial_size": args.spatial_size,
+        "output_dir": args.output_dir,
+        "ckpt_dir": args.ckpt_dir,
+    }
+    if args.command in ("train", "evaluate"):
+        overrides["datalist"] = args.datalist
+    if args.command == "train":
+        overrides.update({"train#trainer#max_epochs": args.epochs, "resume": args.resume or None})
+        overrides.update({"learning_rate": args.learning_rate, "batch_size": args.batch_size})
+    if args.command == "evaluate":
+        overrides.update({"eval_split": args.split, "save_predictions": args.save_predictions or None})
+    if args.command == "infer":
+        overrides.update({"inference_mode": args.mode, "save_nifti": args.nifti or None})
+        overrides.update({"largest_component": args.largest_component or None, "fill_holes": args.fill_holes or None})
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = _literal(value)
+    run_bundle(args.command, args.bundle_root, overrides)
+    return 0
+
+
+def _literal(value: str) -> object:
+    import ast
+
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _add_bundle_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=f"{help_text}. Runs the bundle's {name} workflow.")
+    parser.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
+    parser.add_argument("--dataset-dir", help="dataset folder (train/evaluate) or image folder (infer); default: demo")
+    parser.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    parser.add_argument("--backbone", help="vits16, vits16plus, vitb16, vitl16 or vith16plus")
+    parser.add_argument("--backbone-weights", help="DINOv3 weights file, or 'random' (tests only)")
+    parser.add_argument("--num-classes", type=int, help="1 for binary, N for N classes with background")
+    parser.add_argument("--spatial-size", type=int, nargs=2, metavar=("H", "W"), help="model input size")
+    parser.add_argument("--output-dir", help="where logs, metrics and predictions go")
+    parser.add_argument("--ckpt-dir", help="where model.pt and the training checkpoints are")
+    parser.add_argument("--set", action="append", metavar="ID=VALUE", help="any other config override, repeatable")
+    parser.set_defaults(func=_run_bundle)
+    if name in ("train", "evaluate"):
+        parser.add_argument("--datalist", help="datalist JSON (from `segdino prepare-data`)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="segdino", description=__doc__)
@@ -93,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="image size")
     demo.add_argument("--seed", type=int, default=0, help="seed (same seed, same files)")
     demo.set_defaults(func=_make_demo_data)
+
+    train = _add_bundle_command(commands, "train", "train the decoder")
+    train.add_argument("--epochs", type=int, help="number of epochs")
+    train.add_argument("--learning-rate", type=float, help="AdamW learning rate")
+    train.add_argument("--batch-size", type=int, help="batch size")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --ckpt-dir")
+    evaluate = _add_bundle_command(commands, "evaluate", "evaluate model.pt (Dice, IoU, HD95 at original resolution)")
+    evaluate.add_argument("--split", choices=["test", "validation", "training"], help="datalist split (default test)")
+    evaluate.add_argument("--save-predictions", action="store_true", help="also write masks and overlays")
+    infer = _add_bundle_command(commands, "infer", "segment a folder of images")
+    infer.add_argument("--mode", choices=["resize", "native"], help="resize to the model size, or sliding window")
+    infer.add_argument("--nifti", action="store_true", help="also write NIfTI masks")
+    infer.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
+    infer.add_argument("--fill-holes", action="store_true", help="fill holes in the masks")
     return parser
 
 
@@ -102,9 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
+    except Exception as err:  # bundle workflows wrap the cause in MONAI's config errors: report the cause
+        cause = _root_cause(err)
+        if not isinstance(cause, (FileNotFoundError, ValueError)):
+            raise
+        logger.error("%s", cause)
         return 2
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 if __name__ == "__main__":

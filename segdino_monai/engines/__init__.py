@@ -12,11 +12,14 @@ from segdino_monai.engines.resolve import (
     resolve_backbone_weights,
     resolve_datalist,
 )
+from segdino_monai.engines.runner import TASKS, bundle_workflow, run_bundle
 
 __all__ = [
     "RANDOM_WEIGHTS",
     "ResumableCheckpoint",
     "SegmentationReport",
+    "TASKS",
+    "bundle_workflow",
     "find_bundle_root",
     "inference_datalist",
     "latest_checkpoint",
@@ -24,5 +27,6 @@ __all__ = [
     "require_file",
     "resolve_backbone_weights",
     "resolve_datalist",
+    "run_bundle",
     "summarise",
 ]

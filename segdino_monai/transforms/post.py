@@ -18,6 +18,7 @@ from monai.transforms import (
     FillHolesd,
     KeepLargestConnectedComponentd,
     MapTransform,
+    Transform,
 )
 from PIL import Image
 
@@ -30,7 +31,11 @@ PALETTE = ((0, 255, 0), (255, 0, 0), (0, 128, 255), (255, 200, 0), (255, 0, 255)
 
 
 def prediction_postprocessing(
-    num_classes: int, keys: KeysCollection = "pred", largest_component: bool = False, fill_holes: bool = False
+    num_classes: int,
+    keys: KeysCollection = "pred",
+    largest_component: bool = False,
+    fill_holes: bool = False,
+    invert: Transform | None = None,
 ) -> Compose:
     """Logits ``(C, H, W)`` to a class-index mask ``(1, H, W)``: sigmoid > 0.5 for one channel, else argmax.
 
@@ -39,12 +44,14 @@ def prediction_postprocessing(
         keys: the prediction key(s).
         largest_component: keep only the largest connected component of each class.
         fill_holes: fill holes inside each class region.
+        invert: a transform mapping the prediction back to the original image (``monai.transforms.Invertd``). It is
+            applied to the probabilities, between the activation and the thresholding: what the inversion pads (a
+            cropped border) is then probability 0, background, and resizing probabilities keeps boundaries smooth.
+            Inverting logits instead would pad zeros, sigmoid 0.5, which a 0.5 threshold counts as foreground.
     """
-    steps: list[MapTransform] = (
-        [Activationsd(keys, sigmoid=True), AsDiscreted(keys, threshold=0.5)]
-        if num_classes == 1
-        else [Activationsd(keys, softmax=True), AsDiscreted(keys, argmax=True)]
-    )
+    activation = Activationsd(keys, sigmoid=True) if num_classes == 1 else Activationsd(keys, softmax=True)
+    discrete = AsDiscreted(keys, threshold=0.5) if num_classes == 1 else AsDiscreted(keys, argmax=True)
+    steps: list[Transform] = [activation, *([invert] if invert is not None else []), discrete]
     if fill_holes:
         steps.append(FillHolesd(keys))
     if largest_component:
@@ -100,7 +107,8 @@ class SaveSegmentationd(MapTransform):
                     f"SaveSegmentationd expects a (1, H, W) class-index mask for {key!r}, got {mask.shape}"
                 )
             mask = mask[0]
-            stem = self.output_dir / Path(source).name.split(".")[0]
+            name = Path(source).name
+            stem = self.output_dir / (name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem)
             png = mask * 255 if mask.max() <= 1 else mask
             _save_atomic(Image.fromarray(png.astype(np.uint8)), Path(f"{stem}_mask.png"))
             if self.overlay:

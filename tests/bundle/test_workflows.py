@@ -165,3 +165,65 @@ def test_short_training_on_kvasir_reduces_the_loss(fixtures_dir, tmp_path):
     flow.run()
     first, last = np.mean(losses[1]), np.mean(losses[6])
     assert last < 0.9 * first, (first, last)
+
+
+def test_traced_export_matches_pytorch(trained, tmp_path):
+    from monai.bundle import ckpt_export
+
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(trained / "models" / "model.pt"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=INFERENCE,
+        use_trace=True,
+        input_shape=[1, 3, 64, 64],
+        **{"backbone_weights": "random", "network_def#backbone_kwargs": TINY_VIT},
+    )
+    traced = torch.jit.load(str(tmp_path / "model.ts"))
+    net = SegDINO(backbone_kwargs=TINY_VIT).eval()
+    net.load_decoder(trained / "models" / "model.pt")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_cli_wraps_the_bundle_workflows(trained, tmp_path, fixtures_dir):
+    from segdino_monai.cli import main
+
+    common = [
+        "--backbone-weights",
+        "random",
+        "--spatial-size",
+        "64",
+        "64",
+        "--set",
+        f"network_def#backbone_kwargs={TINY_VIT}",
+    ]
+    out = tmp_path / "cli"
+    assert (
+        main(["train", *common, "--epochs", "1", "--output-dir", str(out / "eval"), "--ckpt-dir", str(out / "m")]) == 0
+    )
+    assert (out / "m" / "model.pt").is_file()
+    assert main(["evaluate", *common, "--output-dir", str(out / "eval"), "--ckpt-dir", str(out / "m")]) == 0
+    summary = json.loads((out / "eval" / "metrics_summary.json").read_text())
+    assert set(summary["metrics"]) == {"test_mean_dice", "test_mean_iou", "test_hd95"}
+    images = fixtures_dir / "endoscopy" / "cvc_endoscene_512" / "images"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    first = sorted(images.iterdir())[0]
+    shutil.copy(first, folder / first.name)
+    args = [
+        "infer",
+        *common,
+        "--dataset-dir",
+        str(folder),
+        "--output-dir",
+        str(out / "pred"),
+        "--ckpt-dir",
+        str(out / "m"),
+    ]
+    assert main([*args, "--largest-component", "--fill-holes"]) == 0
+    mask = np.asarray(Image.open(out / "pred" / f"{first.stem}_mask.png"))
+    assert mask.shape == np.asarray(Image.open(first)).shape[:2]
+    assert main(["infer", "--dataset-dir", str(tmp_path / "nowhere"), "--backbone-weights", "random"]) == 2
