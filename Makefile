@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint install clean
+.PHONY: test lint install clean demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,3 +22,9 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The main job on the built-in default: train on the generated demo dataset (random backbone unless the DINOv3
+# weights are in bundle/models), then evaluate the best checkpoint on the demo's test split.
+demo: install
+	$(PY) -m monai.bundle run training --config_file bundle/configs/train.json
+	$(PY) -m monai.bundle run evaluating --config_file "['bundle/configs/train.json','bundle/configs/evaluate.json']"
