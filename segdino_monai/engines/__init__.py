@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from segdino_monai.engines.checkpoint import ResumableCheckpoint
+from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.report import SegmentationReport, summarise
 from segdino_monai.engines.resolve import (
     RANDOM_WEIGHTS,
@@ -15,6 +16,9 @@ from segdino_monai.engines.resolve import (
 from segdino_monai.engines.runner import TASKS, bundle_workflow, run_bundle
 
 __all__ = [
+    "CachedFeatureNetwork",
+    "FeatureCacheDataset",
+    "training_dataset",
     "RANDOM_WEIGHTS",
     "ResumableCheckpoint",
     "SegmentationReport",

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segdino_monai.networks.blocks.feature_aligner import FeatureAligner
+from segdino_monai.networks.blocks.folded_head import FoldedLinearHead, is_foldable
 from segdino_monai.networks.blocks.mlp_decoder import MLPDecoder
 from segdino_monai.networks.nets.dinov3_backbone import DINOv3Backbone
 
@@ -44,6 +45,8 @@ class SegDINO(nn.Module):
         act: optional MONAI activation in the aligner and hidden layer (a variant; ``None`` is the paper).
         align_corners: of the final bilinear upsampling. ``False`` (default) puts each token's value at the centre of
             its 16x16 patch; the reference code uses ``True``, which shifts borders by up to half a patch.
+        fold_head: in eval mode, run the paper head folded into one 3x3 convolution (identical output, less work);
+            rebuilt whenever its parameters change. Non-linear variants never fold.
         backbone_kwargs: overrides for ``timm.create_model`` (tests use a tiny model of the same architecture).
 
     Example::
@@ -66,6 +69,7 @@ class SegDINO(nn.Module):
         norm: str | tuple | None = None,
         act: str | tuple | None = None,
         align_corners: bool = False,
+        fold_head: bool = True,
         backbone_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -81,6 +85,8 @@ class SegDINO(nn.Module):
         self.backbone = DINOv3Backbone(backbone, weights=weights, taps=taps, **dict(backbone_kwargs or {}))
         self.aligner = FeatureAligner(self.backbone.out_channels, proj_channels, aligned_channels, norm=norm, act=act)
         self.decoder = MLPDecoder(self.aligner.out_channels, out_channels, hidden_channels, norm=norm, act=act)
+        self.fold_head = fold_head and is_foldable(self.aligner, self.decoder)
+        self._folded: tuple[tuple, FoldedLinearHead] | None = None
 
     @property
     def patch_size(self) -> int:
@@ -91,8 +97,24 @@ class SegDINO(nn.Module):
         """Return logits ``(B, out_channels, H, W)`` for images ``(B, 3, H, W)``, H and W multiples of the patch."""
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             self._check_input(x)
-        logits = self.decoder(self.aligner(self.backbone(x)))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        return self.decode(self.backbone(x), x.shape[-2:])
+
+    def decode(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """Logits at ``size`` from the backbone's tapped maps (what training from cached features runs)."""
+        same_grid = all(f.shape[-2:] == features[0].shape[-2:] for f in features)
+        if self.fold_head and not self.training and same_grid:
+            logits = self.folded_head()(features)
+        else:
+            logits = self.decoder(self.aligner(features))
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+
+    def folded_head(self) -> FoldedLinearHead:
+        """The head folded from the current parameters, rebuilt when any of them changed (in-place version)."""
+        params = [*self.aligner.parameters(), *self.decoder.parameters()]
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if self._folded is None or self._folded[0] != key:
+            self._folded = (key, FoldedLinearHead.from_head(self.aligner, self.decoder))
+        return self._folded[1]
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3:

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from monai.data import DataLoader, load_decathlon_datalist
+
+from segdino_monai.data.demo import make_demo_dataset
+from segdino_monai.engines import CachedFeatureNetwork, FeatureCacheDataset
+from segdino_monai.networks import SegDINO
+from segdino_monai.transforms import get_transforms
+from tests.conftest import TINY_VIT
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    path = make_demo_dataset(tmp_path_factory.mktemp("demo"), "endoscopy", num_images=10, size=(64, 64), seed=0)
+    return load_decathlon_datalist(path, data_list_key="training")
+
+
+def cache(data, net, folder, **kwargs):
+    train, evaluate = get_transforms("endoscopy", spatial_size=(64, 64))
+    options = {"dtype": "float32", "progress": False, **kwargs}
+    return FeatureCacheDataset(data, net, evaluate, train, folder, **options)
+
+
+def test_training_from_the_cache_gives_the_losses_of_live_training(demo, tmp_path):
+    torch.manual_seed(0)
+    live_net = SegDINO(backbone_kwargs=TINY_VIT)
+    cached_net = SegDINO(backbone_kwargs=TINY_VIT)
+    cached_net.load_state_dict(live_net.state_dict())
+    _, evaluate = get_transforms("endoscopy", spatial_size=(64, 64))
+    live = DataLoader([evaluate(dict(item)) for item in demo], batch_size=2, shuffle=False)
+    cached = DataLoader(cache(demo, cached_net, tmp_path), batch_size=2, shuffle=False)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    losses = {}
+    for name, net, loader in (("live", live_net, live), ("cached", CachedFeatureNetwork(cached_net), cached)):
+        optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+        net.train()
+        losses[name] = []
+        for batch in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(net(batch["image"]), batch["label"].float())
+            loss.backward()
+            optimizer.step()
+            losses[name].append(loss.item())
+    assert len(losses["live"]) >= 3
+    assert losses["cached"] == pytest.approx(losses["live"], rel=1e-4, abs=1e-5)
+
+
+def test_views_and_storage(demo, tmp_path):
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    dataset = cache(demo, net, tmp_path, num_views=3, dtype="float16")
+    item = dataset[0]
+    assert item["image"].shape == (4, 48, 4, 4) and item["label"].shape == (1, 64, 64)
+    stored = torch.load(dataset.files[0][1], weights_only=True)
+    assert stored["features"].dtype == torch.float16
+    view0, view1 = (torch.load(dataset.files[0][v], weights_only=True)["features"] for v in (0, 1))
+    assert not torch.equal(view0, view1)  # an augmented view differs from the deterministic one
+    again = cache(demo, net, tmp_path, num_views=3, dtype="float16")
+    assert torch.equal(torch.load(again.files[0][1], weights_only=True)["features"], view1)  # seeded: reproducible
+
+
+def test_key_changes_with_weights_taps_size_and_preprocessing(demo, tmp_path):
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    base = cache(demo[:1], net, tmp_path).key
+    other_weights = SegDINO(backbone_kwargs=TINY_VIT)
+    with torch.no_grad():
+        other_weights.backbone.model.norm.weight.add_(0.1)
+    other_taps = SegDINO(taps=(0, 1, 2, 3), proj_channels=(8, 8, 8, 8), backbone_kwargs={**TINY_VIT, "depth": 5})
+    train, evaluate = get_transforms("endoscopy", spatial_size=(48, 48))
+    resized = FeatureCacheDataset(demo[:1], net, evaluate, train, tmp_path, progress=False).key
+    _, no_crop = get_transforms("endoscopy", spatial_size=(64, 64), crop_border=False)
+    changed = FeatureCacheDataset(demo[:1], net, no_crop, None, tmp_path, progress=False).key
+    keys = {base, cache(demo[:1], other_weights, tmp_path).key, cache(demo[:1], other_taps, tmp_path).key}
+    keys |= {resized, changed, cache(demo[:1], net, tmp_path, description={"modality": "x"}).key}
+    assert len(keys) == 6
+    assert cache(demo[:1], net, tmp_path).key == base
+
+
+def test_corrupted_stale_and_missing_files_are_rebuilt(demo, tmp_path, caplog):
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    first = cache(demo, net, tmp_path)
+    reference = torch.load(first.files[1][0], weights_only=True)["features"]
+    first.files[1][0].write_bytes(first.files[1][0].read_bytes()[:100])  # truncated
+    first.files[2][0].write_bytes(first.files[3][0].read_bytes())  # another image's features: stale
+    first.files[4][0].unlink()  # an interrupted build
+    calls = []
+    net.backbone.register_forward_hook(lambda m, a, out: calls.append(a[0].shape[0]))
+    with caplog.at_level(logging.WARNING):
+        second = cache(demo, net, tmp_path)
+    assert "unreadable" in caplog.text and "stale" in caplog.text
+    assert sum(calls) == 3  # exactly the three bad views were recomputed
+    assert torch.equal(torch.load(second.files[1][0], weights_only=True)["features"], reference)
+    assert sorted(p.name for p in second.folder.iterdir() if p.suffix == ".tmp") == []
