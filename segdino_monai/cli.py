@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -50,6 +51,17 @@ def _make_demo_data(args: argparse.Namespace) -> int:
     path = make_demo_dataset(args.out_dir, args.modality, args.num_images, args.size, args.seed)
     logger.info("demo datalist: %s", path)
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from segdino_monai.engines.benchmark import QUICK, BenchmarkConfig, run_benchmark
+
+    options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
+    options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
+    report = run_benchmark(BenchmarkConfig(**options, **(QUICK if args.quick else {})), args.out)
+    logger.info("\n%s", (args.out / "benchmark.md").read_text())
+    logger.info("wrote %s", args.out / "benchmark.json")
+    return 0 if report else 1
 
 
 def _run_bundle(args: argparse.Namespace) -> int:
@@ -150,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="image size")
     demo.add_argument("--seed", type=int, default=0, help="seed (same seed, same files)")
     demo.set_defaults(func=_make_demo_data)
+
+    bench = commands.add_parser("bench", help="measure inference and training speed and memory (JSON + markdown)")
+    bench.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="output folder")
+    bench.add_argument("--backbone", default="vits16", help="DINOv3 size")
+    bench.add_argument("--weights", help="backbone weights file (speed does not depend on it)")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench.add_argument("--threads", type=int, default=2, help="CPU threads")
+    bench.add_argument("--data-dir", help="images/ + masks/ folder for the training comparison (default: demo data)")
+    bench.add_argument("--quick", action="store_true", help="a few-second run with a tiny backbone (tests)")
+    bench.set_defaults(func=_bench)
 
     train = _add_bundle_command(commands, "train", "train the decoder")
     train.add_argument("--epochs", type=int, help="number of epochs")

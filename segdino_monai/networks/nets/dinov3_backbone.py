@@ -23,7 +23,7 @@ from segdino_monai.networks.nets.dinov3_checkpoint import (
     meta_to_timm,
 )
 
-__all__ = ["DINOV3_ARCHS", "DINOv3Backbone", "default_taps"]
+__all__ = ["DINOV3_ARCHS", "PRECISIONS", "DINOv3Backbone", "default_taps", "use_bf16"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,18 @@ _ALIASES = {
 # The reference tap sets of SegDINO and DINOv3's segmentation evaluation, by depth.
 _REFERENCE_TAPS = {12: (2, 5, 8, 11), 24: (4, 11, 17, 23), 40: (9, 19, 29, 39)}
 TIMM_HUB_WEIGHTS = "timm-hub"
+PRECISIONS = ("float32", "bfloat16", "auto")
 RANDOM_BACKBONE_SEED = 0
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` means bfloat16 autocast on ``device`` (``"auto"``: where it is fast)."""
+    if precision != "auto":
+        return precision == "bfloat16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    return device.type == "cpu" and bool(cpu and (cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()))
 
 
 def default_taps(depth: int, num_taps: int = 4) -> tuple[int, ...]:
@@ -73,6 +84,8 @@ class DINOv3Backbone(nn.Module):
             or timm's (``.safetensors`` or ``.pth``); ``"timm-hub"`` for timm's hub weights (needs the network);
             ``None`` for a random backbone (for tests only: its features are meaningless).
         taps: 0-based indices of the blocks whose outputs are returned; default: see :func:`default_taps`.
+        precision: ``"float32"``, ``"bfloat16"`` (autocast) or ``"auto"``: bfloat16 where the device runs it fast
+            (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else float32. The maps are returned in float32.
         model_kwargs: overrides passed to ``timm.create_model`` (e.g. ``embed_dim``, ``depth``, ``num_heads`` for a
             tiny test model of the same architecture).
 
@@ -87,9 +100,13 @@ class DINOv3Backbone(nn.Module):
         arch: str = "vits16",
         weights: str | Path | None = None,
         taps: Sequence[int] | None = None,
+        precision: str = "float32",
         **model_kwargs: Any,
     ) -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         name = self._timm_name(arch)
         state, layout = None, None
         if weights is not None and str(weights) != TIMM_HUB_WEIGHTS:
@@ -140,10 +157,15 @@ class DINOv3Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the final-normed, prefix-token-free NCHW maps ``(B, embed_dim, H/16, W/16)`` of each tap."""
-        with torch.no_grad():
-            return self.model.forward_intermediates(
+        # inference_mode is cheaper than no_grad, but its tensors cannot be saved for backward: use it only where
+        # nothing downstream trains.
+        no_autograd = torch.no_grad() if torch.is_grad_enabled() else torch.inference_mode()
+        bf16 = use_bf16(self.precision, x.device)
+        with no_autograd, torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            maps = self.model.forward_intermediates(
                 x, indices=list(self.taps), norm=True, output_fmt="NCHW", intermediates_only=True
             )
+        return [m.float() for m in maps] if bf16 else maps
 
     @staticmethod
     def _timm_name(arch: str) -> str:

@@ -47,6 +47,8 @@ class SegDINO(nn.Module):
             its 16x16 patch; the reference code uses ``True``, which shifts borders by up to half a patch.
         fold_head: in eval mode, run the paper head folded into one 3x3 convolution (identical output, less work);
             rebuilt whenever its parameters change. Non-linear variants never fold.
+        backbone_precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` autocast of the frozen backbone (see
+            :class:`DINOv3Backbone`); the head always runs in float32.
         backbone_kwargs: overrides for ``timm.create_model`` (tests use a tiny model of the same architecture).
 
     Example::
@@ -70,6 +72,7 @@ class SegDINO(nn.Module):
         act: str | tuple | None = None,
         align_corners: bool = False,
         fold_head: bool = True,
+        backbone_precision: str = "float32",
         backbone_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -82,7 +85,9 @@ class SegDINO(nn.Module):
             )
         self.out_channels = out_channels
         self.align_corners = align_corners
-        self.backbone = DINOv3Backbone(backbone, weights=weights, taps=taps, **dict(backbone_kwargs or {}))
+        self.backbone = DINOv3Backbone(
+            backbone, weights=weights, taps=taps, precision=backbone_precision, **dict(backbone_kwargs or {})
+        )
         self.aligner = FeatureAligner(self.backbone.out_channels, proj_channels, aligned_channels, norm=norm, act=act)
         self.decoder = MLPDecoder(self.aligner.out_channels, out_channels, hidden_channels, norm=norm, act=act)
         self.fold_head = fold_head and is_foldable(self.aligner, self.decoder)
