@@ -227,3 +227,17 @@ def test_cli_wraps_the_bundle_workflows(trained, tmp_path, fixtures_dir):
     mask = np.asarray(Image.open(out / "pred" / f"{first.stem}_mask.png"))
     assert mask.shape == np.asarray(Image.open(first)).shape[:2]
     assert main(["infer", "--dataset-dir", str(tmp_path / "nowhere"), "--backbone-weights", "random"]) == 2
+
+
+def test_training_from_the_feature_cache(tmp_path):
+    overrides = tiny_overrides(tmp_path, feature_cache=True, feature_cache_views=2, **{"train#trainer#max_epochs": 2})
+    flow = workflow(TRAIN, "train", **overrides)
+    assert flow.check_properties() == []
+    flow.run()
+    caches = list((tmp_path / "eval" / "feature_cache").iterdir())
+    assert len(caches) == 1
+    n_train = len(flow.parser.get_parsed_content("train#dataset"))
+    assert len(list(caches[0].glob("*.pt"))) == 2 * n_train  # two views per training image
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    SegDINO(backbone_kwargs=TINY_VIT).load_state_dict(state)  # the same checkpoint as live training
+    assert [p.name for p in (tmp_path / "models").glob("last*.pt")] == ["last_checkpoint_epoch=2.pt"]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from segdino_monai.networks import DINOv3Backbone, default_taps
+from segdino_monai.networks.nets.dinov3_backbone import use_bf16
 from tests.conftest import TINY_VIT
 from tests.networks.dinov3_files import tiny_timm_model, write_timm_file
 
@@ -104,3 +105,36 @@ def test_state_dict_leaves_out_frozen_weights_and_load_keeps_them():
     assert backbone.state_dict() == {}
     backbone.load_state_dict({}, strict=True)
     assert all(torch.equal(v, backbone.model.state_dict()[k]) for k, v in before.items())
+
+
+def test_bf16_autocast_returns_float32_close_to_fp32():
+    backbone = DINOv3Backbone("vits16", precision="float32", **TINY_VIT)
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        full = backbone(x)
+        backbone.precision = "bfloat16"
+        half = backbone(x)
+    for a, b in zip(full, half, strict=True):
+        assert b.dtype == torch.float32
+        assert (a - b).abs().max() < 0.05 * a.abs().max()
+        assert not torch.equal(a, b)  # it really ran in bfloat16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        DINOv3Backbone("vits16", precision="float8", **TINY_VIT)
+
+
+def test_auto_precision_follows_the_device():
+    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert use_bf16("auto", torch.device("cpu")) == expected
+    assert use_bf16("bfloat16", torch.device("cpu")) and not use_bf16("float32", torch.device("cpu"))
+
+
+def test_inference_mode_only_without_autograd():
+    backbone = DINOv3Backbone("vits16", **TINY_VIT)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert backbone(x)[0].is_inference()
+    trainable = torch.nn.Conv2d(48, 1, 1)
+    maps = backbone(x)  # grad enabled: plain no_grad tensors a trainable head can use
+    assert not maps[0].is_inference()
+    trainable(maps[0]).sum().backward()
+    assert trainable.weight.grad is not None
