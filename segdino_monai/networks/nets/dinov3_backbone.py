@@ -157,9 +157,10 @@ class DINOv3Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the final-normed, prefix-token-free NCHW maps ``(B, embed_dim, H/16, W/16)`` of each tap."""
-        # inference_mode is cheaper than no_grad, but its tensors cannot be saved for backward: use it only where
-        # nothing downstream trains.
-        no_autograd = torch.no_grad() if torch.is_grad_enabled() else torch.inference_mode()
+        # inference_mode is cheaper than no_grad, but its tensors cannot be saved for backward (use it only where
+        # nothing downstream trains) and torch.compile's inductor refuses them.
+        plain = torch.is_grad_enabled() or torch.compiler.is_compiling()
+        no_autograd = torch.no_grad() if plain else torch.inference_mode()
         bf16 = use_bf16(self.precision, x.device)
         with no_autograd, torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             maps = self.model.forward_intermediates(
