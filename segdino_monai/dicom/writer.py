@@ -284,6 +284,8 @@ def write_seg(
             content_description=f"{spec.label} segmentation by SegDINO",
             omit_empty_frames=False,
         )
+    except KeyError as err:  # highdicom's module tables do not know the (retired) SOP class of the source
+        raise SegUnsupportedError(f"highdicom does not know the source's SOP class {ds.get('SOPClassUID')}") from err
     except ValueError as err:
         if frames > 1:
             raise SegUnsupportedError(f"highdicom cannot write a SEG for this {frames}-frame source: {err}") from err
@@ -328,17 +330,21 @@ def _with_type2_attributes(ds: Any) -> Any:
         except ValueError:
             cleaned = None
         fixed[keyword] = cleaned
-    if not missing and not fixed:
+    empty_charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
+    if not missing and not fixed and not empty_charset:
         return ds
     copy = ds.copy()
     for keyword in missing:
         setattr(copy, keyword, None)
     for keyword, value in fixed.items():
         setattr(copy, keyword, value)
+    if empty_charset:  # an empty value means the default repertoire; highdicom rejects it
+        del copy.SpecificCharacterSet
     logger.info(
-        "%s lacks %s / has non-conformant %s: normalised in the SEG only",
+        "%s: normalised in the SEG only (the source is untouched): missing %s, non-conformant %s, empty charset %s",
         ds.get("SOPInstanceUID", "source"),
-        ", ".join(missing) or "nothing",
-        ", ".join(fixed) or "nothing",
+        missing or "none",
+        sorted(fixed) or "none",
+        empty_charset,
     )
     return copy
