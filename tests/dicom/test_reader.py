@@ -174,3 +174,12 @@ def test_itk_fallback_when_no_pydicom_plugin(dicom_dir, monkeypatch):
     image = read_dicom(path)
     assert image.meta["decoder"] == "itk:gdcm"
     assert np.array_equal(np.moveaxis(image.numpy(), 0, -1), pydicom.dcmread(path).pixel_array)
+
+
+def test_package_imports_without_loading_highdicom():
+    import subprocess
+    import sys
+
+    code = "import sys, segdino_monai.dicom, segdino_monai.dicom.pipeline; print('highdicom' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"
