@@ -94,6 +94,24 @@ def _run_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dicom(args: argparse.Namespace) -> int:
+    from segdino_monai.dicom.pipeline import DicomSegmenter, run_dicom
+    from segdino_monai.dicom.writer import DEFAULT_TASK, SegOptions
+
+    overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
+    logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    options = SegOptions(
+        task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"),
+        segmentation_type="LABELMAP" if args.labelmap else "BINARY",
+        series_description=args.series_description,
+        series_number=args.series_number,
+        content_creator_name=args.content_creator,
+    )
+    summary = run_dicom(args.inputs, args.output, segmenter, args.overwrite, args.frames, options, not args.no_progress)
+    return 0 if summary.ok else 1
+
+
 def _literal(value: str) -> object:
     import ast
 
@@ -186,6 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--nifti", action="store_true", help="also write NIfTI masks")
     infer.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
     infer.add_argument("--fill-holes", action="store_true", help="fill holes in the masks")
+    dicom = commands.add_parser(
+        "dicom",
+        help="segment DICOM images: DICOM SEG, PNG masks and overlays, NIfTI and a JSON report per instance",
+        description="Run the bundle's inference on every image instance in the inputs (files, folders searched "
+        "recursively, DICOMDIR) and write OUT/<SOPInstanceUID>/. Cine loops without a frame of reference get "
+        "per-frame PNG masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1).",
+    )
+    dicom.add_argument("inputs", nargs="+", help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files)")
+    dicom.add_argument("-o", "--output", required=True, help="output folder")
+    dicom.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
+    dicom.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
+    dicom.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
+    dicom.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    dicom.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
+    dicom.add_argument("--frames", type=int, nargs="+", metavar="N", help="frame numbers (from 1) of cine loops")
+    dicom.add_argument("--labelmap", action="store_true", help="write LABELMAP SEG instead of BINARY")
+    dicom.add_argument("--series-description", default="SegDINO segmentation", help="SEG series description")
+    dicom.add_argument("--series-number", type=int, default=901, help="SEG series number")
+    dicom.add_argument("--content-creator", default="SegDINO^Algorithm", help="SEG content creator (person name)")
+    dicom.add_argument("--overwrite", action="store_true", help="redo instances whose outputs exist")
+    dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
+    dicom.set_defaults(func=_dicom)
     return parser
 
 
