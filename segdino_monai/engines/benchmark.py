@@ -96,7 +96,6 @@ QUICK = {
 
 def _setup(config: BenchmarkConfig) -> torch.device:
     torch.set_num_threads(config.threads)
-    logging.getLogger("segdino_monai.networks.nets.dinov3_backbone").setLevel(logging.ERROR)
     return torch.device(config.device)
 
 
@@ -315,6 +314,7 @@ def _child(function: str, config: BenchmarkConfig, *args: Any) -> dict[str, floa
 
 
 def _child_main(payload: str) -> None:
+    logging.disable(logging.WARNING)  # a child's stdout carries its result; the random-backbone warning is known
     request = json.loads(payload)
     config = BenchmarkConfig(**request["config"])
     result = globals()[request["function"]](config, *request["args"])

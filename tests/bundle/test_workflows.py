@@ -178,7 +178,7 @@ def test_traced_export_matches_pytorch(trained, tmp_path):
         config_file=INFERENCE,
         use_trace=True,
         input_shape=[1, 3, 64, 64],
-        **{"backbone_weights": "random", "network_def#backbone_kwargs": TINY_VIT},
+        **{"backbone_weights": "random", "network_def#backbone_kwargs": TINY_VIT, "backbone_precision": "float32"},
     )
     traced = torch.jit.load(str(tmp_path / "model.ts"))
     net = SegDINO(backbone_kwargs=TINY_VIT).eval()

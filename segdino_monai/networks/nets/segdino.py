@@ -107,7 +107,8 @@ class SegDINO(nn.Module):
     def decode(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         """Logits at ``size`` from the backbone's tapped maps (what training from cached features runs)."""
         same_grid = all(f.shape[-2:] == features[0].shape[-2:] for f in features)
-        if self.fold_head and not self.training and same_grid:
+        exporting = torch.jit.is_tracing() or torch.jit.is_scripting()  # a trace must not see the fold's cache
+        if self.fold_head and not self.training and same_grid and not exporting:
             logits = self.folded_head()(features)
         else:
             logits = self.decoder(self.aligner(features))
