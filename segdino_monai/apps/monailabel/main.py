@@ -75,11 +75,13 @@ class SegDINOApp(MONAILabelApp):
         if model not in self._infers:
             raise HTTPException(status_code=404, detail=f"Unknown model {model!r}; available: {sorted(self._infers)}")
         image = request.get("image")
-        if isinstance(image, str) and not os.path.exists(image):
+        uploaded = isinstance(image, str) and os.path.isfile(image)  # the endpoint saved an upload to a file
+        if isinstance(image, str) and not uploaded:
             store = datastore if datastore else self.datastore()
             if not store.get_image_uri(image):
                 raise HTTPException(status_code=404, detail=f"Image {image!r} is not in the datastore")
         try:
             return super().infer(request, datastore)
         except BadImageError as err:
-            raise HTTPException(status_code=400, detail=str(err)) from err
+            detail = f"Cannot read the uploaded image: {err.reason}" if uploaded else str(err)
+            raise HTTPException(status_code=400, detail=detail) from err

@@ -23,7 +23,17 @@ logger = logging.getLogger(__name__)
 
 
 class BadImageError(ValueError):
-    """The input image could not be read or pre-processed (the request's fault, not the server's)."""
+    """The input image could not be read or pre-processed (the request's fault, not the server's).
+
+    Args:
+        name: the image file's name.
+        reason: the first line of the underlying error.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"Cannot read or pre-process image {name}: {reason}")
+        self.name = name
+        self.reason = reason
 
 
 class SegDINOInfer(BundleInferTask):
@@ -58,7 +68,7 @@ class SegDINOInfer(BundleInferTask):
         except Exception as err:
             name = os.path.basename(str(data.get("image_path") or data.get("image")))
             reason = str(_root_cause(err)).strip().splitlines() or [type(err).__name__]
-            raise BadImageError(f"Cannot read or pre-process image {name}: {reason[0]}") from err
+            raise BadImageError(name, reason[0]) from err
 
     def writer(self, data: dict[str, Any], extension=None, dtype=None) -> tuple[str, dict[str, Any]]:
         """Write ``pred`` ((1, H, W) class indices) as an 8-bit PNG; returns its path and the result JSON."""
