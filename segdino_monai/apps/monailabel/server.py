@@ -71,7 +71,7 @@ def prepare_app(
     elif served_model.is_file() and source_model.is_file() and not filecmp.cmp(source_model, served_model, False):
         logger.info("keeping the served (trained) %s; delete it to serve %s again", served_model, source_model)
     if not served_model.is_file():
-        logger.warning("No trained decoder (%s): the model is listed only after training.", source_model)
+        logger.warning("No trained decoder (%s): training only; restart after it to infer.", source_model)
     config = {
         "backbone_weights": weights,
         # serving never falls back to a random backbone silently: a missing file is an error
@@ -79,7 +79,7 @@ def prepare_app(
         **dict(overrides or {}),
     }
     (served / "configs" / OVERRIDES_FILE).write_text(json.dumps(config, indent=2))
-    logger.info("serving %s as %s (trained decoder: %s)", bundle_root, served, served_model)
+    logger.info("serving %s as %s", bundle_root, served)
     return served
 
 
@@ -157,7 +157,7 @@ def start(  # pragma: no cover - exec replaces the process
     """Prepare the app and replace this process by the MONAI Label server (stop it with Ctrl-C or SIGTERM)."""
     if not Path(studies).is_dir():
         raise FileNotFoundError(f"Studies folder not found: {studies}")
-    prepare_app(app_dir, bundle_root, backbone_weights, overrides)
     command = server_command(env, app_dir, studies, host, port)
+    prepare_app(app_dir, bundle_root, backbone_weights, overrides)
     logger.info("%s", " ".join(command))
     os.execve(command[0], command, server_environment(env))

@@ -31,6 +31,12 @@ class SegDINOTrain(BundleTrainTask):
     def _update_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
         overrides["demo"] = False  # the datastore's images, never the generated demo dataset
         overrides["ckpt_dir"] = f"{self.bundle_path}/models"
+        own_validation = self.const.key_validate_dataset_data() not in overrides  # the request's val_split < 0
+        if own_validation and not (self.bundle_config.get("datalist") or self.bundle_config.get("dataset_dir")):
+            raise ValueError(
+                "val_split < 0 asks for the bundle's own validation set, but the served bundle names none: pass "
+                "val_split >= 0, or start the server with --set datalist=<datalist JSON>."
+            )
         return overrides
 
     def run_single_gpu(self, request: dict[str, Any], overrides: dict[str, Any]) -> None:
