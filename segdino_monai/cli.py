@@ -112,6 +112,41 @@ def _dicom(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _label_env(args: argparse.Namespace) -> int:
+    from segdino_monai.apps.monailabel.environment import ensure_label_env
+
+    try:
+        ensure_label_env(args.path, python=args.python, force=args.force)
+    except RuntimeError as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+def _label_server(args: argparse.Namespace) -> int:
+    from segdino_monai.apps.monailabel import server
+
+    overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
+    bundle_root = args.bundle_root or _default_bundle_root()
+    server.start(
+        args.studies,
+        args.env,
+        args.app_dir,
+        bundle_root,
+        backbone_weights=args.backbone_weights,
+        overrides=overrides,
+        host=args.host,
+        port=args.port,
+    )
+    return 0
+
+
+def _default_bundle_root() -> str:
+    from segdino_monai.engines.resolve import find_bundle_root
+
+    return find_bundle_root()
+
+
 def _literal(value: str) -> object:
     import ast
 
@@ -227,7 +262,41 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     dicom.set_defaults(func=_dicom)
+    _add_label_commands(commands)
     return parser
+
+
+def _add_label_commands(commands: argparse._SubParsersAction) -> None:
+    env = commands.add_parser(
+        "label-env",
+        help="create (or reuse) the MONAI Label environment",
+        description="Create the MONAI Label environment (monailabel 0.8.5, monai 1.5.2, numpy<2, pydicom<3, this "
+        "package without the dicom extra), or reuse it when its marker and versions match.",
+    )
+    env.add_argument("--path", default=".venv-label", help="the environment folder (default .venv-label)")
+    env.add_argument("--python", help="the interpreter to create it with (default: this one's base Python)")
+    env.add_argument("--force", action="store_true", help="reinstall even when the environment is complete")
+    env.set_defaults(func=_label_env)
+
+    srv = commands.add_parser(
+        "label-server",
+        help="start the MONAI Label server on the bundle, offline",
+        description="Serve the bundle as MONAI Label model `segdino` (infer and train) on a folder of 2D images "
+        "(.jpg/.png; labels in <studies>/labels/final), offline. Stop it with Ctrl-C.",
+    )
+    srv.add_argument("--studies", required=True, help="the image folder (MONAI Label's local datastore)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    srv.add_argument("--bundle-root", help="the bundle to serve (default: ./bundle or .)")
+    srv.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's models/ file)")
+    srv.add_argument("--env", default=".venv-label", help="the MONAI Label environment (default .venv-label)")
+    srv.add_argument(
+        "--app-dir",
+        default=".segdino-label-app",
+        help="working app folder; the served bundle copy (with the trained model.pt) is <app-dir>/model/segdino",
+    )
+    srv.add_argument("--set", action="append", metavar="ID=VALUE", help="a config override for the served bundle")
+    srv.set_defaults(func=_label_server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

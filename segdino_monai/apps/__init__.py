@@ -1,0 +1,1 @@
+"""Applications served from this package (the MONAI Label app)."""

@@ -1,0 +1,97 @@
+"""Inference: the bundle's own pre/post-processing, a PNG class-index mask at the image's original size."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lib.configs import load_bundle_config
+from monai.transforms import SaveImaged
+from monailabel.tasks.infer.bundle import BundleInferTask
+from PIL import Image
+
+from segdino_monai.transforms import SaveSegmentationd
+
+__all__ = ["BadImageError", "SegDINOInfer"]
+
+logger = logging.getLogger(__name__)
+
+
+class BadImageError(ValueError):
+    """The input image could not be read or pre-processed (the request's fault, not the server's).
+
+    Args:
+        name: the image file's name.
+        reason: the first line of the underlying error.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"Cannot read or pre-process image {name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class SegDINOInfer(BundleInferTask):
+    """The bundle's inference as a MONAI Label task.
+
+    Differences from ``BundleInferTask``: the served copy's ``configs/monailabel.json`` overrides are merged; the
+    bundle's file writer (``SaveSegmentationd``) is left out; MONAI Label's ``Restored`` is not appended, because
+    the bundle's post-processing already inverts its pre-processing to the original size (``Restored`` would
+    read the PIL reader's (W, H) spatial shape as (H, W)); the decoder loads strictly; the result is always a
+    ``(H, W)`` uint8 PNG of class indices (0 background, 1 foreground), written in the file's row order.
+    """
+
+    def __init__(self, path: str, conf: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(
+            path,
+            conf,
+            post_filter=[SaveImaged, SaveSegmentationd],
+            add_post_restore=False,
+            load_strict=True,
+            **kwargs,
+        )
+        if self.is_valid():
+            self.labels = _mask_labels(self.labels, self.bundle_config)
+
+    def _load_bundle_config(self, path, config):
+        return load_bundle_config(path, config, self.const.key_bundle_root())
+
+    def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
+        """Run the pre-processing; a failure here is a bad input image and raises :class:`BadImageError`."""
+        try:
+            return super().run_pre_transforms(data, transforms)
+        except Exception as err:
+            name = os.path.basename(str(data.get("image_path") or data.get("image")))
+            reason = str(_root_cause(err)).strip().splitlines() or [type(err).__name__]
+            raise BadImageError(name, reason[0]) from err
+
+    def writer(self, data: dict[str, Any], extension=None, dtype=None) -> tuple[str, dict[str, Any]]:
+        """Write ``pred`` ((1, H, W) class indices) as an 8-bit PNG; returns its path and the result JSON."""
+        pred = data[self.output_label_key]
+        mask = np.asarray(torch.as_tensor(pred).detach().cpu()).astype(np.uint8)
+        if mask.ndim == 3 and mask.shape[0] == 1:
+            mask = mask[0]
+        if mask.ndim != 2:
+            raise ValueError(f"Expected a (1, H, W) class-index mask, got shape {tuple(mask.shape)}")
+        fd, path = tempfile.mkstemp(suffix=".png", prefix="segdino_")
+        os.close(fd)
+        Image.fromarray(mask).save(path, format="PNG")
+        return path, {"shape": list(mask.shape), "classes": sorted(int(v) for v in np.unique(mask))}
+
+
+def _mask_labels(labels: dict[str, int], config: Any) -> dict[str, int]:
+    """Label values in the returned mask: a one-channel (sigmoid) output writes its class as 1, not channel 0."""
+    if int(config.get_parsed_content("num_classes")) == 1 and len(labels) == 1:
+        return {name: 1 for name in labels}
+    return labels
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error

@@ -1,0 +1,87 @@
+"""The SegDINO MONAI Label app: the bundle in ``<app>/model/segdino`` served as model ``segdino``, offline.
+
+Start it with ``segdino label-server --studies <folder>``, which lays out the app folder and the bundle copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import monailabel
+from fastapi import HTTPException
+from lib.infers import BadImageError, SegDINOInfer
+from lib.trainers import SegDINOTrain
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.generic import strtobool
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "segdino"
+
+
+class SegDINOApp(MONAILabelApp):
+    """MONAI Label app with one model, ``segdino``: inference and training through the bundle's own configs."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self._bundle = os.path.join(app_dir, "model", MODEL_NAME)
+        if not os.path.isfile(os.path.join(self._bundle, "configs", "metadata.json")):
+            raise FileNotFoundError(
+                f"No bundle at {self._bundle}: start the server with `segdino label-server`, which copies the "
+                "bundle there (MONAI Label's zoo download is never used)."
+            )
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name=f"SegDINO - MONAI Label ({monailabel.__version__})",
+            description="SegDINO (frozen DINOv3 ViT + tiny decoder) 2D segmentation served from its MONAI bundle",
+            version=monailabel.__version__,
+        )
+
+    def init_infers(self) -> dict[str, InferTask]:
+        """The ``segdino`` inference task (absent, with a warning, while the bundle has no ``models/model.pt``)."""
+        task = SegDINOInfer(self._bundle, self.conf)
+        if not task.is_valid():
+            logger.warning("No trained decoder in %s/models: train, then restart to serve inference", self._bundle)
+            return {}
+        return {MODEL_NAME: task}
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        """The ``segdino`` training task (unless ``--conf skip_trainers true``)."""
+        if strtobool(self.conf.get("skip_trainers", "false")):
+            return {}
+        task = SegDINOTrain(self._bundle, self.conf)
+        return {MODEL_NAME: task} if task.is_valid() else {}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        """Active learning: random and first unlabelled image."""
+        return {"random": Random(), "first": First()}
+
+    def init_scoring_methods(self) -> dict[str, ScoringMethod]:
+        """No scoring methods."""
+        return {}
+
+    def infer(self, request: dict[str, Any], datastore=None) -> dict[str, Any]:
+        """Run inference; unknown models, unknown images and unreadable images are client errors (4xx)."""
+        model = request.get("model")
+        if model not in self._infers:
+            raise HTTPException(status_code=404, detail=f"Unknown model {model!r}; available: {sorted(self._infers)}")
+        image = request.get("image")
+        uploaded = isinstance(image, str) and os.path.isfile(image)  # the endpoint saved an upload to a file
+        if isinstance(image, str) and not uploaded:
+            store = datastore if datastore else self.datastore()
+            if not store.get_image_uri(image):
+                raise HTTPException(status_code=404, detail=f"Image {image!r} is not in the datastore")
+        try:
+            return super().infer(request, datastore)
+        except BadImageError as err:
+            detail = f"Cannot read the uploaded image: {err.reason}" if uploaded else str(err)
+            raise HTTPException(status_code=400, detail=detail) from err

@@ -1,0 +1,163 @@
+"""Start the MONAI Label server on the SegDINO bundle, offline, from the MONAI Label environment.
+
+The app code (``main.py``, ``lib/``) is copied into a working app folder whose ``model/segdino`` is the served
+bundle copy: its configs are refreshed from the bundle on every start, its ``models/`` (``model.pt``, what
+training updates) is kept. Config overrides for serving (the backbone weights file, anything given with
+``--set``) go to ``configs/monailabel.json`` in that copy, which the app's tasks merge after the bundle's configs.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from segdino_monai.apps.monailabel.environment import env_python
+
+__all__ = ["MODEL_NAME", "OVERRIDES_FILE", "prepare_app", "server_command", "server_environment"]
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "segdino"
+OVERRIDES_FILE = "monailabel.json"
+APP_SOURCE = Path(__file__).resolve().parent
+_APP_FILES = ("main.py", "lib")
+_BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
+_DEFAULT_WEIGHTS = "dinov3_vits16_pretrain_lvd1689m-08c60483.pth"
+
+
+def prepare_app(
+    app_dir: str | Path,
+    bundle_root: str | Path,
+    backbone_weights: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Path:
+    """Lay out the app folder: the app code and the bundle copy in ``<app_dir>/model/segdino``.
+
+    Args:
+        app_dir: the working app folder (created).
+        bundle_root: the bundle to serve (its ``configs/metadata.json`` must exist).
+        backbone_weights: the DINOv3 weights file or ``"random"`` (tests only); default: the bundle's
+            ``models/`` file.
+        overrides: further config ids and values for inference and training (e.g. ``{"modality": "ultrasound"}``).
+
+    Returns:
+        The served bundle copy.
+
+    Raises:
+        FileNotFoundError: when the bundle or the backbone weights file is missing.
+    """
+    bundle_root = Path(bundle_root).resolve()
+    if not (bundle_root / "configs" / "metadata.json").is_file():
+        raise FileNotFoundError(f"No bundle at {bundle_root} (configs/metadata.json missing): pass --bundle-root.")
+    weights = _weights(bundle_root, backbone_weights)
+    app_dir = Path(app_dir).resolve()
+    app_dir.mkdir(parents=True, exist_ok=True)
+    for name in _APP_FILES:
+        _replace(APP_SOURCE / name, app_dir / name)
+    served = app_dir / "model" / MODEL_NAME
+    (served / "models").mkdir(parents=True, exist_ok=True)
+    for name in _BUNDLE_FILES:
+        if (bundle_root / name).exists():
+            _replace(bundle_root / name, served / name)
+    source_model, served_model = bundle_root / "models" / "model.pt", served / "models" / "model.pt"
+    if not served_model.is_file() and source_model.is_file():
+        shutil.copy2(source_model, served_model)
+    elif served_model.is_file() and source_model.is_file() and not filecmp.cmp(source_model, served_model, False):
+        logger.info("keeping the served (trained) %s; delete it to serve %s again", served_model, source_model)
+    if not served_model.is_file():
+        logger.warning("No trained decoder (%s): training only; restart after it to infer.", source_model)
+    config = {
+        "backbone_weights": weights,
+        # serving never falls back to a random backbone silently: a missing file is an error
+        "network_def#weights": "$segdino_monai.engines.resolve_backbone_weights(@backbone_weights)",
+        **dict(overrides or {}),
+    }
+    (served / "configs" / OVERRIDES_FILE).write_text(json.dumps(config, indent=2))
+    logger.info("serving %s as %s", bundle_root, served)
+    return served
+
+
+def _weights(bundle_root: Path, backbone_weights: str | None) -> str:
+    if backbone_weights == "random":
+        return "random"
+    path = Path(backbone_weights) if backbone_weights else bundle_root / "models" / _DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DINOv3 backbone weights not found: {path}. Pass --backbone-weights <file> (Meta's or timm's DINOv3 "
+            "weights; `segdino check-weights <file>` checks one)."
+        )
+    return str(path.resolve())
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    if source.is_dir():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", OVERRIDES_FILE))
+    else:
+        shutil.copy2(source, target)
+
+
+def server_command(
+    env: str | Path, app_dir: str | Path, studies: str | Path, host: str = "127.0.0.1", port: int = 8000
+) -> list[str]:
+    """The ``monailabel start_server`` command line: offline (no zoo look-up, no SAM2 download), model ``segdino``.
+
+    It runs ``python -m monailabel.main`` of the environment, as the ``monailabel`` script does, without the
+    script's unquoted argument passing (paths with spaces).
+    """
+    python = env_python(Path(env).resolve())
+    if not (python.is_file() and (python.parent / "monailabel").is_file()):
+        raise FileNotFoundError(
+            f"No MONAI Label environment at {Path(env).resolve()}: create it with `segdino label-env --path {env}`."
+        )
+    return [
+        str(python), "-m", "monailabel.main", "start_server",
+        "--app", str(Path(app_dir).resolve()),
+        "--studies", str(Path(studies).resolve()),
+        "--host", host,
+        "--port", str(port),
+        "--conf", "models", MODEL_NAME,
+        "--conf", "sam2", "false",
+        "--conf", "zoo_source", "github",
+    ]  # fmt: skip
+
+
+def server_environment(env: str | Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for the server: the environment's ``bin/`` first on PATH, no PYTHONPATH leaking in."""
+    variables = dict(os.environ if base is None else base)
+    variables.pop("PYTHONPATH", None)
+    variables.pop("PYTHONHOME", None)
+    bin_dir = str(env_python(Path(env).resolve()).parent)
+    variables["PATH"] = os.pathsep.join([bin_dir, variables.get("PATH", "")])
+    variables["VIRTUAL_ENV"] = str(Path(env).resolve())
+    variables.setdefault("BUNDLE_DOWNLOAD_SRC", "github")
+    variables.setdefault("MONAI_ZOO_SOURCE", "github")
+    return variables
+
+
+def start(  # pragma: no cover - exec replaces the process
+    studies: str | Path,
+    env: str | Path,
+    app_dir: str | Path,
+    bundle_root: str | Path,
+    backbone_weights: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Prepare the app and replace this process by the MONAI Label server (stop it with Ctrl-C or SIGTERM)."""
+    if not Path(studies).is_dir():
+        raise FileNotFoundError(f"Studies folder not found: {studies}")
+    command = server_command(env, app_dir, studies, host, port)
+    prepare_app(app_dir, bundle_root, backbone_weights, overrides)
+    logger.info("%s", " ".join(command))
+    os.execve(command[0], command, server_environment(env))
