@@ -6,6 +6,7 @@ users download them themselves and pass the local path.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,8 +85,9 @@ class DINOv3Backbone(nn.Module):
             or timm's (``.safetensors`` or ``.pth``); ``"timm-hub"`` for timm's hub weights (needs the network);
             ``None`` for a random backbone (for tests only: its features are meaningless).
         taps: 0-based indices of the blocks whose outputs are returned; default: see :func:`default_taps`.
-        precision: ``"float32"``, ``"bfloat16"`` (autocast) or ``"auto"``: bfloat16 where the device runs it fast
-            (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else float32. The maps are returned in float32.
+        precision: ``"float32"``, ``"bfloat16"`` (a bfloat16 copy of the frozen weights) or ``"auto"``: bfloat16
+            where the device runs it fast (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else float32. The maps
+            are returned in float32.
         model_kwargs: overrides passed to ``timm.create_model`` (e.g. ``embed_dim``, ``depth``, ``num_heads`` for a
             tiny test model of the same architecture).
 
@@ -107,6 +109,7 @@ class DINOv3Backbone(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
+        self._bf16_models: dict[str, nn.Module] = {}  # not submodules: no state_dict entries, never trained
         name = self._timm_name(arch)
         state, layout = None, None
         if weights is not None and str(weights) != TIMM_HUB_WEIGHTS:
@@ -162,11 +165,31 @@ class DINOv3Backbone(nn.Module):
         plain = torch.is_grad_enabled() or torch.compiler.is_compiling()
         no_autograd = torch.no_grad() if plain else torch.inference_mode()
         bf16 = use_bf16(self.precision, x.device)
-        with no_autograd, torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            maps = self.model.forward_intermediates(
-                x, indices=list(self.taps), norm=True, output_fmt="NCHW", intermediates_only=True
+        model = self._bf16_model(x.device) if bf16 else self.model
+        with no_autograd:
+            maps = model.forward_intermediates(
+                x.to(torch.bfloat16) if bf16 else x,
+                indices=list(self.taps),
+                norm=True,
+                output_fmt="NCHW",
+                intermediates_only=True,
             )
         return [m.float() for m in maps] if bf16 else maps
+
+    def _bf16_model(self, device: torch.device) -> nn.Module:
+        """A bfloat16 copy of the frozen ViT on ``device``, made once (the weights never change).
+
+        A copy held in bfloat16 runs about 2.5x faster than float32 on a CPU with AMX, where autocast (which casts
+        the weights at every call and keeps norms in float32) reaches about 1.5x. The RoPE periods stay float32.
+        """
+        key = str(device)
+        if key not in self._bf16_models:
+            model = copy.deepcopy(self.model).to(device=device, dtype=torch.bfloat16).eval()
+            rope = getattr(model, "rope", None)
+            if rope is not None and hasattr(rope, "periods"):
+                rope.periods = self.model.rope.periods.to(device)
+            self._bf16_models[key] = model
+        return self._bf16_models[key]
 
     @staticmethod
     def _timm_name(arch: str) -> str:
@@ -225,5 +248,6 @@ def _drop_frozen_weights(module: nn.Module, state_dict: dict, prefix: str, local
 
 def _keep_frozen_weights(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
     """``load_state_dict`` pre-hook: fill the frozen weights a decoder checkpoint lacks with the loaded ones."""
+    module._bf16_models.clear()  # a checkpoint that does carry backbone weights would make the copies stale
     for key, value in module.model.state_dict().items():
         state_dict.setdefault(f"{prefix}model.{key}", value)

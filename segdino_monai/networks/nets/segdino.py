@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segdino_monai.networks.blocks.feature_aligner import FeatureAligner
-from segdino_monai.networks.blocks.folded_head import FoldedLinearHead, is_foldable
+from segdino_monai.networks.blocks.folded_head import FoldedLinearHead, fold_weights, folded_logits, is_foldable
 from segdino_monai.networks.blocks.mlp_decoder import MLPDecoder
 from segdino_monai.networks.nets.dinov3_backbone import DINOv3Backbone
 
@@ -45,8 +45,9 @@ class SegDINO(nn.Module):
         act: optional MONAI activation in the aligner and hidden layer (a variant; ``None`` is the paper).
         align_corners: of the final bilinear upsampling. ``False`` (default) puts each token's value at the centre of
             its 16x16 patch; the reference code uses ``True``, which shifts borders by up to half a patch.
-        fold_head: in eval mode, run the paper head folded into one 3x3 convolution (identical output, less work);
-            rebuilt whenever its parameters change. Non-linear variants never fold.
+        fold_head: run the paper head folded into one 3x3 convolution (identical output, far less work): in training
+            the factorised parameters are composed differentiably every step, in eval the composition is cached and
+            rebuilt whenever a parameter changes. Non-linear variants never fold.
         backbone_precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` autocast of the frozen backbone (see
             :class:`DINOv3Backbone`); the head always runs in float32.
         backbone_kwargs: overrides for ``timm.create_model`` (tests use a tiny model of the same architecture).
@@ -108,8 +109,11 @@ class SegDINO(nn.Module):
         """Logits at ``size`` from the backbone's tapped maps (what training from cached features runs)."""
         same_grid = all(f.shape[-2:] == features[0].shape[-2:] for f in features)
         exporting = torch.jit.is_tracing() or torch.jit.is_scripting()  # a trace must not see the fold's cache
-        if self.fold_head and not self.training and same_grid and not exporting:
-            logits = self.folded_head()(features)
+        if self.fold_head and same_grid and not exporting:
+            if self.training:  # the same function of the same factorised parameters, at a fraction of the cost
+                logits = folded_logits(features, *fold_weights(self.aligner, self.decoder))
+            else:
+                logits = self.folded_head()(features)
         else:
             logits = self.decoder(self.aligner(features))
         return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)

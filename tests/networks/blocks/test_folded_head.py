@@ -63,3 +63,17 @@ def test_non_linear_variants_do_not_fold():
     assert not net.fold_head
     with pytest.raises(ValueError, match="Only the paper's linear head folds"):
         FoldedLinearHead.from_head(net.aligner, net.decoder)
+
+
+def test_training_through_the_fold_gives_the_factorised_gradients():
+    folded = randomised(SegDINO(out_channels=2, backbone_kwargs=TINY_VIT)).train()
+    factorised = SegDINO(out_channels=2, fold_head=False, backbone_kwargs=TINY_VIT).train()
+    factorised.load_state_dict(folded.state_dict())
+    x, y = torch.rand(2, 3, 48, 64), torch.randint(0, 2, (2, 48, 64))
+    for net in (folded, factorised):
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+    for a, b in zip(folded.parameters(), factorised.parameters(), strict=True):
+        if a.requires_grad:
+            scale = float(b.grad.abs().max())
+            assert scale > 0
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-4 * scale)  # float rounding only
