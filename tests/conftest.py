@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,18 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 @pytest.fixture(autouse=True)
 def _cpu_threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Bundle workflows install logging.conf's handlers on the root logger; keep them from leaking across tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

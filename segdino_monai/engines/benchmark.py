@@ -368,7 +368,12 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
     return report
 
 
-def summarise(report: dict[str, Any]) -> dict[str, float]:
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or ``None`` where undefined (no memory added in a quick in-process run)."""
+    return numerator / denominator if denominator > 0 else None
+
+
+def summarise(report: dict[str, Any]) -> dict[str, float | None]:
     """The ratios the targets are stated in."""
     rows = {(r["size"], r["batch"], r["precision"]): r for r in report["inference"]}
     train = report["training"]
@@ -376,13 +381,13 @@ def summarise(report: dict[str, Any]) -> dict[str, float]:
     batch = max(r["batch"] for r in report["inference"])
     fp32 = rows.get((size, batch, "float32"))
     bf16 = rows.get((size, batch, "bfloat16"))
-    summary = {
-        "cache_vs_reference_speed": train["cache"]["samples_per_s"] / train["reference"]["samples_per_s"],
-        "cache_vs_frozen_speed": train["cache"]["samples_per_s"] / train["frozen"]["samples_per_s"],
-        "frozen_vs_reference_peak_memory": train["frozen"]["peak_mib"] / train["reference"]["peak_mib"],
-        "cache_vs_reference_peak_memory": train["cache"]["peak_mib"] / train["reference"]["peak_mib"],
-        "frozen_vs_reference_training_memory": train["frozen"]["added_mib"] / train["reference"]["added_mib"],
-        "cache_vs_reference_training_memory": train["cache"]["added_mib"] / train["reference"]["added_mib"],
+    summary: dict[str, float | None] = {
+        "cache_vs_reference_speed": _ratio(train["cache"]["samples_per_s"], train["reference"]["samples_per_s"]),
+        "cache_vs_frozen_speed": _ratio(train["cache"]["samples_per_s"], train["frozen"]["samples_per_s"]),
+        "frozen_vs_reference_peak_memory": _ratio(train["frozen"]["peak_mib"], train["reference"]["peak_mib"]),
+        "cache_vs_reference_peak_memory": _ratio(train["cache"]["peak_mib"], train["reference"]["peak_mib"]),
+        "frozen_vs_reference_training_memory": _ratio(train["frozen"]["added_mib"], train["reference"]["added_mib"]),
+        "cache_vs_reference_training_memory": _ratio(train["cache"]["added_mib"], train["reference"]["added_mib"]),
         "bf16_vs_fp32_mask_dice": train["cache"]["agreement_dice_bf16_vs_fp32"],
     }
     if fp32:
@@ -426,5 +431,5 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{r['added_mib']:.0f} | {note} |"
         )
     lines += ["", "| ratio | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in report["summary"].items()]
+    lines += [f"| {k} | {'n/a' if v is None else f'{v:.3f}'} |" for k, v in report["summary"].items()]
     return "\n".join(lines) + "\n"
