@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,13 @@ from typing import Any
 import numpy as np
 from pydicom.sr.coding import Code
 
+from segdino_monai.atomic import atomic_write
+
 __all__ = [
     "DEFAULT_TASK",
     "SEGMENT_TASKS",
     "SegmentTask",
     "SegUnsupportedError",
-    "atomic_write",
     "segment_areas",
     "write_json",
     "write_nifti",
@@ -75,22 +74,6 @@ DEFAULT_TASK = {"endoscopy": "polyp", "dermoscopy": "skin-lesion", "ultrasound":
 
 class SegUnsupportedError(ValueError):
     """highdicom cannot encode a SEG for this source (e.g. a multi-frame source without a frame of reference)."""
-
-
-def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path`` (``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    logger.debug("wrote %s", path)
-    return path
 
 
 def write_json(data: Any, path: str | Path) -> Path:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import segdino_monai
+from segdino_monai.atomic import atomic_write
 
 __all__ = ["CachedFeatureNetwork", "FeatureCacheDataset", "training_dataset"]
 
@@ -161,7 +161,7 @@ class FeatureCacheDataset(Dataset):
             for (i, v), sample, feature in zip(chunk, samples, features, strict=True):
                 label = _plain(sample["label"]).to(torch.uint8)
                 entry = {"features": feature.clone(), "label": label.clone(), "key": self._entry_key(self.data[i], v)}
-                _save_atomic(entry, self.files[i][v])
+                atomic_write(self.files[i][v], lambda tmp, entry=entry: torch.save(entry, tmp))
             bar.update(len(chunk))
         bar.close()
 
@@ -272,13 +272,3 @@ def _describe(transform: Any) -> Any:
         elif isinstance(value, Transform):
             settings[name] = _describe(value)
     return [type(transform).__qualname__, settings]
-
-
-def _save_atomic(entry: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(entry, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -10,8 +10,6 @@ import csv
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from monai.utils import min_version, optional_import, string_list_all_gather
+
+from segdino_monai.atomic import atomic_write
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
@@ -39,17 +39,6 @@ def summarise(values: Sequence[float]) -> dict[str, float | int | None]:
     for name, op in (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max)):
         stats[name] = float(op(finite)) if finite.size else None
     return stats
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SegmentationReport:
@@ -105,19 +94,20 @@ class SegmentationReport:
                 raise RuntimeError(f"metric {name} has {len(values)} per-image values for {rows} images")
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
-        def write_csv(f: Any) -> None:
-            writer = csv.writer(f)
-            writer.writerow(["filename", *details])
-            for i, filename in enumerate(filenames):
-                writer.writerow([filename, *(_fmt(values[i]) for values in details.values())])
+        def write_csv(tmp: str) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["filename", *details])
+                for i, filename in enumerate(filenames):
+                    writer.writerow([filename, *(_fmt(values[i]) for values in details.values())])
 
         summary = {
             "num_images": rows,
             "metrics": {name: summarise(values) for name, values in details.items()},
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
-        _atomic_write(self.output_dir / self.csv_name, write_csv)
-        _atomic_write(self.output_dir / self.json_name, lambda f: json.dump(summary, f, indent=2))
+        atomic_write(self.output_dir / self.csv_name, write_csv)
+        atomic_write(self.output_dir / self.json_name, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
         logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.output_dir / self.csv_name)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +19,8 @@ from monai.transforms import (
     Transform,
 )
 from PIL import Image
+
+from segdino_monai.atomic import atomic_write
 
 __all__ = ["SaveSegmentationd", "prediction_postprocessing", "to_onehot_for_metrics"]
 
@@ -110,13 +110,16 @@ class SaveSegmentationd(MapTransform):
             name = Path(source).name
             stem = self.output_dir / (name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem)
             png = mask * 255 if mask.max() <= 1 else mask
-            _save_atomic(Image.fromarray(png.astype(np.uint8)), Path(f"{stem}_mask.png"))
+            mask_png = Image.fromarray(png.astype(np.uint8))
+            atomic_write(f"{stem}_mask.png", lambda tmp, image=mask_png: image.save(tmp, format="PNG"))
             if self.overlay:
-                _save_atomic(self._overlay(source, mask), Path(f"{stem}_overlay.png"))
+                overlay = self._overlay(source, mask)
+                atomic_write(f"{stem}_overlay.png", lambda tmp, image=overlay: image.save(tmp, format="PNG"))
             if self.nifti:
                 import nibabel as nib
 
-                _save_nifti_atomic(nib.Nifti1Image(mask.T.copy(), np.eye(4)), Path(f"{stem}_mask.nii.gz"))
+                volume = nib.Nifti1Image(mask.T.copy(), np.eye(4))
+                atomic_write(f"{stem}_mask.nii.gz", lambda tmp, image=volume: nib.save(image, tmp))
         return d
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
@@ -137,26 +140,3 @@ def _source_path(data: Mapping[Hashable, object], image_key: str) -> str:
         if name:
             return str(name[0] if isinstance(name, Sequence) and not isinstance(name, str) else name)
     raise ValueError(f"No source file name in the meta data of {image_key!r}: cannot name the output files")
-
-
-def _save_atomic(image: Image.Image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _save_nifti_atomic(image: object, path: Path) -> None:
-    import nibabel as nib
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    logger.debug("wrote %s", path)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segdino_monai.atomic import atomic_write
 from segdino_monai.networks.blocks.feature_aligner import FeatureAligner
 from segdino_monai.networks.blocks.folded_head import FoldedLinearHead, fold_weights, folded_logits, is_foldable
 from segdino_monai.networks.blocks.mlp_decoder import MLPDecoder
@@ -139,17 +138,7 @@ class SegDINO(nn.Module):
 
     def save_decoder(self, path: str | Path) -> Path:
         """Write the trainable state (aligner and decoder, a few MB) atomically to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: torch.save(self.state_dict(), tmp))
 
     def load_decoder(self, path: str | Path) -> None:
         """Load a trainable state written by :meth:`save_decoder` (or a MONAI checkpoint holding it as ``network``).
