@@ -11,7 +11,7 @@ from tests.conftest import TINY_VIT
 from tests.networks.dinov3_files import meta_state_dict, tiny_timm_model, write_meta_file
 
 
-def test_check_weights_reports_a_good_file(tmp_path, caplog):
+def test_check_weights_names_both_sizes_for_a_wrong_size_file(tmp_path, caplog):
     full_size = tiny_timm_model(**{k: v for k, v in TINY_VIT.items() if k != "depth"}, depth=12)
     path = write_meta_file(full_size, tmp_path / "dinov3_tiny.pth")
     with pytest.raises(SystemExit):
