@@ -146,7 +146,9 @@ def _pip(path: Path, *args: str) -> None:
     result = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         logger.error("pip output:\n%s\n%s", result.stdout[-5000:], result.stderr[-5000:])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+        reason = errors[-1] if errors else (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise RuntimeError(
-            f"pip failed ({result.returncode}) while building the MONAI Label environment {path}: "
-            f"{' '.join(args)}. Is the package registry reachable?"
+            f"pip failed ({result.returncode}) while building the MONAI Label environment {path} "
+            f"({' '.join(args)}): {reason}. It needs the package registry and about 8 GB of free disk."
         )
