@@ -94,6 +94,13 @@ def _run_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from segdino_monai.reporting import write_report
+
+    write_report(args.run_dir, args.predictions_dir, args.log_dir, args.cases)
+    return 0
+
+
 def _dicom(args: argparse.Namespace) -> int:
     from segdino_monai.dicom.pipeline import DicomSegmenter, run_dicom
     from segdino_monai.dicom.writer import DEFAULT_TASK, SegOptions
@@ -239,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--nifti", action="store_true", help="also write NIfTI masks")
     infer.add_argument("--largest-component", action="store_true", help="keep the largest connected component")
     infer.add_argument("--fill-holes", action="store_true", help="fill holes in the masks")
+    report = commands.add_parser(
+        "report",
+        help="(re)write the evaluation report of a run: report.html, report.md and report_files/",
+        description="Write RUN_DIR/report.html (self-contained) and report.md from RUN_DIR/metrics_per_image.csv, "
+        "metrics_summary.json, the masks in RUN_DIR/predictions and the training logs in RUN_DIR/tensorboard.",
+    )
+    report.add_argument("run_dir", type=Path, help="the evaluation's output folder (--output-dir of evaluate)")
+    report.add_argument("--predictions-dir", type=Path, help="the masks folder (default RUN_DIR/predictions)")
+    report.add_argument("--log-dir", type=Path, help="the TensorBoard folder (default RUN_DIR/tensorboard)")
+    report.add_argument("--cases", type=int, default=4, help="worst and best cases to show (default 4)")
+    report.set_defaults(func=_report)
     dicom = commands.add_parser(
         "dicom",
         help="segment DICOM images: DICOM SEG, PNG masks and overlays, NIfTI and a JSON report per instance",

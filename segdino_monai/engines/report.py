@@ -1,4 +1,4 @@
-"""An Ignite handler writing one per-image metrics CSV and a summary JSON at the end of an evaluation.
+"""An Ignite handler writing one per-image metrics CSV, a summary JSON and the HTML report after an evaluation.
 
 MONAI's ``MetricsSaver`` writes one CSV per metric and no JSON; a single table with a row per image (Dice, IoU,
 HD95 side by side) and a machine-readable summary are what evaluation reports need, hence this small handler.
@@ -10,7 +10,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,10 @@ def summarise(values: Sequence[float]) -> dict[str, float | int | None]:
 
 
 class SegmentationReport:
-    """Write ``<output_dir>/metrics_per_image.csv`` and ``metrics_summary.json`` when an evaluation completes.
+    """Write the per-image metrics CSV, the summary JSON and the report page when an evaluation completes.
+
+    The files are ``<output_dir>/metrics_per_image.csv``, ``metrics_summary.json`` and ``report.html`` with its
+    markdown twin (see :func:`segdino_monai.reporting.write_report`).
 
     It reads the per-image values that MONAI's metric handlers keep (``engine.state.metric_details``, so the
     metric handlers need ``save_details=True``, their default) and the image file names from the batch meta data.
@@ -50,21 +53,27 @@ class SegmentationReport:
     Args:
         output_dir: the folder to write into (created if needed).
         image_key: the batch key whose meta data holds the file name.
-        csv_name: file name of the per-image table.
-        json_name: file name of the summary.
+        context: what was evaluated (model, weights, split, ...), stored in the summary and shown in the report.
+        html_report: also write the report page (it needs the masks in ``<output_dir>/predictions``).
+        num_cases: worst and best cases shown in the report.
     """
+
+    csv_name = "metrics_per_image.csv"
+    json_name = "metrics_summary.json"
 
     def __init__(
         self,
         output_dir: str | Path,
         image_key: str = "image",
-        csv_name: str = "metrics_per_image.csv",
-        json_name: str = "metrics_summary.json",
+        context: Mapping[str, Any] | None = None,
+        html_report: bool = True,
+        num_cases: int = 4,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.image_key = image_key
-        self.csv_name = csv_name
-        self.json_name = json_name
+        self.context = {str(k): v if isinstance(v, (int, float, bool)) else str(v) for k, v in (context or {}).items()}
+        self.html_report = html_report
+        self.num_cases = num_cases
         self._filenames: list[str] = []
 
     def attach(self, engine: Engine) -> None:
@@ -103,6 +112,7 @@ class SegmentationReport:
 
         summary = {
             "num_images": rows,
+            "context": self.context,
             "metrics": {name: summarise(values) for name, values in details.items()},
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
@@ -110,6 +120,10 @@ class SegmentationReport:
         atomic_write(self.output_dir / self.json_name, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
         logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.output_dir / self.csv_name)
+        if self.html_report:
+            from segdino_monai.reporting import write_report  # the report module reads what this handler writes
+
+            write_report(self.output_dir, num_cases=self.num_cases)
 
 
 def _per_image(value: Any) -> list[float]:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from segdino_monai.atomic import atomic_write
 
-__all__ = ["SaveSegmentationd", "prediction_postprocessing", "to_onehot_for_metrics"]
+__all__ = ["SaveSegmentationd", "mask_stem", "prediction_postprocessing", "to_onehot_for_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,14 @@ def to_onehot_for_metrics(num_classes: int, keys: KeysCollection = ("pred", "lab
     return Compose([AsDiscreted(keys, to_onehot=num_classes)] if num_classes > 1 else [])
 
 
+def mask_stem(source: str | Path) -> str:
+    """The file name stem of the masks written for the image ``source`` (``case.nii.gz`` -> ``case``)."""
+    name = Path(source).name
+    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+
+
 class SaveSegmentationd(MapTransform):
-    """Write each predicted mask as ``<stem>_mask.png``, a colour ``<stem>_overlay.png`` and optionally NIfTI.
+    """Write each mask as ``<stem>_<suffix>.png``, a colour ``<stem>_overlay.png`` and optionally NIfTI.
 
     MONAI's PNG writer expects MONAI's default (W, H) PIL axis order, while this package keeps arrays in the file's
     (H, W) order, and MONAI has no overlay writer: hence this transform. Files are written atomically.
@@ -74,6 +80,7 @@ class SaveSegmentationd(MapTransform):
         keys: the class-index mask key(s), ``(1, H, W)`` at the original image size.
         output_dir: the folder to write into.
         image_key: the key whose meta data names the source image (for the file stem and the overlay).
+        suffix: the mask file name suffix (``mask`` for predictions; e.g. ``label`` for the reference masks).
         overlay: write the overlay on the source image.
         nifti: also write ``<stem>_mask.nii.gz`` (axes x = column, y = row, as MONAI reads PNGs by default).
         alpha: opacity of the overlay colours.
@@ -84,6 +91,7 @@ class SaveSegmentationd(MapTransform):
         keys: KeysCollection,
         output_dir: str | Path,
         image_key: str = "image",
+        suffix: str = "mask",
         overlay: bool = True,
         nifti: bool = False,
         alpha: float = 0.45,
@@ -91,6 +99,7 @@ class SaveSegmentationd(MapTransform):
         super().__init__(keys)
         self.output_dir = Path(output_dir)
         self.image_key = image_key
+        self.suffix = suffix
         self.overlay = overlay
         self.nifti = nifti
         self.alpha = alpha
@@ -107,11 +116,10 @@ class SaveSegmentationd(MapTransform):
                     f"SaveSegmentationd expects a (1, H, W) class-index mask for {key!r}, got {mask.shape}"
                 )
             mask = mask[0]
-            name = Path(source).name
-            stem = self.output_dir / (name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem)
+            stem = self.output_dir / mask_stem(source)
             png = mask * 255 if mask.max() <= 1 else mask
             mask_png = Image.fromarray(png.astype(np.uint8))
-            atomic_write(f"{stem}_mask.png", lambda tmp, image=mask_png: image.save(tmp, format="PNG"))
+            atomic_write(f"{stem}_{self.suffix}.png", lambda tmp, image=mask_png: image.save(tmp, format="PNG"))
             if self.overlay:
                 overlay = self._overlay(source, mask)
                 atomic_write(f"{stem}_overlay.png", lambda tmp, image=overlay: image.save(tmp, format="PNG"))
@@ -119,14 +127,15 @@ class SaveSegmentationd(MapTransform):
                 import nibabel as nib
 
                 volume = nib.Nifti1Image(mask.T.copy(), np.eye(4))
-                atomic_write(f"{stem}_mask.nii.gz", lambda tmp, image=volume: nib.save(image, tmp))
+                atomic_write(f"{stem}_{self.suffix}.nii.gz", lambda tmp, image=volume: nib.save(image, tmp))
         return d
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
         with Image.open(source) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-        if rgb.shape[:2] != mask.shape:
-            raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
+            picture = image.convert("RGB")
+        if picture.size != mask.shape[::-1]:  # masks at the model's size (metrics of the paper's protocol)
+            picture = picture.resize(mask.shape[::-1], Image.Resampling.BILINEAR)
+        rgb = np.asarray(picture, dtype=np.float32)
         for index in range(1, int(mask.max()) + 1):
             colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
             region = mask == index

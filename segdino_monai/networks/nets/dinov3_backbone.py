@@ -109,6 +109,7 @@ class DINOv3Backbone(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
+        self.weights_source = "random" if weights is None else str(weights)  # what the features come from
         self._bf16_models: dict[str, nn.Module] = {}  # not submodules: no state_dict entries, never trained
         name = self._timm_name(arch)
         state, layout = None, None

@@ -1,0 +1,290 @@
+"""The evaluation report: one self-contained HTML page (figures embedded) and a markdown twin (figures as files).
+
+Everything on the page comes from the run folder: ``metrics_per_image.csv`` (the numbers), ``metrics_summary.json``
+(what was evaluated), the predictions folder (each case's predicted and reference masks) and the TensorBoard logs
+(training curves). :func:`write_report` can therefore be run again at any time: ``segdino report RUN_DIR``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from segdino_monai.atomic import atomic_write
+from segdino_monai.engines.report import summarise
+from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
+from segdino_monai.reporting.curves import read_training_curves
+from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
+
+__all__ = ["write_report"]
+
+logger = logging.getLogger(__name__)
+
+HTML_NAME, MARKDOWN_NAME, FILES_DIR = "report.html", "report.md", "report_files"
+POOR_OVERLAP = 0.5
+HOW_TO_READ = (
+    ("Dice", "overlap of the predicted and the reference outline: 0 = no overlap, 1 = identical. Higher is better."),
+    ("IoU", "intersection over union, a stricter overlap score from 0 to 1. Higher is better."),
+    (
+        "HD95 (px)",
+        "how far apart the two outlines are, in pixels of the evaluated image: 95% of boundary points lie within "
+        "this distance of the other outline. Lower is better; 0 = identical. It is undefined (n/a) when the "
+        "prediction or the reference is empty; such images are counted but left out of the statistics.",
+    ),
+)
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td.name,th.name{text-align:left}.context td,.context th{text-align:left}
+img{max-width:100%}figure{margin:1em 0}figcaption{font-size:.9em;color:#555}
+.warning{background:#fff0f0;border:1px solid #d33;padding:.6em 1em;border-radius:4px}
+.note{background:#f6f8fa;border:1px solid #ddd;padding:.6em 1em;border-radius:4px}
+tr.worst td{background:#fff6f0}
+"""
+
+
+@dataclass
+class _Figure:
+    name: str
+    caption: str
+    png: bytes
+
+
+def write_report(
+    run_dir: str | Path,
+    predictions_dir: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    num_cases: int = 4,
+) -> Path:
+    """Write ``report.html``, ``report.md`` and ``report_files/`` into the run folder of an evaluation.
+
+    Args:
+        run_dir: the evaluation's output folder (holding ``metrics_per_image.csv``).
+        predictions_dir: the folder of the masks (default ``<run_dir>/predictions``).
+        log_dir: the training's TensorBoard folder (default ``<run_dir>/tensorboard``).
+        num_cases: how many worst and best cases to show.
+
+    Returns:
+        The path of the HTML page.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` holds no ``metrics_per_image.csv``.
+    """
+    run_dir = Path(run_dir)
+    table = run_dir / "metrics_per_image.csv"
+    if not table.is_file():
+        raise FileNotFoundError(
+            f"{table} not found: {run_dir} is not an evaluation folder. Run `segdino evaluate --output-dir "
+            f"{run_dir}` (or the bundle's evaluating workflow) first."
+        )
+    predictions_dir = Path(predictions_dir) if predictions_dir else run_dir / "predictions"
+    names, rows = read_metrics_csv(table)
+    summary_file = run_dir / "metrics_summary.json"
+    context = json.loads(summary_file.read_text()).get("context", {}) if summary_file.is_file() else {}
+    key = next((n for n in names if metric_label(n) == "Dice"), names[0] if names else "")
+    log_dir = Path(log_dir) if log_dir else run_dir / "tensorboard"
+    figures, notes = _figures(names, rows, key, predictions_dir, log_dir, num_cases)
+    figures_by_name = {f.name: f for f in figures}
+    sections = _sections(names, rows, key, context, figures, notes)
+
+    files = run_dir / FILES_DIR
+    shutil.rmtree(files, ignore_errors=True)  # figures of an earlier report may belong to other cases
+    files.mkdir(parents=True)
+    for figure in figures:
+        (files / f"{figure.name}.png").write_bytes(figure.png)
+    page = _html(sections, figures_by_name, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode())
+    markdown = _markdown(sections, figures_by_name)
+    atomic_write(run_dir / HTML_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(run_dir / MARKDOWN_NAME, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
+    logger.info("Evaluation report: %s (markdown: %s)", run_dir / HTML_NAME, run_dir / MARKDOWN_NAME)
+    return run_dir / HTML_NAME
+
+
+def _figures(
+    names: list[str], rows: list[EvaluatedImage], key: str, predictions_dir: Path, log_dir: Path, num_cases: int
+) -> tuple[list[_Figure], list[str]]:
+    figures, notes = [], []
+    if rows:
+        values = {n: [r.values[n] for r in rows] for n in names}
+        figures.append(_Figure("distributions", "Distribution of the per-image metrics.", distributions_figure(values)))
+    worst, best = rank_cases(rows, key, num_cases) if key else ([], [])
+    for kind, indices in (("worst", worst), ("best", best)):
+        for rank, index in enumerate(indices, 1):
+            row = rows[index]
+            try:
+                case = load_case(row.filename, predictions_dir)
+            except FileNotFoundError as err:
+                notes.append(str(err))
+                continue
+            scores = ", ".join(f"{metric_label(n)} {_fmt(row.values[n], n)}" for n in names)
+            title = f"{kind} {rank}: {Path(row.filename).name} ({scores})"
+            figures.append(_Figure(f"{kind}_{rank}", title, case_figure(case, title)))
+    curves = read_training_curves(log_dir)
+    if curves:
+        caption = "Training loss (mean per epoch) and the metrics logged per epoch during training."
+        best_epoch = curves.best_epoch("val_mean_dice")
+        if best_epoch:
+            caption += f" Best validation Dice {best_epoch[1]:.4f} at epoch {best_epoch[0]} (the model evaluated here)."
+        figures.append(_Figure("training_curves", caption, curves_figure(curves)))
+    else:
+        notes.append(f"No training logs in {log_dir}: the training curves are not shown.")
+    return figures, notes
+
+
+def _sections(
+    names: list[str],
+    rows: list[EvaluatedImage],
+    key: str,
+    context: dict,
+    figures: list[_Figure],
+    notes: list[str],
+) -> list[tuple[str, list]]:
+    """The page as (heading, blocks).
+
+    A block is ``("p" | "warning" | "note", text)``, ``("table", header, rows, classes)`` or ``("figure", name)``.
+    """
+    labels = [metric_label(n) for n in names]
+    overview: list = []
+    if str(context.get("backbone weights", "")).lower() == "random":
+        overview.append(
+            (
+                "warning",
+                "This model ran on a RANDOMLY INITIALISED DINOv3 backbone (a demo or test run): its numbers say "
+                "nothing about how a real model performs. Evaluate with the DINOv3 weights file for real results.",
+            )
+        )
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    items = [(str(k), str(v)) for k, v in context.items()] + [("images evaluated", str(len(rows)))]
+    overview.append(("table", None, items + [("report written", generated)], ["context"]))
+    stats = {n: summarise([r.values[n] for r in rows]) for n in names}
+    if key and stats[key]["mean"] is not None:
+        poor = sum(r.values[key] < POOR_OVERLAP for r in rows)
+        overview.append(
+            (
+                "p",
+                f"At a glance: on {len(rows)} images the mean {metric_label(key)} is {_fmt(stats[key]['mean'], key)} "
+                f"(median {_fmt(stats[key]['median'], key)}); {poor} image(s) have a {metric_label(key)} below "
+                f"{POOR_OVERLAP} (poor overlap): see the worst cases below.",
+            )
+        )
+    summary_rows = [
+        [label, *(_fmt(stats[n][s], n) for s in ("mean", "median", "std", "min", "max")), _count(stats[n])]
+        for n, label in zip(names, labels, strict=True)
+    ]
+    summary = [
+        ("table", ["metric", "mean", "median", "std", "min", "max", "images"], summary_rows, []),
+        *(("note", f"{label}: {text}") for label, text in HOW_TO_READ if label in labels),
+        ("figure", "distributions"),
+    ]
+    cases = [name for name in (f.name for f in figures) if name.startswith(("worst", "best"))]
+    worst = [("p", f"The {sum(c.startswith('worst') for c in cases)} images with the lowest {metric_label(key)}.")]
+    worst += [("figure", c) for c in cases if c.startswith("worst")]
+    best = [("figure", c) for c in cases if c.startswith("best")]
+    ranked = sorted(range(len(rows)), key=lambda i: (math.isnan(rows[i].values[key]), rows[i].values[key], i))
+    table_rows = [
+        [str(rank), rows[i].filename, *(_fmt(rows[i].values[n], n) for n in names)] for rank, i in enumerate(ranked, 1)
+    ]
+    every = [
+        ("p", f"One row per evaluated image, lowest {metric_label(key)} first (as in metrics_per_image.csv)."),
+        ("table", ["rank", "image", *labels], table_rows, ["per-image"]),
+    ]
+    training = [("figure", "training_curves")] if any(f.name == "training_curves" for f in figures) else []
+    sections = [
+        ("Overview", overview),
+        ("Summary", summary),
+        ("Where the model fails: the worst cases", worst),
+        ("The best cases", best),
+        ("Training", training + [("note", n) for n in notes if "training" in n]),
+        ("Every image", every),
+    ]
+    other_notes = [("note", n) for n in notes if "training" not in n]
+    if other_notes:
+        sections.append(("Notes", other_notes))
+    return sections
+
+
+def _html(sections: list[tuple[str, list]], figures: dict[str, _Figure], source) -> str:
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Segmentation report</title><style>{CSS}</style></head><body>",
+        "<h1>Segmentation report</h1>",
+    ]
+    for heading, blocks in sections:
+        out.append(f"<h2>{html.escape(heading)}</h2>")
+        for block in blocks:
+            kind = block[0]
+            if kind in ("p", "warning", "note"):
+                css = "" if kind == "p" else f' class="{kind}"'
+                out.append(f"<p{css}>{html.escape(block[1])}</p>")
+            elif kind == "table":
+                out.append(_html_table(*block[1:]))
+            elif kind == "figure" and block[1] in figures:
+                figure = figures[block[1]]
+                alt = html.escape(figure.caption, quote=True)
+                out.append(
+                    f'<figure id="{figure.name}"><img src="{source(figure)}" alt="{alt}">'
+                    f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+                )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _html_table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], classes: Sequence[str]) -> str:
+    css = f' class="{" ".join(classes)}"' if classes else ""
+    head = "".join(f"<th{' class=name' if i < 2 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header or []))
+    head = f"<thead><tr>{head}</tr></thead>" if header else ""
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            name = "per-image" in classes and i == 1
+            shown = html.escape(Path(cell).name if name else cell)
+            title = f' title="{html.escape(cell, quote=True)}"' if name else ""
+            cells.append(f"<td{' class=name' if i < 2 else ''}{title}>{shown}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table{css}>{head}<tbody>{''.join(body)}</tbody></table>"
+
+
+def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> str:
+    out = ["# Segmentation report", ""]
+    for heading, blocks in sections:
+        out += [f"## {heading}", ""]
+        for block in blocks:
+            kind = block[0]
+            if kind == "p":
+                out += [block[1], ""]
+            elif kind in ("warning", "note"):
+                out += [f"> {'**Warning:** ' if kind == 'warning' else ''}{block[1]}", ""]
+            elif kind == "table":
+                header, rows = block[1] or [" "] * len(block[2][0]), block[2]
+                out.append("| " + " | ".join(header) + " |")
+                out.append("|" + "---|" * len(header))
+                out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+                out.append("")
+            elif kind == "figure" and block[1] in figures:
+                figure = figures[block[1]]
+                out += [f"![{figure.caption}]({FILES_DIR}/{figure.name}.png)", "", f"*{figure.caption}*", ""]
+    return "\n".join(out)
+
+
+def _fmt(value: float | None, name: str) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.2f}" if metric_label(name).startswith("HD95") else f"{value:.4f}"
+
+
+def _count(stats: dict) -> str:
+    excluded = stats["n_excluded"]
+    return f"{stats['n']}" + (f" ({excluded} n/a)" if excluded else "")
