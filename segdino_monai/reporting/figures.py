@@ -53,7 +53,7 @@ def distributions_figure(values: Mapping[str, Sequence[float]]) -> bytes:
         if finite.size:
             hist.axvline(finite.mean(), color="#c03030", linestyle="--", label=f"mean {finite.mean():.3f}")
             hist.legend(loc="upper left" if bounded else "upper right", frameon=False)
-            box.boxplot(finite, vert=False, widths=0.5, showmeans=True)
+            box.boxplot(finite, orientation="horizontal", widths=0.5, showmeans=True)
         if bounded:
             hist.set_xlim(0, 1)
             box.set_xlim(0, 1)

@@ -182,7 +182,7 @@ def _sections(
         for n, label in zip(names, labels, strict=True)
     ]
     summary = [
-        ("table", ["metric", "mean", "median", "std", "min", "max", "images"], summary_rows, []),
+        ("table", ["metric", "mean", "median", "std", "min", "max", "images"], summary_rows, ["summary"]),
         *(("note", f"{label}: {text}") for label, text in HOW_TO_READ if label in labels),
         ("figure", "distributions"),
     ]
@@ -268,10 +268,12 @@ def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> 
             elif kind in ("warning", "note"):
                 out += [f"> {'**Warning:** ' if kind == 'warning' else ''}{block[1]}", ""]
             elif kind == "table":
-                header, rows = block[1] or [" "] * len(block[2][0]), block[2]
+                header, rows, per_image = block[1] or [" "] * len(block[2][0]), block[2], "per-image" in block[3]
                 out.append("| " + " | ".join(header) + " |")
                 out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+                for row in rows:
+                    cells = [Path(c).name if per_image and i == 1 else c for i, c in enumerate(row)]
+                    out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
                 out.append("")
             elif kind == "figure" and block[1] in figures:
                 figure = figures[block[1]]
