@@ -20,7 +20,7 @@ from segdino_monai.transforms.post import PALETTE
 
 __all__ = ["case_figure", "curves_figure", "distributions_figure", "metric_label"]
 
-REFERENCE_COLOUR = (0, 200, 0)
+REFERENCE_COLOUR = (0, 230, 0)
 PREDICTION_COLOUR = (255, 140, 0)
 _SPLITS = (("train_", "training"), ("val_", "validation"), ("test_", "test"))
 _LABELS = (("hd95", "HD95 (px)"), ("hausdorff", "HD95 (px)"), ("dice", "Dice"), ("iou", "IoU"))
@@ -93,7 +93,8 @@ def case_figure(case: CaseImages, title: str) -> bytes:
 
     The prediction panel also outlines the reference, so that misses and false alarms show at a glance.
     """
-    fig = Figure(figsize=(9, 3.3), layout="constrained")
+    height, width = case.reference.shape
+    fig = Figure(figsize=(9, 0.7 + 3 * min(height / width, 2.0)), layout="constrained")  # panels 3 inches wide
     axes = fig.subplots(1, 3)
     base = case.image if case.image is not None else np.zeros((*case.reference.shape, 3), dtype=np.uint8)
     axes[0].imshow(base)
@@ -101,7 +102,7 @@ def case_figure(case: CaseImages, title: str) -> bytes:
     axes[1].imshow(_overlay(base, case.reference, REFERENCE_COLOUR))
     axes[1].set_title("reference (ground truth)", fontsize=10)
     shown = _overlay(base, case.prediction, PREDICTION_COLOUR)
-    shown[find_boundaries(case.reference, mode="inner")] = REFERENCE_COLOUR
+    shown[find_boundaries(case.reference, mode="thick")] = REFERENCE_COLOUR
     axes[2].imshow(shown)
     axes[2].set_title("prediction (green line: reference)", fontsize=10)
     for axis in axes:
