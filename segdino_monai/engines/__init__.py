@@ -13,12 +13,13 @@ from segdino_monai.engines.resolve import (
     resolve_backbone_weights,
     resolve_datalist,
 )
-from segdino_monai.engines.runner import TASKS, bundle_workflow, run_bundle
+from segdino_monai.engines.runner import PRESETS, TASKS, bundle_workflow, run_bundle
 
 __all__ = [
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",
+    "PRESETS",
     "RANDOM_WEIGHTS",
     "ResumableCheckpoint",
     "SegmentationReport",

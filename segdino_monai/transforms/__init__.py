@@ -9,6 +9,7 @@ from segdino_monai.transforms.common import (
     BoxCropd,
     EnsureRGB,
     EnsureRGBd,
+    PILResized,
     imagenet_normalize,
 )
 from segdino_monai.transforms.dermoscopy import (
@@ -28,9 +29,11 @@ from segdino_monai.transforms.endoscopy import (
 from segdino_monai.transforms.post import SaveSegmentationd, prediction_postprocessing, to_onehot_for_metrics
 from segdino_monai.transforms.presets import (
     MODALITIES,
+    PROTOCOLS,
     dermoscopy_transforms,
     endoscopy_transforms,
     get_transforms,
+    paper_transforms,
     ultrasound_transforms,
 )
 from segdino_monai.transforms.ultrasound import (
@@ -53,6 +56,7 @@ __all__ = [
     "IMAGENET_STD",
     "MODALITIES",
     "PATCH_SIZE",
+    "PROTOCOLS",
     "ULTRASOUND_REGION_KEY",
     "BoxCrop",
     "BoxCropd",
@@ -65,6 +69,7 @@ __all__ = [
     "EnsureRGBd",
     "HairRemoval",
     "HairRemovald",
+    "PILResized",
     "RandColorJitter",
     "RandColorJitterd",
     "RandSpeckleNoise",
@@ -80,6 +85,7 @@ __all__ = [
     "get_transforms",
     "hair_mask",
     "imagenet_normalize",
+    "paper_transforms",
     "specular_highlight_mask",
     "ultrasound_region_from_dicom",
     "ultrasound_transforms",

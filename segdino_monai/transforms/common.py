@@ -12,8 +12,12 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
+from monai.data import MetaTensor
+from monai.data.utils import to_affine_nd
 from monai.transforms import CropForeground, CropForegroundd, MapTransform, NormalizeIntensityd, Transform
-from monai.utils import convert_to_tensor
+from monai.transforms.utils import scale_affine
+from monai.utils import MetaKeys, convert_to_tensor, ensure_tuple_rep
+from PIL import Image
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
 from skimage.transform import downscale_local_mean
@@ -29,6 +33,7 @@ __all__ = [
     "upsample_nearest",
     "EnsureRGB",
     "EnsureRGBd",
+    "PILResized",
     "full_scale",
     "imagenet_normalize",
     "inpaint",
@@ -293,3 +298,57 @@ class BoxCropd(CropForegroundd):
             end_coord_key=None,
             allow_missing_keys=allow_missing_keys,
         )
+
+
+class PILResized(MapTransform):
+    """Resize ``(C, H, W)`` arrays with Pillow's ``Image.resize``, channel by channel, on 8-bit values.
+
+    This is the resize of the SegDINO reference code (``PIL.Image.resize`` of 8-bit images): Pillow's bicubic
+    filter widens with the scale when shrinking (antialiasing, unlike MONAI's ``Resized``, which blurs with a
+    Gaussian first and then samples a sharper bicubic kernel), and every pass rounds and clips to 0..255, so bicubic
+    overshoot never leaves the 8-bit range. Values are rounded and clipped to 0..255 first: meant for 8-bit images
+    and for class-index masks (``"nearest"``). The affine is updated like MONAI's resize; the step is not
+    invertible (``Invertd`` skips it).
+
+    Args:
+        keys: keys to resize.
+        spatial_size: output ``(height, width)``.
+        mode: Pillow filter per key: ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos"``, ``"box"`` or
+            ``"hamming"``.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_size: Sequence[int],
+        mode: str | Sequence[str] = "bicubic",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(spatial_size) != 2:
+            raise ValueError(f"PILResized resizes 2D images: spatial_size must be (height, width), got {spatial_size}")
+        self.spatial_size = tuple(int(s) for s in spatial_size)
+        self.mode = ensure_tuple_rep(mode, len(self.keys))
+        for name in self.mode:
+            if name.upper() not in Image.Resampling.__members__:
+                raise ValueError(f"unknown Pillow filter {name!r}")
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """Resize each key to ``spatial_size``; the result is a float32 ``MetaTensor`` when the input is one."""
+        d = dict(data)
+        height, width = self.spatial_size
+        for key, mode in self.key_iterator(d, self.mode):
+            img = d[key]
+            values = np.clip(np.rint(to_numpy(img)), 0, 255).astype(np.uint8)
+            if values.ndim != 3:
+                raise ValueError(f"PILResized expects (C, H, W) for {key!r}, got shape {values.shape}")
+            resample = Image.Resampling[mode.upper()]
+            resized = np.stack([np.asarray(Image.fromarray(c).resize((width, height), resample)) for c in values])
+            out = torch.from_numpy(resized.astype(np.float32))
+            if isinstance(img, MetaTensor):
+                scale = to_affine_nd(len(img.affine) - 1, scale_affine(values.shape[1:], self.spatial_size))
+                meta = {**img.meta, MetaKeys.AFFINE: img.affine @ scale}
+                out = MetaTensor(out, meta=meta, applied_operations=img.applied_operations)
+            d[key] = out
+        return d

@@ -84,6 +84,9 @@ class SaveSegmentationd(MapTransform):
         overlay: write the overlay on the source image.
         nifti: also write ``<stem>_mask.nii.gz`` (axes x = column, y = row, as MONAI reads PNGs by default).
         alpha: opacity of the overlay colours.
+        resize_source: masks are at the model's input size, not the original one (evaluation without inversion,
+            the paper protocol): the overlay is drawn on the source image resized to the mask (bicubic). Otherwise
+            a source whose size differs from its mask is an error.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class SaveSegmentationd(MapTransform):
         overlay: bool = True,
         nifti: bool = False,
         alpha: float = 0.45,
+        resize_source: bool = False,
     ) -> None:
         super().__init__(keys)
         self.output_dir = Path(output_dir)
@@ -103,6 +107,7 @@ class SaveSegmentationd(MapTransform):
         self.overlay = overlay
         self.nifti = nifti
         self.alpha = alpha
+        self.resize_source = resize_source
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         """Write the files of one sample; the data pass through unchanged."""
@@ -132,10 +137,12 @@ class SaveSegmentationd(MapTransform):
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
         with Image.open(source) as image:
-            picture = image.convert("RGB")
-        if picture.size != mask.shape[::-1]:  # masks at the model's size (metrics of the paper's protocol)
-            picture = picture.resize(mask.shape[::-1], Image.Resampling.BILINEAR)
-        rgb = np.asarray(picture, dtype=np.float32)
+            source_rgb = image.convert("RGB")
+        if self.resize_source:
+            source_rgb = source_rgb.resize(mask.shape[::-1], Image.Resampling.BICUBIC)
+        rgb = np.asarray(source_rgb, dtype=np.float32)
+        if rgb.shape[:2] != mask.shape:
+            raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
         for index in range(1, int(mask.max()) + 1):
             colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
             region = mask == index

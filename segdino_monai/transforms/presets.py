@@ -6,6 +6,9 @@ modality's clean-ups at the original resolution, resizes to ``spatial_size`` (th
 DINOv3 (ImageNet) statistics, and returns ``image`` float32 ``(3, H, W)`` and ``label`` ``(1, H, W)`` class indices.
 The eval pipeline is deterministic; every spatial step is invertible with ``monai.transforms.Invertd``.
 
+``protocol="paper"`` (:func:`paper_transforms`) is instead the SegDINO paper's reference-code pipeline, the same for
+every modality: no clean-ups, no augmentation, Pillow's bicubic resize straight to 256x256 (not invertible).
+
 Bundle configs call these functions through ``_target_``, e.g.
 ``{"_target_": "segdino_monai.transforms.presets.get_transforms", "modality": "ultrasound"}``.
 """
@@ -33,15 +36,24 @@ from monai.transforms import (
 
 from segdino_monai.data.masks import LoadMaskd
 from segdino_monai.transforms.color import RandColorJitterd, ShadesOfGrayd
-from segdino_monai.transforms.common import PATCH_SIZE, EnsureRGBd, imagenet_normalize
+from segdino_monai.transforms.common import PATCH_SIZE, EnsureRGBd, PILResized, imagenet_normalize
 from segdino_monai.transforms.dermoscopy import DermoscopyVignetteCropd, HairRemovald
 from segdino_monai.transforms.endoscopy import EndoscopyBorderCropd, SpecularHighlightRemovald
 from segdino_monai.transforms.ultrasound import CLAHEd, RandSpeckleNoised, UltrasoundRegionCropd
 
-__all__ = ["MODALITIES", "dermoscopy_transforms", "endoscopy_transforms", "get_transforms", "ultrasound_transforms"]
+__all__ = [
+    "MODALITIES",
+    "PROTOCOLS",
+    "dermoscopy_transforms",
+    "endoscopy_transforms",
+    "get_transforms",
+    "paper_transforms",
+    "ultrasound_transforms",
+]
 
 KEYS = ("image", "label")
 MODALITIES = ("ultrasound", "endoscopy", "dermoscopy")
+PROTOCOLS = ("default", "paper")
 
 
 def _keys(with_label: bool) -> tuple[str, ...]:
@@ -226,12 +238,57 @@ def dermoscopy_transforms(
     return Compose(clean + augment + _finish(label_dtype, keys)), Compose(clean + _finish(label_dtype, keys))
 
 
-def get_transforms(modality: str, **kwargs: object) -> tuple[Compose, Compose]:
-    """The (train, eval) pipelines of a modality.
+def paper_transforms(
+    spatial_size: Sequence[int] = (256, 256),
+    mask_threshold: float = 127,
+    label_dtype: torch.dtype = torch.float32,
+    reader: str = "PILReader",
+    with_label: bool = True,
+) -> tuple[Compose, Compose]:
+    """The SegDINO paper's pipelines, as in its reference code (``dataset.py``); train and eval are the same.
+
+    The image is read as RGB (grey repeated to three channels, alpha dropped), resized straight to
+    ``spatial_size`` with Pillow's bicubic filter (antialiased, 8-bit, see :class:`PILResized`), scaled to 0..1
+    and normalised with the ImageNet statistics. The mask is binarised at ``mask_threshold`` (foreground above
+    127: grey level 128 and up, the reference's ``> 0.5`` on 0..1) and resized with Pillow's nearest filter.
+    No modality clean-up and no augmentation. Not invertible: the paper scores at ``spatial_size``.
+
+    Args:
+        spatial_size: model input ``(height, width)``.
+        mask_threshold: binary mask threshold on 0..255 (foreground is strictly above it).
+        label_dtype: dtype of the output label.
+        reader: MONAI image reader.
+        with_label: load and transform the ``label`` too; ``False`` for images alone.
+
+    Returns:
+        ``(train, eval)`` composed transforms: two equal, deterministic pipelines.
+
+    Raises:
+        ValueError: when ``spatial_size`` is ``None``: the protocol resizes to a fixed size.
+    """
+    if spatial_size is None:
+        raise ValueError("the paper protocol resizes to a fixed spatial_size; native-size inputs are not part of it")
+    keys = _keys(with_label)
+
+    def pipeline() -> Compose:
+        steps = _load(None, mask_threshold, reader, with_label)
+        steps += [
+            PILResized(keys, spatial_size, mode=("bicubic", "nearest")[: len(keys)]),
+            ScaleIntensityRanged("image", 0.0, 255.0, 0.0, 1.0, clip=True),
+        ]
+        return Compose(steps + _finish(label_dtype, keys))
+
+    return pipeline(), pipeline()
+
+
+def get_transforms(modality: str, protocol: str = "default", **kwargs: object) -> tuple[Compose, Compose]:
+    """The (train, eval) pipelines of a modality, or of the paper's protocol.
 
     Args:
         modality: ``"ultrasound"``, ``"endoscopy"`` or ``"dermoscopy"``.
-        kwargs: keyword arguments of that modality's function.
+        protocol: ``"default"``, the modality's pipelines; ``"paper"``, :func:`paper_transforms` whatever the
+            modality.
+        kwargs: keyword arguments of that function.
 
     Returns:
         ``(train, eval)`` composed transforms.
@@ -243,4 +300,7 @@ def get_transforms(modality: str, **kwargs: object) -> tuple[Compose, Compose]:
     }
     if modality not in builders:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    return builders[modality](**kwargs)  # type: ignore[operator]
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    builder = paper_transforms if protocol == "paper" else builders[modality]
+    return builder(**kwargs)  # type: ignore[operator]

@@ -77,3 +77,20 @@ def test_save_segmentation_rejects_one_hot(tmp_path):
     pred = MetaTensor(torch.zeros(2, 4, 4), meta={"filename_or_obj": str(tmp_path / "x.png")})
     with pytest.raises(ValueError, match=r"\(1, H, W\) class-index mask"):
         SaveSegmentationd("pred", tmp_path)({"pred": pred})
+
+
+def test_overlay_on_a_resized_source_only_when_asked(tmp_path):
+    """Masks kept at the model size (evaluation without inversion) are drawn on the source resized to them."""
+    source = np.zeros((40, 60, 3), np.uint8)
+    source[:, 30:] = 200  # right half bright: survives the resize at the same relative place
+    Image.fromarray(source).save(tmp_path / "wide.png")
+    mask = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    mask[0, 4:8, 2:6] = 1
+    pred = MetaTensor(mask, meta={"filename_or_obj": str(tmp_path / "wide.png")})
+    with pytest.raises(ValueError, match="differs from its mask"):
+        SaveSegmentationd("pred", tmp_path / "strict")({"pred": pred})
+    SaveSegmentationd("pred", tmp_path / "resized", resize_source=True)({"pred": pred})
+    overlay = np.asarray(Image.open(tmp_path / "resized" / "wide_overlay.png")).astype(int)
+    assert overlay.shape == (16, 16, 3)
+    assert (overlay[0, 0] == 0).all() and (overlay[0, 15] == 200).all()  # the resized source outside the mask
+    assert overlay[5, 3, 1] > overlay[5, 3, 0]  # green inside the mask
