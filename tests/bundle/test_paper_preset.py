@@ -129,6 +129,8 @@ def test_short_paper_run_and_evaluation_match_an_independent_computation(fixture
         grey = Image.open(labels[row["filename"]]).convert("L").resize(size[::-1], Image.Resampling.NEAREST)
         truth = np.asarray(grey) > 127
         assert pred.shape == truth.shape == tuple(size)  # scored at the model size, not the original 512x512
+        reference = np.asarray(Image.open(tmp_path / "eval" / "predictions" / f"{stem}_label.png")) > 0
+        np.testing.assert_array_equal(reference, truth)  # the report shows the reference as it was scored
         overlay = Image.open(tmp_path / "eval" / "predictions" / f"{stem}_overlay.png")
         assert overlay.size == tuple(size[::-1])
         inter, total, union = (pred & truth).sum(), pred.sum() + truth.sum(), (pred | truth).sum()
@@ -136,6 +138,9 @@ def test_short_paper_run_and_evaluation_match_an_independent_computation(fixture
         assert float(row["test_mean_dice"]) == pytest.approx(dices[-1], abs=1e-5)
         assert float(row["test_mean_iou"]) == pytest.approx(inter / union if union else 1.0, abs=1e-5)
     assert 0.0 < np.mean(dices) < 1.0  # predictions neither empty nor perfect: the comparison means something
+    summary = json.loads((tmp_path / "eval" / "metrics_summary.json").read_text())
+    assert summary["context"]["metrics computed at"] == f"the model input size {size}"
+    assert f"the model input size {size}" in (tmp_path / "eval" / "report.html").read_text()
 
 
 def _shift_decoder_bias(flow, model_file: Path) -> None:
