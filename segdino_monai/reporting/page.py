@@ -112,8 +112,10 @@ def write_report(
 
 def _figures(
     names: list[str], rows: list[EvaluatedImage], key: str, predictions_dir: Path, log_dir: Path, num_cases: int
-) -> tuple[list[_Figure], list[str]]:
-    figures, notes = [], []
+) -> tuple[list[_Figure], dict[str, list[str]]]:
+    """The figures, and notes on what could not be shown by the section they belong to."""
+    figures: list[_Figure] = []
+    notes: dict[str, list[str]] = {"Training": [], "Notes": []}
     if rows:
         values = {n: [r.values[n] for r in rows] for n in names}
         figures.append(_Figure("distributions", "Distribution of the per-image metrics.", distributions_figure(values)))
@@ -124,7 +126,7 @@ def _figures(
             try:
                 case = load_case(row.filename, predictions_dir)
             except FileNotFoundError as err:
-                notes.append(str(err))
+                notes["Notes"].append(str(err))
                 continue
             scores = ", ".join(f"{metric_label(n)} {_fmt(row.values[n], n)}" for n in names)
             title = f"{kind} {rank}: {Path(row.filename).name} ({scores})"
@@ -137,7 +139,7 @@ def _figures(
             caption += f" Best validation Dice {best_epoch[1]:.4f} at epoch {best_epoch[0]} (the model evaluated here)."
         figures.append(_Figure("training_curves", caption, curves_figure(curves)))
     else:
-        notes.append(f"No training logs in {log_dir}: the training curves are not shown.")
+        notes["Training"].append(f"No training logs in {log_dir}: the training curves are not shown.")
     return figures, notes
 
 
@@ -147,7 +149,7 @@ def _sections(
     key: str,
     context: dict,
     figures: list[_Figure],
-    notes: list[str],
+    notes: dict[str, list[str]],
 ) -> list[tuple[str, list]]:
     """The page as (heading, blocks).
 
@@ -195,7 +197,7 @@ def _sections(
         [str(rank), rows[i].filename, *(_fmt(rows[i].values[n], n) for n in names)] for rank, i in enumerate(ranked, 1)
     ]
     every = [
-        ("p", f"One row per evaluated image, lowest {metric_label(key)} first (as in metrics_per_image.csv)."),
+        ("p", f"One row per evaluated image, lowest {metric_label(key)} first (values of metrics_per_image.csv)."),
         ("table", ["rank", "image", *labels], table_rows, ["per-image"]),
     ]
     training = [("figure", "training_curves")] if any(f.name == "training_curves" for f in figures) else []
@@ -204,12 +206,11 @@ def _sections(
         ("Summary", summary),
         ("Where the model fails: the worst cases", worst),
         ("The best cases", best),
-        ("Training", training + [("note", n) for n in notes if "training" in n]),
+        ("Training", training + [("note", n) for n in notes["Training"]]),
         ("Every image", every),
     ]
-    other_notes = [("note", n) for n in notes if "training" not in n]
-    if other_notes:
-        sections.append(("Notes", other_notes))
+    if notes["Notes"]:
+        sections.append(("Notes", [("note", n) for n in notes["Notes"]]))
     return sections
 
 
