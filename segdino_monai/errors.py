@@ -1,0 +1,87 @@
+"""Bad input, told as such: one exception class for it, and how the commands turn it into one line and exit 2.
+
+A user's mistake (a missing or unreadable file, a wrong option) must reach them as one clear line that names the file
+or option and says what to do, never as a traceback; a real bug keeps its traceback. :class:`InputError` marks the
+first kind. The ``segdino`` command and ``python -m monai.bundle run`` (through :func:`install_excepthook`, which
+the bundle configs call first in ``initialize``) both report it with :func:`input_error_message`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import TracebackType
+
+__all__ = ["InputError", "input_error_message", "install_excepthook"]
+
+logger = logging.getLogger("segdino_monai")
+
+#: OS errors that are about a path the user gave (their message names the file), not about the program.
+_PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+class InputError(ValueError):
+    """Bad input from the user: a file, a folder, a datalist or an option; the message names it and says what to do.
+
+    It is a ``ValueError``, so code that guards against bad values catches it too.
+    """
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and its causes, outermost first (``__cause__``, else ``__context__``), without cycles."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def input_error_message(error: BaseException) -> str | None:
+    """The one-line message for bad input behind ``error``, or ``None`` when it is not bad input (a bug).
+
+    The outermost :class:`InputError` in the chain wins, so our own message about a file is never replaced by the
+    message of the library error it was raised from (torch's advice to unpickle, say). Errors about a path the user
+    gave (missing, not permitted, a folder where a file belongs) count as bad input; so does a plain ``ValueError``
+    at the root of the chain (MONAI and our older code raise those for bad values).
+    """
+    chain = _chain(error)
+    for item in chain:
+        if isinstance(item, InputError):
+            return _one_line(item)
+    for item in chain:
+        if isinstance(item, _PATH_ERRORS):
+            return _one_line(item)
+    root = chain[-1]
+    if isinstance(root, ValueError) and not isinstance(root, UnicodeError):
+        return _one_line(root)
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def install_excepthook() -> None:
+    """Report bad input as one logged line with exit status 2 (Ctrl-C: 130), for ``python -m monai.bundle run``.
+
+    Other exceptions keep the interpreter's traceback. Installing twice is harmless.
+    """
+    if getattr(sys.excepthook, "_segdino", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            print("Interrupted.", file=sys.stderr)
+            sys.exit(130)
+        message = input_error_message(error)
+        if message is None:
+            previous(kind, error, tb)
+            return
+        print(f"ERROR {message}", file=sys.stderr)
+        sys.exit(2)
+
+    hook._segdino = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+from segdino_monai.errors import InputError, input_error_message
+
+
+def _raise_chain():
+    try:
+        raise pickle.UnpicklingError(
+            "Weights only load failed. Re-running `torch.load` with `weights_only` set to False"
+        )
+    except pickle.UnpicklingError as err:
+        try:
+            raise InputError("w.pth: not a weights file; pass Meta's .pth") from err
+        except InputError as ours:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from ours
+
+
+def test_our_message_wins_over_the_library_error_it_wraps():
+    try:
+        _raise_chain()
+    except RuntimeError as err:
+        message = input_error_message(err)
+    assert message == "w.pth: not a weights file; pass Meta's .pth"
+
+
+def test_path_errors_are_bad_input_and_bugs_are_not():
+    try:
+        open("/nonexistent/file.png")
+    except FileNotFoundError as err:
+        assert "/nonexistent/file.png" in input_error_message(err)
+    assert input_error_message(KeyError("x")) is None
+    assert input_error_message(TypeError("bug")) is None
+
+
+def test_excepthook_gives_one_line_and_exit_2_for_bad_input_and_a_traceback_for_a_bug():
+    code = "import segdino_monai.errors as e; e.install_excepthook(); raise {}"
+    bad = subprocess.run([sys.executable, "-c", code.format("e.InputError('spatial_size: use multiples of 16')")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "ERROR spatial_size: use multiples of 16"
+    bug = subprocess.run([sys.executable, "-c", code.format("TypeError('a bug')")], capture_output=True, text=True)
+    assert bug.returncode == 1
+    assert "Traceback" in bug.stderr and "TypeError: a bug" in bug.stderr
