@@ -16,6 +16,7 @@ import timm
 import torch
 from torch import nn
 
+from segdino_monai.errors import InputError
 from segdino_monai.networks.nets.dinov3_checkpoint import (
     CheckpointLayout,
     describe_checkpoint,
@@ -199,7 +200,7 @@ class DINOv3Backbone(nn.Module):
             return f"{DINOV3_ARCHS[arch]}_qkvb"
         if "dinov3" in arch and arch in timm.list_models("*dinov3*"):
             return arch
-        raise ValueError(f"Unknown DINOv3 backbone {arch!r}; choose one of {sorted(DINOV3_ARCHS)} or a timm name.")
+        raise InputError(f"Unknown DINOv3 backbone {arch!r}; choose one of {sorted(DINOV3_ARCHS)} or a timm name.")
 
     @staticmethod
     def _create(name: str, pretrained: bool, **model_kwargs: Any) -> nn.Module:
@@ -222,7 +223,7 @@ class DINOv3Backbone(nn.Module):
         wanted = f"{name} ({describe_checkpoint(expected)})"
         found = describe_checkpoint(state)
         if found != describe_checkpoint(expected):
-            raise ValueError(
+            raise InputError(
                 f"{source} holds a ViT with {found}, but the backbone is {wanted}. Choose the backbone that matches "
                 "the file (vits16: embed_dim 384, 12 blocks; vits16plus: 384, 12, SwiGLU; vitb16: 768, 12; "
                 "vitl16: 1024, 24; vith16plus: 1280, 32, SwiGLU)."
@@ -231,10 +232,10 @@ class DINOv3Backbone(nn.Module):
             state = meta_to_timm(state, rope_periods=getattr(self.model.rope, "periods", None))
         wrong_shape = sorted(k for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape)
         if wrong_shape:
-            raise ValueError(f"{source} does not fit the backbone {wanted}: shapes differ for {wrong_shape[:5]}.")
+            raise InputError(f"{source} does not fit the backbone {wanted}: shapes differ for {wrong_shape[:5]}.")
         result = self.model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
+            raise InputError(
                 f"{source} ({layout} layout, {found}) does not fit the backbone {wanted}: "
                 f"missing keys {result.missing_keys[:8]}, unexpected keys {result.unexpected_keys[:8]}."
             )

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+from segdino_monai.errors import InputError
+from segdino_monai.networks.safe_load import safe_load
+
 __all__ = ["CheckpointLayout", "load_weights_file", "detect_layout", "meta_to_timm", "describe_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -58,28 +61,18 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         The flat state dict.
 
     Raises:
-        FileNotFoundError: when the file does not exist.
-        ValueError: when the file cannot be read as weights, or holds no tensors.
+        InputError: naming the file, when it is missing, cannot be read safely as weights, or holds no tensors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"DINOv3 weights file not found: {path}. Pass the path of a local .pth or .safetensors")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch and safetensors raise many types for a corrupt or foreign file
-        raise ValueError(
-            f"Cannot read DINOv3 weights from {path}: {err}. Expected Meta's .pth or a timm .pth/.safetensors file."
-        ) from err
+    state = safe_load(
+        path,
+        "DINOv3 weights file",
+        "Pass Meta's DINOv3 .pth (e.g. dinov3_vits16_pretrain_lvd1689m-08c60483.pth) or a timm .pth/.safetensors file.",
+    )
     for wrapper in ("model", "state_dict", "teacher", "module"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
     if not isinstance(state, Mapping) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors; expected DINOv3 backbone weights.")
+        raise InputError(f"{path} holds no state dict of tensors; expected DINOv3 backbone weights (Meta's or timm's).")
     return {k.removeprefix("backbone."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -87,14 +80,14 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
     """Tell Meta's original key layout from timm's.
 
     Raises:
-        ValueError: when the keys are neither.
+        InputError: when the keys are neither.
     """
     if "storage_tokens" in state or any(k.endswith((".ls1.gamma", ".attn.qkv.bias_mask")) for k in state):
         return CheckpointLayout.META
     if "reg_token" in state or any(k.endswith(".gamma_1") for k in state):
         return CheckpointLayout.TIMM
     sample = ", ".join(sorted(state)[:5])
-    raise ValueError(
+    raise InputError(
         f"Unrecognised checkpoint layout (first keys: {sample}). Expected Meta's DINOv3 keys (storage_tokens, "
         "blocks.N.ls1.gamma, ...) or timm's (reg_token, blocks.N.gamma_1, ...)."
     )

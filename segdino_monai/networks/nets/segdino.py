@@ -12,14 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 from segdino_monai.networks.blocks.feature_aligner import FeatureAligner
 from segdino_monai.networks.blocks.folded_head import FoldedLinearHead, fold_weights, folded_logits, is_foldable
 from segdino_monai.networks.blocks.mlp_decoder import MLPDecoder
 from segdino_monai.networks.nets.dinov3_backbone import DINOv3Backbone
+from segdino_monai.networks.safe_load import safe_load
 
 __all__ = ["SegDINO"]
 
 logger = logging.getLogger(__name__)
+
+#: DINOv3 sizes by the width of their features, to name the backbone a decoder was trained on.
+_BACKBONES_BY_WIDTH = {384: ["vits16", "vits16plus"], 768: ["vitb16"], 1024: ["vitl16"], 1280: ["vith16plus"]}
 
 
 class SegDINO(nn.Module):
@@ -141,28 +146,56 @@ class SegDINO(nn.Module):
         return atomic_write(path, lambda tmp: torch.save(self.state_dict(), tmp))
 
     def load_decoder(self, path: str | Path) -> None:
-        """Load a trainable state written by :meth:`save_decoder` (or a MONAI checkpoint holding it as ``network``).
+        """Load a trainable state written by :meth:`save_decoder` (or a MONAI checkpoint holding it).
+
+        The file is read with ``torch.load(weights_only=True)``; a checkpoint that wraps the state in ``network``
+        or ``model`` (MONAI's and Ignite's checkpoint savers) is unwrapped.
 
         Raises:
-            FileNotFoundError: when the file does not exist.
-            ValueError: when it does not fit this network (names the keys or shapes that differ).
+            InputError: naming the file when it is missing, unreadable, or does not fit this network: a decoder
+                trained for another number of classes or on another backbone size says which option to pass.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Decoder checkpoint not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, Mapping) and isinstance(state.get("network"), Mapping):
-            state = state["network"]
+        hint = "Pass the model.pt written by `segdino train` (the bundle's models/model.pt)."
+        state = safe_load(path, "Decoder checkpoint", hint)
+        for wrapper in ("network", "model"):
+            if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+                state = state[wrapper]
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise InputError(f"Decoder checkpoint {path} holds no state dict of tensors. {hint}")
         own = self.state_dict()
         wrong = {
             k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape
         }
         missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if wrong or missing or unexpected:
-            raise ValueError(
-                f"{path} does not fit this SegDINO (out_channels={self.out_channels}, backbone {self.backbone.arch}): "
-                f"shape (file, network) differs for {dict(list(wrong.items())[:4])}, missing {missing[:6]}, "
-                f"unexpected {unexpected[:6]}. Build the network with the options it was trained with."
+            raise InputError(
+                f"Decoder checkpoint {path} does not fit this SegDINO (out_channels={self.out_channels}, backbone "
+                f"{self.backbone.arch}): {self._mismatch(state, wrong, missing, unexpected)}"
             )
         self.load_state_dict(state)
         logger.info("Loaded decoder weights from %s", path)
+
+    def _mismatch(
+        self, state: Mapping[str, torch.Tensor], wrong: dict[str, Any], missing: list[str], unexpected: list[str]
+    ) -> str:
+        """What differs between a decoder file and this network, in the options a user sets."""
+        head = [k for k in self.state_dict() if k.startswith("decoder.") and k.endswith(".weight")][-1]
+        if head in wrong:
+            classes = wrong[head][0][0]
+            return (
+                f"it was trained for {classes} output channel(s), this network has {self.out_channels}. Pass "
+                f"--num_classes {classes} (segdino: --num-classes {classes}), as in its training."
+            )
+        first = "aligner.projects.0.conv.weight"
+        if first in wrong:
+            width, own_width = wrong[first][0][1], wrong[first][1][1]
+            names = " or ".join(_BACKBONES_BY_WIDTH.get(width, [f"a ViT with embed_dim {width}"]))
+            return (
+                f"it was trained on {names} features (embed_dim {width}), this backbone has embed_dim {own_width}. "
+                f"Pass --backbone {names.split(' or ')[0]} and its weights, as in its training."
+            )
+        return (
+            f"shape (file, network) differs for {dict(list(wrong.items())[:4])}, missing {missing[:6]}, unexpected "
+            f"{unexpected[:6]}. Build the network with the options it was trained with."
+        )

@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 
+from segdino_monai.errors import InputError
 from segdino_monai.networks import DINOv3Backbone
 from tests.conftest import TINY_VIT
 from tests.networks.dinov3_files import meta_state_dict, tiny_timm_model, write_meta_file, write_timm_file
@@ -96,16 +97,29 @@ def test_full_size_small_file_into_base_is_an_error(tmp_path):
 
 def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="Cannot read DINOv3 weights from .*junk.pth"):
+    with pytest.raises(ValueError, match=r"DINOv3 weights file .*junk.pth cannot be read as tensors"):
         DINOv3Backbone("vits16", weights=tmp_path / "junk.pth", **TINY_VIT)
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+    with pytest.raises(InputError, match="DINOv3 weights file not found: .*nowhere.pth"):
         DINOv3Backbone("vits16", weights=tmp_path / "nowhere.pth", **TINY_VIT)
     torch.save({"a": torch.ones(2)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="Unrecognised checkpoint layout"):
         DINOv3Backbone("vits16", weights=tmp_path / "other.pth", **TINY_VIT)
 
 
-def test_pickled_objects_are_refused(tmp_path):
-    torch.save({"model": {"cls_token": torch.ones(1)}, "args": object()}, tmp_path / "pickled.pth")
-    with pytest.raises(ValueError, match="Cannot read"):
+class _Payload:
+    """Pickles as a call that creates a marker file: it must never run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_objects_are_refused_and_never_run(tmp_path):
+    marker = tmp_path / "payload_ran"
+    torch.save({"model": {"cls_token": torch.ones(1)}, "args": _Payload(marker)}, tmp_path / "pickled.pth")
+    with pytest.raises(InputError, match=r"pickled.pth holds pickled Python objects \(io.open\)") as err:
         DINOv3Backbone("vits16", weights=tmp_path / "pickled.pth", **TINY_VIT)
+    assert "weights_only" not in str(err.value)
+    assert not marker.exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from segdino_monai.errors import InputError
 from segdino_monai.networks import SegDINO
 from tests.conftest import TINY_VIT
 from tests.networks.dinov3_files import tiny_timm_model, write_timm_file
@@ -109,8 +110,13 @@ def test_decoder_round_trip(tmp_path):
 
 def test_decoder_load_errors(tmp_path):
     path = tiny_net(out_channels=2).save_decoder(tmp_path / "model.pt")
-    with pytest.raises(ValueError, match=r"out_channels=1.*decoder\.layers\.0\.conv\.weight"):
+    with pytest.raises(InputError, match=r"model.pt does not fit .*trained for 2 output channel.*--num_classes 2"):
         tiny_net(out_channels=1).load_decoder(path)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(InputError, match="Decoder checkpoint not found: .*missing.pt"):
         tiny_net().load_decoder(tmp_path / "missing.pt")
+    wider = SegDINO(out_channels=2, backbone_kwargs={**TINY_VIT, "embed_dim": 64})
+    with pytest.raises(
+        InputError, match=r"trained on a ViT with embed_dim 48 features .* this backbone has embed_dim 64"
+    ):
+        wider.load_decoder(path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # the atomic save left no temporary file
