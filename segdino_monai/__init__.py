@@ -7,7 +7,7 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("data", "dicom", "engines", "networks", "reporting", "transforms")
+_SUBPACKAGES = ("data", "dicom", "engines", "handlers", "networks", "reporting", "transforms")
 
 
 def __getattr__(name: str) -> ModuleType:

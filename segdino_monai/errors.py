@@ -49,6 +49,8 @@ def input_error_message(error: BaseException) -> str | None:
     for item in chain:
         if isinstance(item, InputError):
             return _one_line(item)
+        if found := _from_worker(str(item)):
+            return found
     for item in chain:
         if isinstance(item, _PATH_ERRORS):
             return _one_line(item)
@@ -56,6 +58,28 @@ def input_error_message(error: BaseException) -> str | None:
     if isinstance(root, ValueError) and not isinstance(root, UnicodeError):
         return _one_line(root)
     return None
+
+
+def _from_worker(text: str) -> str | None:
+    """The message of an :class:`InputError` raised in a DataLoader worker, from the text torch re-raises it with.
+
+    A worker's exception reaches the main process re-created from its type and a message that holds the worker's
+    formatted traceback (``... segdino_monai.errors.InputError: <message>``).
+    """
+    if "DataLoader worker process" not in text:
+        return None
+    for line in reversed(text.splitlines()):
+        name, sep, message = line.removeprefix("Original ").partition(": ")
+        if sep and name.startswith("segdino_monai.") and _is_input_error(name):
+            return " ".join(message.split())
+    return None
+
+
+def _is_input_error(qualified_name: str) -> bool:
+    module_name, _, class_name = qualified_name.rpartition(".")
+    module = sys.modules.get(module_name)
+    kind = getattr(module, class_name, None)
+    return isinstance(kind, type) and issubclass(kind, InputError)
 
 
 def _one_line(error: BaseException) -> str:

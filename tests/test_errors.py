@@ -45,3 +45,25 @@ def test_excepthook_gives_one_line_and_exit_2_for_bad_input_and_a_traceback_for_
     bug = subprocess.run([sys.executable, "-c", code.format("TypeError('a bug')")], capture_output=True, text=True)
     assert bug.returncode == 1
     assert "Traceback" in bug.stderr and "TypeError: a bug" in bug.stderr
+
+
+def test_input_error_from_a_dataloader_worker_is_found_in_the_reraised_text():
+    from torch.utils.data import DataLoader, Dataset
+
+    class Bad(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            try:
+                raise InputError(f"/data/a{index}.png: unreadable")
+            except InputError as err:
+                raise RuntimeError("applying transform LoadImaged") from err
+
+    try:
+        next(iter(DataLoader(Bad(), num_workers=1)))
+    except RuntimeError as err:
+        assert "Traceback" in str(err) and err.__cause__ is None  # torch hands the main process a text, not the chain
+        assert input_error_message(err) == "/data/a0.png: unreadable"
+    else:
+        raise AssertionError("the worker's error did not reach the main process")

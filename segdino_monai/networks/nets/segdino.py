@@ -156,7 +156,7 @@ class SegDINO(nn.Module):
                 trained for another number of classes or on another backbone size says which option to pass.
         """
         path = Path(path)
-        hint = "Pass the model.pt written by `segdino train` (the bundle's models/model.pt)."
+        hint = "Train first (`segdino train` writes models/model.pt), or pass the model.pt of a trained bundle."
         state = safe_load(path, "Decoder checkpoint", hint)
         for wrapper in ("network", "model"):
             if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
