@@ -116,7 +116,10 @@ class DINOv3Backbone(nn.Module):
         state, layout = None, None
         if weights is not None and str(weights) != TIMM_HUB_WEIGHTS:
             state = load_weights_file(weights)
-            layout = detect_layout(state)
+            try:
+                layout = detect_layout(state)
+            except InputError as err:
+                raise InputError(f"DINOv3 weights file {weights}: {err}") from err
             if layout == CheckpointLayout.TIMM and name.endswith("_qkvb") and "blocks.0.attn.q_bias" not in state:
                 name = name.removesuffix("_qkvb")  # timm's own file of the plain (bias-free) variant
         self.model = self._create(name, pretrained=str(weights) == TIMM_HUB_WEIGHTS, **model_kwargs)
