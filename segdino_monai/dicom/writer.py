@@ -376,6 +376,7 @@ def prepare_seg_source(ds: Any) -> tuple[Any, list[str]]:
     """
     from copy import deepcopy
 
+    import pydicom.uid
     from pydicom.valuerep import DA, TM
 
     missing_required = [k for k in SEG_REQUIRED_ATTRIBUTES if k not in ds or ds[k].value in (None, "")]
@@ -384,6 +385,9 @@ def prepare_seg_source(ds: Any) -> tuple[Any, list[str]]:
             f"the source has no {', '.join(missing_required)}: a DICOM SEG must reference the source's study, "
             "series and instance"
         )
+    for keyword in SEG_REQUIRED_ATTRIBUTES[:4]:
+        if not pydicom.uid.UID(str(ds[keyword].value)).is_valid:
+            raise SegUnsupportedError(f"the source's {keyword} {str(ds[keyword].value)!r} is not a valid UID")
     copy = deepcopy(ds)  # Dataset.copy() shares the data elements: setting a value there would change ds too
     repairs: list[str] = []
     missing = [keyword for keyword in _TYPE2_COPIED if keyword not in ds]
