@@ -10,8 +10,12 @@ Per instance, ``OUT/<SOPInstanceUID or file stem>/`` holds ``seg.dcm`` (single-f
 with a frame of reference), ``mask.png``, ``overlay.png``, ``mask.nii.gz`` and ``report.json``; for multi-frame
 sources that highdicom cannot encode (cine loops without a frame of reference) ``frame_NNNN_mask.png`` and
 ``frame_NNNN_overlay.png`` per frame and a ``frames.json`` sidecar with the SOP Instance UID and frame numbers
-replace ``seg.dcm``. A folder appears only when complete (built under a hidden name, then renamed); inputs are
-only read. ``OUT/summary.json`` lists what was processed, what was skipped and why.
+replace ``seg.dcm``; a source without the UIDs a SEG references gets everything but ``seg.dcm``, with the reason.
+A folder appears only when complete (built in a hidden ``.partial-<pid>-...`` folder, then renamed); the next run
+removes the staging folders of runs that are gone (Ctrl-C, SIGTERM, SIGKILL), so a rerun finishes the work. Inputs
+are only read. ``OUT/summary.json`` lists what was processed, what was skipped and why. A run that cannot proceed
+at all (a missing input, a folder with nothing to segment, an output folder inside an input folder) raises
+:class:`~segdino_monai.errors.InputError` before writing anything.
 """
 
 from __future__ import annotations
