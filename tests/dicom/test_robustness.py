@@ -258,9 +258,15 @@ def test_killed_run_is_cleaned_up_and_finished_by_a_rerun(dicom_dir, decoder_che
         assert _hidden(out) == []  # its own staging folder removed
         summary = json.loads((out / "summary.json").read_text())
         assert summary["interrupted"] == "interrupted (Ctrl-C)"
-        assert summary["counts"]["processed"] == len(done_before)
+        # (an instance published just before the interrupt may miss from the summary: the rerun counts it done)
+        assert summary["counts"]["processed"] in (len(done_before) - 1, len(done_before))
     else:
         assert code == -signal.SIGKILL
+        # what a kill can leave: the staging folder of the instance being written (its pid in the name)
+        leftovers = _hidden(out)
+        assert all(
+            n.startswith((f".partial-{process.pid}-", f".old-{process.pid}-", ".summary.json.")) for n in leftovers
+        )
     # leftovers of dead runs (as SIGKILL or a power cut leave them), and the staging folder of a live run
     dead = _dead_pid()
     (out / f".partial-{dead}-1.2.3-abcd").mkdir()
