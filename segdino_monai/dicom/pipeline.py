@@ -123,6 +123,12 @@ def _collect_inputs(inputs: Sequence[str | Path], exclude: Iterable[str | Path] 
                 f"No files to segment in input folder {path} (empty, or only hidden and sidecar files such as "
                 f".json/.txt){hint}"
             )
+        candidates = [file for file, _ in found[before:]]
+        if not any(_is_image_file(file) for file in candidates):  # stops at the first DICOM file: cheap
+            raise InputError(
+                f"No DICOM (or NIfTI/MHA/NRRD) file in input folder {path}: {len(candidates)} file(s) looked at, "
+                f"e.g. {candidates[0].name}; give a folder of DICOM files"
+            )
     unique: dict[Path, tuple[Path, str | None]] = {}
     for path, origin in found:
         unique.setdefault(path.resolve(), (path, origin))
@@ -380,6 +386,24 @@ class RunSummary:
         if self.interrupted:
             out["interrupted"] = self.interrupted
         return out
+
+
+def _is_image_file(path: Path) -> bool:
+    """Whether a file may be an image for :func:`read_image`.
+
+    True for a NIfTI/MHA/NRRD name, a DICOM preamble, or a DICOM data set without preamble (old ACR-NEMA style)
+    with image attributes.
+    """
+    if is_itk_file(path):
+        return True
+    try:
+        with path.open("rb") as stream:
+            if stream.read(132)[128:] == b"DICM":
+                return True
+    except OSError:
+        return True  # unreadable: tried, and reported with its reason
+    header = _header(path)
+    return header is not None and ("SOPClassUID" in header or "Rows" in header)
 
 
 def _header(path: Path) -> Any | None:

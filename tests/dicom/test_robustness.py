@@ -73,6 +73,10 @@ def test_bad_runs_stop_before_any_work(dicom_dir, tmp_path, caplog, capsys):
     sidecars.mkdir()
     (sidecars / "notes.txt").write_text("notes\n")
     (sidecars / ".hidden.dcm").write_bytes((dicom_dir / SINGLE).read_bytes())
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(photos / "a.png")
+    (photos / "b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     a_file = tmp_path / "file.txt"
     a_file.write_text("x\n")
     bad_dicomdir = tmp_path / "media" / "DICOMDIR"
@@ -85,6 +89,7 @@ def test_bad_runs_stop_before_any_work(dicom_dir, tmp_path, caplog, capsys):
         (_cli(tmp_path / "o1", missing_ckpt, empty), f"No files to segment in input folder {empty}"),
         (_cli(tmp_path / "o2", missing_ckpt, sidecars), f"No files to segment in input folder {sidecars}"),
         (_cli(tmp_path / "o3", missing_ckpt, tmp_path / "nope"), f"Input not found: {tmp_path / 'nope'}"),
+        (_cli(tmp_path / "o3", missing_ckpt, photos), f"No DICOM (or NIfTI/MHA/NRRD) file in input folder {photos}"),
         (_cli(inputs, missing_ckpt, inputs), f"-o {inputs} is inside the input folder {inputs}"),
         (_cli(inputs / "out", missing_ckpt, inputs), f"-o {inputs / 'out'} is inside the input folder"),
         (_cli(a_file, missing_ckpt, inputs), f"-o {a_file} is an existing file"),
