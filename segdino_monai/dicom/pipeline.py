@@ -21,6 +21,7 @@ at all (a missing input, a folder with nothing to segment, an output folder insi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -430,9 +431,8 @@ def _instance_name(path: Path, header: Any | None, output: Path, taken: set[str]
     uid = str(header.get("SOPInstanceUID", "") or "").strip() if header is not None else ""
     base = uid if _UID.fullmatch(uid) else stem  # a UID names a folder only when it is a plain UID (no "/", "..")
     source = str(path.resolve())
-    candidates = [base, f"{base}__{stem}"] if base != stem else [base]
-    candidates += [f"{candidates[-1]}-{k}" for k in range(2, 10_000)]
-    for name in candidates:
+    first = [base, f"{base}__{stem}"] if base != stem else [base]
+    for name in itertools.chain(first, (f"{first[-1]}-{k}" for k in range(2, 100_000))):
         owner = _report_source(output / name / _REPORT)
         if name not in taken and (owner is None or owner == source):
             return name
