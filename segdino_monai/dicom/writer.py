@@ -274,10 +274,9 @@ def write_seg(
         raise SegUnsupportedError(f"highdicom does not know the source's SOP class {ds.get('SOPClassUID')}") from err
     except AttributeError as err:  # an attribute highdicom reads from the source is missing: name it
         raise SegUnsupportedError(f"the source lacks an attribute a SEG needs ({err})") from err
-    except ValueError as err:
-        if frames > 1:
-            raise SegUnsupportedError(f"highdicom cannot write a SEG for this {frames}-frame source: {err}") from err
-        raise
+    except ValueError as err:  # the masks, overlays and report are still written, with this reason
+        what = f"this {frames}-frame source" if frames > 1 else "this source"
+        raise SegUnsupportedError(f"highdicom cannot write a SEG for {what}: {' '.join(str(err).split())}") from err
     if "FrameOfReferenceUID" not in seg and "PatientOrientation" not in seg:
         # General Image module, Type 2C: required when the image has no plane orientation/position (US, VL)
         seg.PatientOrientation = ds.get("PatientOrientation", None) or ""
