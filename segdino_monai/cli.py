@@ -104,21 +104,76 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dicom(args: argparse.Namespace) -> int:
-    from segdino_monai.dicom.pipeline import DicomSegmenter, run_dicom
-    from segdino_monai.dicom.writer import DEFAULT_TASK, SegOptions
+    from segdino_monai.dicom.pipeline import (
+        DicomSegmenter,
+        Terminated,
+        check_frames,
+        check_output,
+        find_inputs,
+        run_dicom,
+        sigterm_as_interrupt,
+    )
+    from segdino_monai.dicom.writer import DEFAULT_TASK, SEGMENT_TASKS, SegOptions
+    from segdino_monai.errors import InputError, input_error_message
 
     overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
-    segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
-    options = SegOptions(
-        task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"),
-        segmentation_type="LABELMAP" if args.labelmap else "BINARY",
-        series_description=args.series_description,
-        series_number=args.series_number,
-        content_creator_name=args.content_creator,
-    )
-    summary = run_dicom(args.inputs, args.output, segmenter, args.overwrite, args.frames, options, not args.no_progress)
+    with sigterm_as_interrupt():
+        try:
+            # bad inputs, output folder or frames stop the command before the model loads
+            frames = check_frames([n for group in args.frames for n in group]) if args.frames else None
+            if args.task is not None and args.task not in SEGMENT_TASKS:
+                raise InputError(f"--task {args.task}: unknown task; choose one of {', '.join(SEGMENT_TASKS)}")
+            check_output(args.output, args.inputs)
+            find_inputs(args.inputs, exclude=[args.output])
+            segmenter = DicomSegmenter(
+                args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides
+            )
+            options = SegOptions(
+                task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"),
+                segmentation_type="LABELMAP" if args.labelmap else "BINARY",
+                series_description=args.series_description,
+                series_number=args.series_number,
+                content_creator_name=args.content_creator,
+            )
+            summary = run_dicom(
+                args.inputs, args.output, segmenter, args.overwrite, frames, options, not args.no_progress
+            )
+        except InputError as err:
+            logger.error("%s", input_error_message(err))
+            return 2
+        except KeyboardInterrupt as err:
+            how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
+            logger.error(
+                "segdino dicom %s: finished instances are kept in %s and unfinished ones removed; run the same "
+                "command again to finish",
+                how,
+                args.output,
+            )
+            return 143 if isinstance(err, Terminated) else 130
     return 0 if summary.ok else 1
+
+
+def _frame_numbers(value: str) -> list[int]:
+    """``--frames`` values as people type them: ``5``, ``1,15,30``, ``10-20`` (numbers from 1)."""
+    numbers: list[int] = []
+    try:
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            first, dash, last = part.partition("-") if not part.startswith("-") else (part, "", "")
+            low = int(first)
+            high = int(last) if dash else low
+            if low < 1 or high < low:
+                raise ValueError
+            numbers.extend(range(low, high + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: frame numbers start at 1; give numbers, lists (1,15,30) or ranges (10-20)"
+        ) from None
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"{value!r}: no frame number")
+    return numbers
 
 
 def _label_env(args: argparse.Namespace) -> int:
@@ -272,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment DICOM images: DICOM SEG, PNG masks and overlays, NIfTI and a JSON report per instance",
         description="Run the bundle's inference on every image instance in the inputs (files, folders searched "
         "recursively, DICOMDIR) and write OUT/<SOPInstanceUID>/. Cine loops without a frame of reference get "
-        "per-frame PNG masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1).",
+        "per-frame PNG masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1); "
+        "a missing input, a folder with nothing to segment or an output folder inside an input folder stop the "
+        "command (exit 2). After Ctrl-C or SIGTERM, rerun the same command to finish.",
     )
     dicom.add_argument("inputs", nargs="+", help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files)")
     dicom.add_argument("-o", "--output", required=True, help="output folder")
@@ -281,7 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
     dicom.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
     dicom.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
-    dicom.add_argument("--frames", type=int, nargs="+", metavar="N", help="frame numbers (from 1) of cine loops")
+    dicom.add_argument(
+        "--frames",
+        type=_frame_numbers,
+        nargs="+",
+        metavar="N",
+        help="frame numbers (from 1) of multi-frame files: 5, 1,15,30 or 10-20; a multi-frame file without one of "
+        "them is skipped with the reason; single-frame images are segmented whole",
+    )
     dicom.add_argument("--labelmap", action="store_true", help="write LABELMAP SEG instead of BINARY")
     dicom.add_argument("--series-description", default="SegDINO segmentation", help="SEG series description")
     dicom.add_argument("--series-number", type=int, default=901, help="SEG series number")

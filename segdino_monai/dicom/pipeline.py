@@ -10,18 +10,27 @@ Per instance, ``OUT/<SOPInstanceUID or file stem>/`` holds ``seg.dcm`` (single-f
 with a frame of reference), ``mask.png``, ``overlay.png``, ``mask.nii.gz`` and ``report.json``; for multi-frame
 sources that highdicom cannot encode (cine loops without a frame of reference) ``frame_NNNN_mask.png`` and
 ``frame_NNNN_overlay.png`` per frame and a ``frames.json`` sidecar with the SOP Instance UID and frame numbers
-replace ``seg.dcm``. A folder appears only when complete (built under a hidden name, then renamed); inputs are
-only read. ``OUT/summary.json`` lists what was processed, what was skipped and why.
+replace ``seg.dcm``; a source without the UIDs a SEG references gets everything but ``seg.dcm``, with the reason.
+A folder appears only when complete (built in a hidden ``.partial-<pid>-...`` folder, then renamed); the next run
+removes the staging folders of runs that are gone (Ctrl-C, SIGTERM, SIGKILL), so a rerun finishes the work. Inputs
+are only read. ``OUT/summary.json`` lists what was processed, what was skipped and why. A run that cannot proceed
+at all (a missing input, a folder with nothing to segment, an output folder inside an input folder) raises
+:class:`~segdino_monai.errors.InputError` before writing anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +40,12 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged
 
-from segdino_monai.dicom.reader import DicomReadError, is_itk_file, read_image
+from segdino_monai.dicom.reader import DicomReadError, _dcmread, is_itk_file, read_image
 from segdino_monai.dicom.writer import (
     DEFAULT_TASK,
     SegOptions,
     SegUnsupportedError,
+    prepare_seg_source,
     segment_areas,
     write_json,
     write_nifti,
@@ -43,60 +53,241 @@ from segdino_monai.dicom.writer import (
     write_png_mask,
     write_seg,
 )
+from segdino_monai.errors import InputError
 
-__all__ = ["DicomSegmenter", "RunSummary", "find_inputs", "run_dicom"]
+__all__ = [
+    "DicomSegmenter",
+    "RunSummary",
+    "Terminated",
+    "check_frames",
+    "check_output",
+    "find_inputs",
+    "run_dicom",
+    "sigterm_as_interrupt",
+]
 
 logger = logging.getLogger(__name__)
 
 #: files never tried as images when a folder is searched (sidecars and notes).
 _IGNORED_SUFFIXES = {".json", ".txt", ".md", ".csv", ".xml", ".html", ".log", ".py", ".sh"}
 _REPORT = "report.json"
+_STAGING = ".partial-"
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_SAFE_NAME = re.compile(r"[^0-9A-Za-z._+-]")
+_OLD = ".old-"
 
 
 def find_inputs(inputs: Sequence[str | Path], exclude: Iterable[str | Path] = ()) -> list[Path]:
     """The files to process: files as given, folders searched recursively (sorted), DICOMDIRs resolved.
 
-    A DICOMDIR given as a file is replaced by the files it references; inside folders, DICOMDIR files are passed
-    over (the files they reference are found by the search). Sidecar files (``.json``, ``.txt``, ...) inside
-    folders are passed over; a file named explicitly is always tried.
+    A DICOMDIR given as a file is replaced by the files it references (those missing included: reading them then
+    reports them); inside folders, DICOMDIR files are passed over (the files they reference are found by the search).
+    Sidecar files (``.json``, ``.txt``, ...) and hidden files inside folders are passed over; a file named explicitly
+    is always tried.
 
     Args:
         inputs: files and folders.
         exclude: folders not to search (the output folder).
 
     Raises:
-        FileNotFoundError: when an input does not exist.
+        InputError: when an input does not exist, a DICOMDIR cannot be read, or a folder holds no file to try.
     """
+    return [path for path, _ in _collect_inputs(inputs, exclude)]
+
+
+def _collect_inputs(inputs: Sequence[str | Path], exclude: Iterable[str | Path] = ()) -> list[tuple[Path, str | None]]:
+    """``(file, DICOMDIR that references it or None)`` for every file to process (see :func:`find_inputs`)."""
     excluded = [Path(e).resolve() for e in exclude]
-    found: list[Path] = []
+    found: list[tuple[Path, str | None]] = []
     for item in inputs:
         path = Path(item)
         if not path.exists():
-            raise FileNotFoundError(f"Input not found: {path}")
+            raise InputError(f"Input not found: {path} (check the path)")
         if path.is_file():
-            found.extend(_dicomdir_files(path) if path.name.upper() == "DICOMDIR" else [path])
+            if path.name.upper() == "DICOMDIR":
+                found.extend((file, str(path)) for file in _dicomdir_files(path))
+            else:
+                found.append((path, None))
             continue
+        before = len(found)
         for child in sorted(path.rglob("*")):
             resolved = child.resolve()
             if any(resolved == e or e in resolved.parents for e in excluded):
                 continue
             if child.is_file() and not child.name.startswith(".") and child.name.upper() != "DICOMDIR":
                 if child.suffix.lower() not in _IGNORED_SUFFIXES:
-                    found.append(child)
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
+                    found.append((child, None))
+        if len(found) == before:
+            dicomdir = next((c for c in path.rglob("*") if c.name.upper() == "DICOMDIR"), None)
+            hint = f"; give its DICOMDIR ({dicomdir}) instead" if dicomdir else ""
+            raise InputError(
+                f"No files to segment in input folder {path} (empty, or only hidden and sidecar files such as "
+                f".json/.txt){hint}"
+            )
+        candidates = [file for file, _ in found[before:]]
+        if not any(_is_image_file(file) for file in candidates):  # stops at the first DICOM file: cheap
+            raise InputError(
+                f"No DICOM (or NIfTI/MHA/NRRD) file in input folder {path}: {len(candidates)} file(s) looked at, "
+                f"e.g. {candidates[0].name}; give a folder of DICOM files"
+            )
+    unique: dict[Path, tuple[Path, str | None]] = {}
+    for path, origin in found:
+        unique.setdefault(path.resolve(), (path, origin))
     return list(unique.values())
 
 
 def _dicomdir_files(path: Path) -> list[Path]:
+    """The files a DICOMDIR references, whether they exist or not.
+
+    pydicom's ``FileSet`` silently drops (with a warning) records whose file is missing, so the records'
+    ReferencedFileID are read here: a missing file is then reported by name like any other bad input.
+    """
     from pydicom import dcmread
-    from pydicom.fileset import FileSet
 
     try:
-        return sorted(Path(instance.path) for instance in FileSet(dcmread(str(path))))
+        records = dcmread(str(path)).DirectoryRecordSequence
     except Exception as err:
-        raise ValueError(f"{path}: cannot read DICOMDIR ({err})") from err
+        raise InputError(
+            f"{path}: cannot read DICOMDIR ({type(err).__name__}: {err}); give its folder instead"
+        ) from err
+    files = []
+    for record in records:
+        if "ReferencedFileID" not in record:
+            continue
+        parts = record.ReferencedFileID
+        parts = [parts] if isinstance(parts, str) else list(parts)
+        files.append(_case_insensitive(path.parent, [str(part) for part in parts]))
+    return sorted(dict.fromkeys(files))
+
+
+def _case_insensitive(root: Path, parts: list[str]) -> Path:
+    """``root/parts...``; where that does not exist, the same path matched case-insensitively (CD file systems)."""
+    exact = root.joinpath(*parts)
+    if exact.exists():
+        return exact
+    current = root
+    for part in parts:
+        match = None
+        if current.is_dir():
+            match = next((c for c in current.iterdir() if c.name.upper() == part.upper()), None)
+        if match is None:
+            return exact
+        current = match
+    return current
+
+
+def check_output(output: str | Path, inputs: Sequence[str | Path]) -> Path:
+    """Refuse an output folder that is a file, an input folder or inside one, or cannot be created or written.
+
+    Nothing is created: the check runs before any work (and before the model loads).
+
+    Args:
+        output: the output folder.
+        inputs: the input files and folders.
+
+    Returns:
+        ``output`` as a ``Path``.
+
+    Raises:
+        InputError: naming the folder and what to do.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"-o {output} is an existing file, not a folder: choose a folder for the outputs")
+    resolved = output.resolve()
+    for item in inputs:
+        folder = Path(item).resolve()
+        if folder.is_dir() and (resolved == folder or folder in resolved.parents):
+            raise InputError(
+                f"-o {output} is inside the input folder {item}: the outputs would mix with the inputs and be read "
+                "as inputs on a rerun; choose an output folder outside it"
+            )
+    existing = next(p for p in (resolved, *resolved.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"-o {output}: {existing} is a file, so the folder cannot be created; choose another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == resolved else f" ({existing} is not writable)"
+        raise InputError(f"-o {output}: cannot write there{where}; choose a writable folder")
+    return output
+
+
+def check_frames(frames: Sequence[int] | None) -> list[int] | None:
+    """``--frames`` checked (numbers from 1), sorted, duplicates removed; ``None`` for all frames.
+
+    Raises:
+        InputError: for frame numbers below 1 or an empty list.
+    """
+    if frames is None:
+        return None
+    numbers = sorted({int(f) for f in frames})
+    bad = [n for n in numbers if n < 1]
+    if bad or not numbers:
+        raise InputError(
+            f"--frames {' '.join(str(f) for f in frames) or '(none)'}: frame numbers start at 1 (DICOM frame numbers)"
+        )
+    return numbers
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: handled like Ctrl-C (the instance being written is discarded, the summary is written)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) as Ctrl-C would.
+
+    Python's default for SIGTERM is to die at once, leaving staging folders behind and no summary; with this, the
+    cleanup of :func:`run_dicom` runs. Only the main thread can set signal handlers: elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _clean_leftovers(output: Path) -> list[str]:
+    """Remove the staging folders and temporary files that an interrupted run left in ``output``.
+
+    A staging folder ``.partial-<pid>-...`` (and a replaced folder ``.old-<pid>-...``) belongs to a run that is
+    over when its process is gone (Ctrl-C, SIGTERM, SIGKILL, power cut) or is this process; a folder of a run that
+    is still going (another process writing into the same output) is left alone. Temporary files of the summary are
+    removed too.
+    """
+    removed = []
+    for child in output.iterdir():
+        name = child.name
+        if child.is_dir() and name.startswith((_STAGING, _OLD)):
+            pid = name.split("-")[1] if name.count("-") >= 2 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(name)
+        elif child.is_file() and name.startswith(".summary.json."):
+            child.unlink(missing_ok=True)
+            removed.append(name)
+    if removed:
+        logger.info("removed %d leftover(s) of an interrupted run in %s: %s", len(removed), output, removed)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
 
 
 class DicomSegmenter:
@@ -182,16 +373,38 @@ class RunSummary:
     done: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: str | None = None
 
     @property
     def ok(self) -> bool:
-        """True when nothing was skipped or failed."""
-        return not (self.skipped or self.failed)
+        """True when nothing was skipped or failed and the run was not interrupted."""
+        return not (self.skipped or self.failed or self.interrupted)
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary as written to ``summary.json``."""
+        """The summary as written to ``summary.json`` (``interrupted`` only when the run was)."""
         counts = {k: len(getattr(self, k)) for k in ("processed", "fallback", "done", "skipped", "failed")}
-        return {"counts": counts, **{k: getattr(self, k) for k in counts}}
+        out: dict[str, Any] = {"counts": counts, **{k: getattr(self, k) for k in counts}}
+        if self.interrupted:
+            out["interrupted"] = self.interrupted
+        return out
+
+
+def _is_image_file(path: Path) -> bool:
+    """Whether a file may be an image for :func:`read_image`.
+
+    True for a NIfTI/MHA/NRRD name, a DICOM preamble, or a DICOM data set without preamble (old ACR-NEMA style)
+    with image attributes.
+    """
+    if is_itk_file(path):
+        return True
+    try:
+        with path.open("rb") as stream:
+            if stream.read(132)[128:] == b"DICM":
+                return True
+    except OSError:
+        return True  # unreadable: tried, and reported with its reason
+    header = _header(path)
+    return header is not None and ("SOPClassUID" in header or "Rows" in header)
 
 
 def _header(path: Path) -> Any | None:
@@ -207,15 +420,23 @@ def _header(path: Path) -> Any | None:
 
 
 def _instance_name(path: Path, header: Any | None, output: Path, taken: set[str]) -> str:
-    """``<SOPInstanceUID>`` (or the file stem), made unique when another file with the same UID already owns it."""
+    """The output folder name of a file: its SOPInstanceUID, else (no UID, or not a plain UID) the file's stem.
+
+    When another file of this run, or the report of an earlier run in ``output``, already owns the name (same UID
+    in several files, same stem in several folders), ``__<stem>`` and then ``-2``, ``-3``, ... are added. Inputs
+    are sorted, so a rerun gives every file the same name.
+    """
     stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-    uid = str(header.get("SOPInstanceUID", "")) if header is not None else ""
-    name = uid or stem
-    report = output / name / _REPORT
-    owner = _report_source(report)
-    if name in taken or (owner is not None and owner != str(path.resolve())):
-        name = f"{name}__{stem}"
-    return name
+    stem = _SAFE_NAME.sub("_", stem).strip(".") or "instance"
+    uid = str(header.get("SOPInstanceUID", "") or "").strip() if header is not None else ""
+    base = uid if _UID.fullmatch(uid) else stem  # a UID names a folder only when it is a plain UID (no "/", "..")
+    source = str(path.resolve())
+    first = [base, f"{base}__{stem}"] if base != stem else [base]
+    for name in itertools.chain(first, (f"{first[-1]}-{k}" for k in range(2, 100_000))):
+        owner = _report_source(output / name / _REPORT)
+        if name not in taken and (owner is None or owner == source):
+            return name
+    raise RuntimeError(f"{path}: no free output folder name under {output}")
 
 
 def _report_source(report: Path) -> str | None:
@@ -245,7 +466,7 @@ def _source_info(path: Path, image: MetaTensor) -> dict[str, Any]:
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
     return {
         "source_file": str(path.resolve()),
-        **{k: meta.get(k) for k in keys if meta.get(k) is not None},
+        **{k: meta.get(k) or None for k in keys},  # None: the source has no such attribute
         "number_of_frames": meta["number_of_frames"],
         "frame_numbers": list(meta["frame_numbers"]),
         "original_size": list(meta["original_size"]),
@@ -272,8 +493,10 @@ def _write_instance(
     seg_note = None
     if is_dicom and whole:
         try:
-            write_seg(path, stack[0] if single else stack, folder / "seg.dcm", options, len(labels))
+            source, repairs = prepare_seg_source(_dcmread(path))
+            write_seg(source, stack[0] if single else stack, folder / "seg.dcm", options, len(labels))
             report["outputs"]["seg"] = "seg.dcm"
+            report["seg_repairs"] = repairs  # what the SEG has that the source lacked or had wrong (source untouched)
         except SegUnsupportedError as err:
             seg_note = str(err)
     elif is_dicom:
@@ -328,7 +551,7 @@ def _publish(staging: Path, target: Path) -> None:
     """Move a complete staging folder onto ``target``, replacing an older one (``--overwrite``)."""
     old = None
     if target.exists():
-        old = target.parent / f".old-{target.name}-{os.getpid()}-{time.time_ns()}"
+        old = target.parent / f"{_OLD}{os.getpid()}-{target.name}-{time.time_ns()}"
         os.replace(target, old)
     os.replace(staging, target)
     if old is not None:
@@ -346,70 +569,113 @@ def run_dicom(
 ) -> RunSummary:
     """Segment every image instance found in ``inputs`` and write its outputs under ``output``.
 
+    Leftovers of an interrupted earlier run (staging folders, temporary files) are removed first. On Ctrl-C (or a
+    SIGTERM turned into ``KeyboardInterrupt``, see :func:`sigterm_as_interrupt`) the instance being written is
+    discarded, ``summary.json`` records what was finished and the interruption, and the ``KeyboardInterrupt``
+    propagates; a rerun finishes the work.
+
     Args:
-        inputs: DICOM (or NIfTI/MHA/NRRD) files and folders (searched recursively).
-        output: the output folder (created).
+        inputs: DICOM (or NIfTI/MHA/NRRD) files and folders (searched recursively), DICOMDIR files.
+        output: the output folder (created); not an input folder nor inside one.
         segmenter: the network and its transforms (:class:`DicomSegmenter`).
         overwrite: redo instances whose outputs exist (default: skip them).
-        frames: DICOM frame numbers (from 1) to segment in multi-frame files (default all).
+        frames: DICOM frame numbers (from 1) to segment in multi-frame files (default all); a multi-frame file
+            without one of them is skipped with the reason; single-frame images are segmented whole.
         seg_options: SEG descriptions; default: the segmenter's modality's task.
         progress: show a progress bar.
 
     Returns:
         The :class:`RunSummary`, also written to ``output/summary.json``.
+
+    Raises:
+        InputError: when the whole run cannot proceed: an input is missing, a folder holds nothing to segment, the
+            output folder is an input folder, a file or not writable, frame numbers are below 1.
     """
     from tqdm import tqdm
 
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    frames = check_frames(frames)
+    output = check_output(output, inputs)
+    files = _collect_inputs(inputs, exclude=[output])
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"-o {output}: cannot create it ({err.strerror or err}); choose a writable folder") from err
+    _clean_leftovers(output)
     options = seg_options or SegOptions(task=DEFAULT_TASK.get(segmenter.modality, "lesion"))
     if options.model_name == "SegDINO":  # the default: name the backbone and checkpoint
         options.model_name = segmenter.model_name
     labels = options.labels(max(1, segmenter.num_classes - 1))
     summary = RunSummary()
-    files = find_inputs(inputs, exclude=[output])
     taken: set[str] = set()
-    for path in tqdm(files, desc="segdino dicom", unit="file", disable=not progress):
-        header = _header(path)
-        name = _instance_name(path, header, output, taken)
-        taken.add(name)
-        target = output / name
-        entry: dict[str, Any] = {"file": str(path), "output": str(target)}
-        if not overwrite and _report_source(target / _REPORT) == str(path.resolve()):
-            summary.done.append(entry)
-            continue
-        try:
-            image = read_image(path, None if frames is None or header is None else _valid_frames(header, frames))
-        except DicomReadError as err:
-            summary.skipped.append({"file": str(path), "reason": str(err).removeprefix(f"{path}: ")})
-            logger.warning("skipped %s", err)
-            continue
-        staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=output))
-        try:
-            masks = [(number, segmenter(frame)) for number, frame in _frames_of(image)]
-            outcome, report = _write_instance(path, image, masks, staging, options, labels)
-            _publish(staging, target)
-        except Exception as err:
-            shutil.rmtree(staging, ignore_errors=True)
-            summary.failed.append({"file": str(path), "reason": f"{type(err).__name__}: {err}"})
-            logger.error("failed %s: %s", path, err)
-            continue
-        entry.update({"SOPInstanceUID": report.get("SOPInstanceUID"), "frames": len(masks)})
-        if outcome == "fallback":
-            entry["reason"] = report["seg_not_written"]
-        getattr(summary, outcome).append(entry)
-    write_json(summary.as_dict(), output / "summary.json")
-    _log_summary(summary, output)
+    try:
+        for path, dicomdir in tqdm(files, desc="segdino dicom", unit="file", disable=not progress):
+            if dicomdir is not None and not path.exists():
+                reason = f"file not found (referenced by {dicomdir})"
+                summary.skipped.append({"file": str(path), "reason": reason})
+                logger.warning("skipped %s: %s", path, reason)
+                continue
+            _run_one(path, output, segmenter, overwrite, frames, options, labels, summary, taken)
+    except KeyboardInterrupt as err:
+        summary.interrupted = str(err) or "interrupted (Ctrl-C)"
+        raise
+    finally:
+        write_json(summary.as_dict(), output / "summary.json")
+        _log_summary(summary, output)
     return summary
 
 
-def _valid_frames(header: Any, frames: Sequence[int]) -> list[int] | None:
-    """The requested frames that exist in a file (single-frame files: all, i.e. ``None``)."""
-    count = int(header.get("NumberOfFrames", 1) or 1)
-    if count == 1:
+def _run_one(
+    path: Path,
+    output: Path,
+    segmenter: DicomSegmenter,
+    overwrite: bool,
+    frames: list[int] | None,
+    options: SegOptions,
+    labels: list[str],
+    summary: RunSummary,
+    taken: set[str],
+) -> None:
+    """Segment one file into ``output/<name>/`` (built in a staging folder, then renamed) and record the outcome."""
+    header = _header(path)
+    name = _instance_name(path, header, output, taken)
+    taken.add(name)
+    target = output / name
+    entry: dict[str, Any] = {"file": str(path), "output": str(target)}
+    if not overwrite and _report_source(target / _REPORT) == str(path.resolve()):
+        summary.done.append(entry)
+        return
+    try:
+        image = read_image(path, _frames_for(header, frames))
+    except DicomReadError as err:
+        summary.skipped.append({"file": str(path), "reason": str(err).removeprefix(f"{path}: ")})
+        logger.warning("skipped %s", err)
+        return
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-{name}-", dir=output))
+    try:
+        masks = [(number, segmenter(frame)) for number, frame in _frames_of(image)]
+        outcome, report = _write_instance(path, image, masks, staging, options, labels)
+        _publish(staging, target)
+    except Exception as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        summary.failed.append({"file": str(path), "reason": f"{type(err).__name__}: {err}"})
+        logger.error("failed %s: %s", path, err)
+        return
+    except BaseException:  # Ctrl-C, SIGTERM: nothing half-written stays behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    entry.update({"SOPInstanceUID": report.get("SOPInstanceUID") or None, "frames": len(masks)})
+    if outcome == "fallback":
+        entry["reason"] = report["seg_not_written"]
+    if report.get("seg_repairs"):
+        entry["seg_repairs"] = report["seg_repairs"]
+    getattr(summary, outcome).append(entry)
+
+
+def _frames_for(header: Any | None, frames: list[int] | None) -> list[int] | None:
+    """The frames to read: ``frames`` for a multi-frame DICOM file, ``None`` (its one frame) for the others."""
+    if frames is None or header is None or int(header.get("NumberOfFrames", 1) or 1) == 1:
         return None
-    chosen = [f for f in frames if 1 <= int(f) <= count]
-    return chosen or None
+    return frames
 
 
 def _log_summary(summary: RunSummary, output: Path) -> None:

@@ -63,7 +63,7 @@ class DicomReadError(ValueError):
 
 
 def _fail(path: str | Path, reason: str) -> DicomReadError:
-    return DicomReadError(f"{path}: {reason}")
+    return DicomReadError(f"{path}: {' '.join(reason.split())}")  # one line: decoder messages span several
 
 
 def _dcmread(path: Path) -> Any:
@@ -125,8 +125,37 @@ def _frame_numbers(ds: Any, frames: Sequence[int] | int | None, path: str | Path
     chosen = [int(frames)] if isinstance(frames, (int, np.integer)) else [int(f) for f in frames]
     bad = [f for f in chosen if not 1 <= f <= count]
     if bad or not chosen:
-        raise _fail(path, f"frame numbers {bad or chosen} outside 1..{count} (DICOM frame numbers start at 1)")
+        frames_text = "1 frame" if count == 1 else f"{count} frames"
+        raise _fail(path, f"frame numbers {bad or chosen} outside 1..{count}: the file has {frames_text}")
     return chosen
+
+
+def _check_pixel_data_length(ds: Any, path: str | Path) -> None:
+    """Refuse native (uncompressed) pixel data shorter than Rows x Columns x SamplesPerPixel x frames x bytes says.
+
+    pydicom refuses such data, but ITK (GDCM), the fallback decoder, pads it: without this check a damaged file
+    would be segmented.
+    """
+    try:
+        from pydicom.pixels.utils import get_expected_length
+    except ImportError:  # pydicom 2
+        from pydicom.pixel_data_handlers.util import get_expected_length
+
+    if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    try:
+        expected = int(get_expected_length(ds, unit="bytes"))
+    except Exception as err:  # attributes the size is computed from are missing or invalid
+        raise _fail(path, f"pixel data size cannot be computed from its attributes ({err})") from err
+    stored = len(ds.PixelData or b"")
+    if stored < expected:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        raise _fail(
+            path,
+            f"pixel data is {stored} bytes where Rows x Columns x SamplesPerPixel x frames x bytes "
+            f"({ds.Rows} x {ds.Columns} x {ds.get('SamplesPerPixel', 1)} x {frames} x "
+            f"{int(ds.get('BitsAllocated', 8)) / 8:g}) needs {expected}: the file is truncated or damaged",
+        )
 
 
 def _decode_pydicom(ds: Any, numbers: list[int], count: int) -> tuple[np.ndarray, str]:
@@ -263,7 +292,8 @@ def read_dicom(path: str | Path, frames: Sequence[int] | int | None = None, use_
         ``filename_or_obj``.
 
     Raises:
-        DicomReadError: naming the file and the reason (not DICOM, not an image, truncated, no decoder, ...).
+        DicomReadError: naming the file and the reason (not DICOM, not an image, truncated, pixel data shorter than
+            its attributes say, frame numbers outside the file's frames, no decoder, ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -273,6 +303,7 @@ def read_dicom(path: str | Path, frames: Sequence[int] | int | None = None, use_
     _ensure_transfer_syntax(ds)
     count = int(ds.get("NumberOfFrames", 1) or 1)
     numbers = _frame_numbers(ds, frames, path)
+    _check_pixel_data_length(ds, path)
     samples = int(ds.get("SamplesPerPixel", 1))
     try:
         array, decoder = _decode_pydicom(ds, numbers, count)
