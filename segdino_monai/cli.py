@@ -114,7 +114,7 @@ def _dicom(args: argparse.Namespace) -> int:
         sigterm_as_interrupt,
     )
     from segdino_monai.dicom.writer import DEFAULT_TASK, SEGMENT_TASKS, SegOptions
-    from segdino_monai.errors import InputError, input_error_message
+    from segdino_monai.errors import InputError
 
     overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
@@ -139,9 +139,6 @@ def _dicom(args: argparse.Namespace) -> int:
             summary = run_dicom(
                 args.inputs, args.output, segmenter, args.overwrite, frames, options, not args.no_progress
             )
-        except InputError as err:
-            logger.error("%s", input_error_message(err))
-            return 2
         except KeyboardInterrupt as err:
             how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
             logger.error(
