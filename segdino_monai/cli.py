@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from segdino_monai.errors import input_error_message
+
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("segdino_monai")
@@ -326,23 +328,20 @@ def _add_label_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``segdino`` command; returns the exit status (2 for bad input, with the reason logged)."""
+    """Run the ``segdino`` command; returns the exit status (2 for bad input with the reason logged, 130 on Ctrl-C)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args))
-    except Exception as err:  # bundle workflows wrap the cause in MONAI's config errors: report the cause
-        cause = _root_cause(err)
-        if not isinstance(cause, (FileNotFoundError, ValueError)):
+    except KeyboardInterrupt:
+        logger.error("Interrupted.")
+        return 130
+    except Exception as err:  # bad input is one line and exit 2; anything else is a bug and keeps its traceback
+        message = input_error_message(err)
+        if message is None:
             raise
-        logger.error("%s", cause)
+        logger.error("%s", message)
         return 2
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error
 
 
 if __name__ == "__main__":
