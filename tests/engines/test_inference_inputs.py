@@ -120,10 +120,14 @@ def test_bad_files_are_skipped_and_reported_and_the_rest_is_segmented(model_dir,
     single = json.loads((tmp_path / "out_alone" / "summary.json").read_text())
     assert single["counts"] == {"images": 1, "segmented": 1, "skipped": 0}
 
-    # a rerun into the same folder gives the same files with the same content
+    # a rerun into the same folder, over the leftovers of a killed run, gives the same files with the same content
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "summary.json"}
+    (out / "a.jpg_mask.png").write_bytes(before["a.jpg_mask.png"][:40])  # a half-written mask of an older version
+    (out / "summary.json").write_text('{"counts": ')
+    stale = out / ".a.png_mask.png.x1y2.tmp.png"  # what a SIGKILL during a write leaves (hidden)
+    stale.write_bytes(b"\x89PNG")
     assert infer(folder, out, model_dir) == 1
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "summary.json"}
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "summary.json" and p != stale}
     assert after.keys() == before.keys()
     for name in before:
         if name.endswith("_mask.png"):
