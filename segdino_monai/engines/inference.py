@@ -130,7 +130,8 @@ class InferenceSummary:
     """The evaluator's ``iteration_update`` that skips bad images, and the run's ``summary.json``.
 
     Use an instance as ``iteration_update`` of a :class:`monai.engines.SupervisedEvaluator` whose data loader
-    yields batches of :func:`skipping_collate`, then call :meth:`finish` after the run.
+    yields batches of :func:`skipping_collate`, then call :meth:`finish` after the run. A failing model or
+    post-processing step skips every file of its batch (one file with the bundle's batch size of 1).
 
     Args:
         output_dir: the folder of the masks, where ``summary.json`` goes.
@@ -139,6 +140,9 @@ class InferenceSummary:
     """
 
     file_name = "summary.json"
+    #: A model or post-processing step that fails this many times before any success is not about one file (a wrong
+    #: configuration, a broken device): the run stops with that error instead of skipping every image.
+    max_failures_before_any_success = 3
 
     def __init__(self, output_dir: str | Path, image_key: str = "image", name_key: str = OUTPUT_NAME_KEY) -> None:
         self.output_dir = Path(output_dir)
@@ -146,6 +150,7 @@ class InferenceSummary:
         self.name_key = name_key
         self.segmented: list[dict[str, str]] = []
         self.skipped: list[dict[str, str]] = []
+        self._failed_steps = 0
 
     def __call__(self, engine: Engine, batch: Any) -> Any:
         """One iteration: record the skipped files of the batch, then run the model on the others (if any)."""
@@ -162,6 +167,12 @@ class InferenceSummary:
             logger.debug("processing failed for %s", sources, exc_info=True)
             for source in sources:
                 self._skip(source, failure_reason(err, source))
+            self._failed_steps += 1
+            if not self.segmented and self._failed_steps >= self.max_failures_before_any_success:
+                logger.error(
+                    "The model step failed on the first %d batches: not a problem of one file", self._failed_steps
+                )
+                raise
             return {}
         for source, name in zip(sources, names, strict=False):
             self.segmented.append({"file": source, "output": str(name) if name is not None else Path(source).stem})
@@ -185,7 +196,7 @@ class InferenceSummary:
             "segmented": self.segmented,
             "skipped": self.skipped,
         }
-        self.segmented, self.skipped = [], []
+        self.segmented, self.skipped, self._failed_steps = [], [], 0
         path = atomic_write(
             self.output_dir / self.file_name, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2))
         )

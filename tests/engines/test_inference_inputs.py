@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -162,22 +161,47 @@ def test_a_failure_inside_the_pipeline_skips_that_image(model_dir, kvasir, tmp_p
     assert [Path(s["file"]).name for s in skipped] == ["cut.jpg"] and "truncated" in skipped[0]["reason"]
 
 
-def test_a_failing_model_step_skips_the_batch_and_the_run_goes_on(tmp_path, caplog):
-    class Engine:
-        def _iteration(self, engine, batch):
-            raise RuntimeError("CUDA out of memory. Tried to allocate 40.00 GiB")
+class _Engine:
+    """A stand-in evaluator whose model step fails for the images named in ``failing``."""
 
+    def __init__(self, failing: set[str]) -> None:
+        self.failing = failing
+
+    def _iteration(self, engine, batch):
+        if batch["image"].meta["filename_or_obj"][0] in self.failing:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 40.00 GiB")
+        return {"pred": batch["image"]}
+
+
+def _batch(path: str) -> dict:
+    image = MetaTensor(torch.zeros(1, 3, 8, 8), meta={"filename_or_obj": [path]})
+    return {"image": image, "output_name": [Path(path).stem], "skipped_input": []}
+
+
+def test_a_failing_model_step_skips_the_image_and_the_run_goes_on(tmp_path):
     summary = InferenceSummary(tmp_path)
-    image = MetaTensor(torch.zeros(1, 3, 8, 8), meta={"filename_or_obj": ["/data/huge.png"]})
-    with caplog.at_level(logging.ERROR):
-        assert summary(Engine(), {"image": image, "output_name": ["huge"], "skipped_input": []}) == {}
-    assert summary.skipped == [{"file": "/data/huge.png", "reason": "RuntimeError: CUDA out of memory. Tried to "
-                                "allocate 40.00 GiB"}]  # fmt: skip
+    engine = _Engine({"/data/huge.png", "/data/huge2.png", "/data/huge3.png"})
+    ok = _batch("/data/ok.png")
+    assert summary(engine, ok)["pred"] is ok["image"]  # a good image goes through the evaluator's own step
+    for name in ("huge", "huge2", "huge3"):  # after a success, failures are about their files
+        assert summary(engine, _batch(f"/data/{name}.png")) == {}
+    assert summary.skipped[0] == {"file": "/data/huge.png", "reason": "RuntimeError: CUDA out of memory. Tried to "
+                                  "allocate 40.00 GiB"}  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         summary.finish()
     assert exit_info.value.code == 1
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert written["counts"] == {"images": 1, "segmented": 0, "skipped": 1}
+    assert written["counts"] == {"images": 4, "segmented": 1, "skipped": 3}
+    assert written["segmented"] == [{"file": "/data/ok.png", "output": "ok"}]
+
+
+def test_a_model_step_failing_on_every_first_image_stops_the_run(tmp_path):
+    """A failure on the first 3 images and no success: a configuration or device problem, not one file's."""
+    summary = InferenceSummary(tmp_path)
+    engine = _Engine({f"/data/{i}.png" for i in range(5)})
+    assert summary(engine, _batch("/data/0.png")) == {} and summary(engine, _batch("/data/1.png")) == {}
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        summary(engine, _batch("/data/2.png"))
 
 
 @pytest.mark.parametrize("content", [[], [".DS_Store", "._photo.jpg", "notes.txt"]], ids=["empty", "junk-only"])
