@@ -102,6 +102,9 @@ def output_names(sources: Iterable[str | Path]) -> dict[str, str]:
     4. the same with the extension;
     5. with a short hash of the absolute path (names differing only in letter case).
 
+    MONAI's writers name files by the stem and an optional sub-path under a ``data_root_dir``
+    (``monai.data.utils.create_file_basename``), which still gives ``a.jpg`` and ``a.png`` one file: hence this rule.
+
     Args:
         sources: the image paths of the run (repeats are one image).
 
