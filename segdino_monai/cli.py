@@ -92,8 +92,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
     for item in args.set or []:
         key, _, value = item.partition("=")
         overrides[key] = _literal(value)
-    run_bundle(args.command, args.bundle_root, overrides, preset=getattr(args, "preset", "default"))
-    return 0
+    return run_bundle(args.command, args.bundle_root, overrides, preset=getattr(args, "preset", "default"))
 
 
 def _report(args: argparse.Namespace) -> int:

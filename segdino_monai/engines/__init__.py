@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from segdino_monai.engines.checkpoint import ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
+from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
 from segdino_monai.engines.report import SegmentationReport, summarise
 from segdino_monai.engines.resolve import (
     RANDOM_WEIGHTS,
+    check_output_dir,
     find_bundle_root,
     inference_datalist,
     latest_checkpoint,
@@ -16,6 +18,11 @@ from segdino_monai.engines.resolve import (
 from segdino_monai.engines.runner import PRESETS, TASKS, bundle_workflow, run_bundle
 
 __all__ = [
+    "ImagesSkipped",
+    "InferenceSummary",
+    "SkippingDataset",
+    "check_output_dir",
+    "skipping_collate",
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",

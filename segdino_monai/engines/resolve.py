@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 from segdino_monai.data.pairing import IMAGE_EXTENSIONS
+from segdino_monai.errors import InputError
 
 __all__ = [
     "RANDOM_WEIGHTS",
+    "check_output_dir",
     "find_bundle_root",
     "inference_datalist",
     "latest_checkpoint",
@@ -119,14 +122,77 @@ def resolve_datalist(
 
 
 def list_images(folder: str | Path) -> list[dict[str, str]]:
-    """Datalist entries ``{"image": path}`` for every image file in a folder (sorted; masks are not looked for)."""
+    """Datalist entries ``{"image": path}`` for every image file directly in a folder (sorted by name).
+
+    Files are images by their extension (:data:`~segdino_monai.data.pairing.IMAGE_EXTENSIONS`, any case); hidden
+    files, among them macOS's ``.DS_Store`` and ``._photo.jpg`` AppleDouble files, are ignored (debug log), as
+    are other files and sub-folders. Whether an image reads is checked later, image by image.
+
+    Raises:
+        InputError: naming the folder, when it is missing, not a folder or holds no image.
+    """
     folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"Image folder not found: {folder}. Pass --dataset-dir <folder of images to segment>.")
     if not folder.is_dir():
-        raise FileNotFoundError(f"Image folder not found: {folder}")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        raise InputError(f"{folder} is not a folder: pass the folder that holds the images (--dataset-dir <folder>).")
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as err:
+        raise InputError(
+            f"Cannot list the image folder {folder} ({err.strerror or err}): check its permissions."
+        ) from err
+    images, ignored = [], []
+    for path in entries:
+        if path.name.startswith("."):
+            logger.debug("ignoring hidden file %s", path)
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            logger.debug("ignoring %s: not an image file (%s)", path, ", ".join(IMAGE_EXTENSIONS))
+            ignored.append(path)
+        else:
+            images.append(path)
     if not images:
-        raise FileNotFoundError(f"No images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
+        others = (
+            f" ({len(ignored)} other file(s) or folder(s) ignored; sub-folders are not searched)" if ignored else ""
+        )
+        raise InputError(
+            f"No images to segment in {folder}{others}: it needs files with one of the extensions "
+            f"{', '.join(IMAGE_EXTENSIONS)}. Pass --dataset-dir <folder of images>."
+        )
     return [{"image": str(p)} for p in images]
+
+
+def check_output_dir(output_dir: str | Path, image_dir: str | Path | None = None) -> Path:
+    """Create the output folder of an inference and check that files can be written there, before any model work.
+
+    Args:
+        output_dir: the folder to write the masks into (created with its parents if needed).
+        image_dir: the folder of the images; the output folder may not be it (the masks would be read as images
+            on the next run).
+
+    Returns:
+        The output folder.
+
+    Raises:
+        InputError: naming the folder and what to do, when it is the image folder or cannot be created or written.
+    """
+    output = Path(output_dir)
+    if image_dir and output.resolve() == Path(image_dir).resolve():
+        raise InputError(
+            f"The output folder {output} is the image folder: the masks written there would be taken for images on "
+            "the next run. Pass another --output-dir (a sub-folder is fine)."
+        )
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise InputError(
+            f"Cannot write to the output folder {output} ({reason}): pass a writable --output-dir, or fix the "
+            "folder's permissions."
+        ) from err
+    return output
 
 
 def latest_checkpoint(ckpt_dir: str | Path, required: bool = False, prefix: str = "last") -> str:
@@ -163,11 +229,30 @@ def require_file(path: str | Path, what: str, hint: str) -> str:
     return str(path)
 
 
-def inference_datalist(image_dir: str | Path | None, modality: str, work_dir: str | Path) -> list[dict[str, str]]:
-    """Images to segment: every image in ``image_dir``, or the demo dataset's test images when none is given."""
+def inference_datalist(
+    image_dir: str | Path | None, modality: str, work_dir: str | Path, output_dir: str | Path | None = None
+) -> list[dict[str, str]]:
+    """Images to segment: every image in ``image_dir``, or the demo dataset's test images when none is given.
+
+    Each entry carries its output name (:func:`~segdino_monai.transforms.post.with_output_names`), so that images
+    sharing a stem (``a.jpg``, ``a.png``) get distinct output files.
+
+    Args:
+        image_dir: the folder of images (see :func:`list_images`); empty for the demo dataset.
+        modality: the demo dataset's modality.
+        work_dir: where the demo dataset goes.
+        output_dir: the folder the masks go to, checked first (see :func:`check_output_dir`).
+    """
+    from segdino_monai.transforms.post import with_output_names
+
     if image_dir:
-        return list_images(image_dir)
+        images = list_images(image_dir)  # bad input first: nothing is created for a wrong folder
+        if output_dir:
+            check_output_dir(output_dir, image_dir)
+        return with_output_names(images)
+    if output_dir:
+        check_output_dir(output_dir)
     from monai.data import load_decathlon_datalist
 
     demo = resolve_datalist(None, None, modality, work_dir)
-    return [{"image": item["image"]} for item in load_decathlon_datalist(demo, data_list_key="test")]
+    return with_output_names([{"image": item["image"]} for item in load_decathlon_datalist(demo, data_list_key="test")])

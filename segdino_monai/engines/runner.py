@@ -66,9 +66,21 @@ def run_bundle(
     bundle_root: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     preset: str = "default",
-) -> None:
-    """Initialise, run and finalise a bundle workflow (see :func:`bundle_workflow`)."""
+) -> int:
+    """Initialise, run and finalise a bundle workflow (see :func:`bundle_workflow`).
+
+    Returns:
+        The exit status: 0, or 1 when the run finished but skipped some inputs (logged, see
+        :class:`~segdino_monai.engines.inference.ImagesSkipped`).
+    """
+    from segdino_monai.engines.inference import ImagesSkipped
+
     workflow = bundle_workflow(task, bundle_root, preset=preset, **dict(overrides or {}))
     workflow.initialize()
-    workflow.run()
+    try:
+        workflow.run()
+    except ImagesSkipped:
+        workflow.finalize()
+        return 1
     workflow.finalize()
+    return 0

@@ -1,8 +1,10 @@
 """The evaluated cases behind a report: per-image metrics from the CSV, and each case's image, reference and mask.
 
-An evaluation writes, for every image, the predicted mask ``<stem>_mask.png`` and the reference mask as it was
-scored ``<stem>_label.png`` (after thresholding, merging and any resizing) into its predictions folder, so that a
-report shows exactly what the metrics compared.
+An evaluation writes, for every image, the predicted mask ``<name>_mask.png`` and the reference mask as it was
+scored ``<name>_label.png`` (after thresholding, merging and any resizing) into its predictions folder, so that a
+report shows exactly what the metrics compared. ``<name>`` follows the writer's rule
+(:func:`segdino_monai.transforms.post.output_names`) over all the evaluated images, which are the rows of the
+metrics table: ``a.jpg`` and ``a.png`` evaluated together have ``a.jpg_mask.png`` and ``a.png_mask.png``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segdino_monai.transforms.post import mask_stem
+from segdino_monai.transforms.post import output_names
 
 __all__ = ["CaseImages", "EvaluatedImage", "load_case", "rank_cases", "read_metrics_csv"]
 
@@ -71,13 +73,19 @@ def rank_cases(rows: list[EvaluatedImage], metric: str, count: int) -> tuple[lis
     return worst, best
 
 
-def load_case(source: str, predictions_dir: str | Path) -> CaseImages:
+def load_case(source: str, predictions_dir: str | Path, name: str | None = None) -> CaseImages:
     """Load one case: its image (resized to the masks' size when the metrics were not at the original size).
+
+    Args:
+        source: the image path (a row of the metrics table).
+        predictions_dir: the folder of the masks.
+        name: the output name of ``source`` among the run's images (``output_names(all sources)[source]``);
+            default: its name when evaluated alone (the file stem).
 
     Raises:
         FileNotFoundError: the predicted or reference mask of ``source`` is not in ``predictions_dir``.
     """
-    stem = Path(predictions_dir) / mask_stem(source)
+    stem = Path(predictions_dir) / (name if name is not None else output_names([source])[source])
     masks = []
     for kind in ("label", "mask"):
         path = Path(f"{stem}_{kind}.png")

@@ -23,6 +23,7 @@ from segdino_monai.engines.report import summarise
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
 from segdino_monai.reporting.curves import read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
+from segdino_monai.transforms.post import display_name, output_names
 
 __all__ = ["write_report"]
 
@@ -120,16 +121,17 @@ def _figures(
         values = {n: [r.values[n] for r in rows] for n in names}
         figures.append(_Figure("distributions", "Distribution of the per-image metrics.", distributions_figure(values)))
     worst, best = rank_cases(rows, key, num_cases) if key else ([], [])
+    output = output_names(row.filename for row in rows)  # the writer's names: one rule for both
     for kind, indices in (("worst", worst), ("best", best)):
         for rank, index in enumerate(indices, 1):
             row = rows[index]
             try:
-                case = load_case(row.filename, predictions_dir)
+                case = load_case(row.filename, predictions_dir, output[row.filename])
             except FileNotFoundError as err:
                 notes["Notes"].append(str(err))
                 continue
             scores = ", ".join(f"{metric_label(n)} {_fmt(row.values[n], n)}" for n in names)
-            title = f"{kind} {rank}: {Path(row.filename).name} ({scores})"
+            title = f"{kind} {rank}: {display_name(row.filename, output[row.filename])} ({scores})"
             figures.append(_Figure(f"{kind}_{rank}", title, case_figure(case, title)))
     curves = read_training_curves(log_dir)
     if curves:
@@ -193,9 +195,12 @@ def _sections(
     worst += [("figure", c) for c in cases if c.startswith("worst")]
     best = [("figure", c) for c in cases if c.startswith("best")]
     ranked = sorted(range(len(rows)), key=lambda i: (math.isnan(rows[i].values[key]), rows[i].values[key], i))
+    output = output_names(row.filename for row in rows)
+    shown = {row.filename: display_name(row.filename, output[row.filename]) for row in rows}  # distinct, unlike .name
     table_rows = [
         [str(rank), rows[i].filename, *(_fmt(rows[i].values[n], n) for n in names)] for rank, i in enumerate(ranked, 1)
     ]
+    table_rows = [[row[0], (shown[row[1]], row[1]), *row[2:]] for row in table_rows]
     every = [
         ("p", f"One row per evaluated image, lowest {metric_label(key)} first (values of metrics_per_image.csv)."),
         ("table", ["rank", "image", *labels], table_rows, ["per-image"]),
@@ -242,7 +247,9 @@ def _html(sections: list[tuple[str, list]], figures: dict[str, _Figure], source)
     return "\n".join(out) + "\n"
 
 
-def _html_table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], classes: Sequence[str]) -> str:
+def _html_table(
+    header: Sequence[str] | None, rows: Sequence[Sequence[str | tuple[str, str]]], classes: Sequence[str]
+) -> str:
     css = f' class="{" ".join(classes)}"' if classes else ""
     head = "".join(f"<th{' class=name' if i < 2 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header or []))
     head = f"<thead><tr>{head}</tr></thead>" if header else ""
@@ -250,9 +257,9 @@ def _html_table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], cla
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            name = "per-image" in classes and i == 1
-            shown = html.escape(Path(cell).name if name else cell)
-            title = f' title="{html.escape(cell, quote=True)}"' if name else ""
+            text, full = cell if isinstance(cell, tuple) else (cell, None)  # (shown name, full path) of an image
+            shown = html.escape(text)
+            title = f' title="{html.escape(full, quote=True)}"' if full else ""
             cells.append(f"<td{' class=name' if i < 2 else ''}{title}>{shown}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table{css}>{head}<tbody>{''.join(body)}</tbody></table>"
@@ -269,11 +276,11 @@ def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> 
             elif kind in ("warning", "note"):
                 out += [f"> {'**Warning:** ' if kind == 'warning' else ''}{block[1]}", ""]
             elif kind == "table":
-                header, rows, per_image = block[1] or [" "] * len(block[2][0]), block[2], "per-image" in block[3]
+                header, rows = block[1] or [" "] * len(block[2][0]), block[2]
                 out.append("| " + " | ".join(header) + " |")
                 out.append("|" + "---|" * len(header))
                 for row in rows:
-                    cells = [Path(c).name if per_image and i == 1 else c for i, c in enumerate(row)]
+                    cells = [c[0] if isinstance(c, tuple) else c for c in row]
                     out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
                 out.append("")
             elif kind == "figure" and block[1] in figures:

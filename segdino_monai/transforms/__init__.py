@@ -26,7 +26,14 @@ from segdino_monai.transforms.endoscopy import (
     SpecularHighlightRemovald,
     specular_highlight_mask,
 )
-from segdino_monai.transforms.post import SaveSegmentationd, prediction_postprocessing, to_onehot_for_metrics
+from segdino_monai.transforms.post import (
+    OUTPUT_NAME_KEY,
+    SaveSegmentationd,
+    output_names,
+    prediction_postprocessing,
+    to_onehot_for_metrics,
+    with_output_names,
+)
 from segdino_monai.transforms.presets import (
     MODALITIES,
     PROTOCOLS,
@@ -48,9 +55,12 @@ from segdino_monai.transforms.ultrasound import (
 )
 
 __all__ = [
+    "OUTPUT_NAME_KEY",
     "SaveSegmentationd",
+    "output_names",
     "prediction_postprocessing",
     "to_onehot_for_metrics",
+    "with_output_names",
     "CLAHE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

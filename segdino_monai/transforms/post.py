@@ -1,9 +1,17 @@
-"""Post-processing of network logits into masks, and writing them as PNG masks, colour overlays and NIfTI."""
+"""Post-processing of network logits into masks, and writing them as PNG masks, colour overlays and NIfTI.
+
+Output names: the files written for an image are named ``<name>_mask.png``, ``<name>_overlay.png``, ... where
+``<name>`` comes from :func:`output_names`, the one rule shared by the writer (:class:`SaveSegmentationd`) and the
+evaluation report, which finds each case's masks by it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+import os
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +30,21 @@ from PIL import Image
 
 from segdino_monai.atomic import atomic_write
 
-__all__ = ["SaveSegmentationd", "mask_stem", "prediction_postprocessing", "to_onehot_for_metrics"]
+__all__ = [
+    "OUTPUT_NAME_KEY",
+    "SaveSegmentationd",
+    "display_name",
+    "mask_stem",
+    "output_names",
+    "prediction_postprocessing",
+    "to_onehot_for_metrics",
+    "with_output_names",
+]
 
 logger = logging.getLogger(__name__)
 
+#: The datalist key holding each image's output name (see :func:`with_output_names`); it travels with the sample.
+OUTPUT_NAME_KEY = "output_name"
 # Overlay colours of classes 1, 2, ... (class 0, the background, is not drawn).
 PALETTE = ((0, 255, 0), (255, 0, 0), (0, 128, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255))
 
@@ -70,11 +89,103 @@ def mask_stem(source: str | Path) -> str:
     return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
 
 
+def output_names(sources: Iterable[str | Path]) -> dict[str, str]:
+    """The output name of each image of a run: distinct for distinct files, and the same on every run.
+
+    The rule, applied to the images that share a file stem (compared ignoring case, as macOS and Windows file systems
+    do), taking the first form under which no two images of the run share a name:
+
+    1. the stem: ``a.png`` -> ``a`` (``case.nii.gz`` -> ``case``), the usual case;
+    2. the file name: ``a.jpg`` and ``a.png`` -> ``a.jpg`` and ``a.png``;
+    3. the path relative to the folder that holds all the images, without extension: ``train/img.png`` and
+       ``val/img.png`` -> ``train/img`` and ``val/img`` (their outputs go to sub-folders);
+    4. the same with the extension;
+    5. with a short hash of the absolute path (names differing only in letter case).
+
+    MONAI's writers name files by the stem and an optional sub-path under a ``data_root_dir``
+    (``monai.data.utils.create_file_basename``), which still gives ``a.jpg`` and ``a.png`` one file: hence this rule.
+
+    Args:
+        sources: the image paths of the run (repeats are one image).
+
+    Returns:
+        The name (``/``-separated, relative) of each source, keyed by ``str(source)``.
+    """
+    unique = list(dict.fromkeys(str(s) for s in sources))
+    absolute = {s: os.path.abspath(s) for s in unique}
+    try:
+        root: str | None = os.path.commonpath([os.path.dirname(a) for a in absolute.values()]) if unique else None
+    except ValueError:  # no common folder (different drives)
+        root = None
+    groups: dict[str, list[str]] = defaultdict(list)
+    for source in unique:
+        groups[mask_stem(source).lower()].append(source)
+    levels = dict.fromkeys(groups, 0)
+    while True:
+        names = {s: _name_at(s, absolute[s], root, levels[stem]) for stem, members in groups.items() for s in members}
+        holders: dict[str, list[str]] = defaultdict(list)
+        for source, name in names.items():
+            holders[name.lower()].append(source)
+        clashing = {mask_stem(s).lower() for shared in holders.values() if len(shared) > 1 for s in shared}
+        bump = {stem for stem in clashing if levels[stem] < _LAST_LEVEL}
+        if not bump:
+            return names
+        for stem in bump:
+            levels[stem] += 1
+
+
+_LAST_LEVEL = 4
+
+
+def _name_at(source: str, absolute: str, root: str | None, level: int) -> str:
+    """The name of ``source`` under form ``level`` of the rule of :func:`output_names` (0-based)."""
+    path = Path(absolute)
+    if level == 0:
+        return mask_stem(source)
+    if level == 1:
+        return path.name
+    if root is None:
+        return f"{path.name}-{_path_hash(absolute)}"
+    folder = Path(os.path.relpath(path.parent, root))
+    if level == 2:
+        return (folder / mask_stem(path)).as_posix()
+    if level == 3:
+        return (folder / path.name).as_posix()
+    return (folder / f"{path.name}-{_path_hash(absolute)}").as_posix()
+
+
+def _path_hash(path: str) -> str:
+    return hashlib.sha1(os.path.abspath(path).encode("utf-8")).hexdigest()[:8]
+
+
+def with_output_names(
+    datalist: Sequence[Mapping[str, object]], image_key: str = "image", name_key: str = OUTPUT_NAME_KEY
+) -> list[dict[str, object]]:
+    """Copies of the datalist entries with each image's output name (:func:`output_names`) under ``name_key``.
+
+    :class:`SaveSegmentationd` names its files by it; the name travels with the sample through the pipeline.
+    """
+    names = output_names(str(item[image_key]) for item in datalist)
+    return [{**item, name_key: names[str(item[image_key])]} for item in datalist]
+
+
+def display_name(source: str | Path, name: str) -> str:
+    """The output ``name`` of ``source`` with the source's extension when the name lacks it (``train/img.png``)."""
+    stem = mask_stem(source)
+    return name + Path(source).name[len(stem) :] if Path(name).name == stem else name
+
+
 class SaveSegmentationd(MapTransform):
-    """Write each mask as ``<stem>_<suffix>.png``, a colour ``<stem>_overlay.png`` and optionally NIfTI.
+    """Write each mask as ``<name>_<suffix>.png``, a colour ``<name>_overlay.png`` and optionally NIfTI.
 
     MONAI's PNG writer expects MONAI's default (W, H) PIL axis order, while this package keeps arrays in the file's
-    (H, W) order, and MONAI has no overlay writer: hence this transform. Files are written atomically.
+    (H, W) order, and MONAI has no overlay writer: hence this transform. Every file of a sample is prepared before
+    the first is written, and each is written atomically, so a failure leaves no partial output behind.
+
+    ``<name>`` is the sample's ``name_key`` entry (set by :func:`with_output_names` from the whole datalist, so that
+    ``a.jpg`` and ``a.png``, or ``train/img.png`` and ``val/img.png``, get distinct names); without it, the source
+    file's stem. A name already written for another source by this writer is never overwritten: the later source
+    gets the stem plus a hash of its path, with a warning.
 
     Args:
         keys: the class-index mask key(s), ``(1, H, W)`` at the original image size.
@@ -82,11 +193,12 @@ class SaveSegmentationd(MapTransform):
         image_key: the key whose meta data names the source image (for the file stem and the overlay).
         suffix: the mask file name suffix (``mask`` for predictions; e.g. ``label`` for the reference masks).
         overlay: write the overlay on the source image.
-        nifti: also write ``<stem>_mask.nii.gz`` (axes x = column, y = row, as MONAI reads PNGs by default).
+        nifti: also write ``<name>_mask.nii.gz`` (axes x = column, y = row, as MONAI reads PNGs by default).
         alpha: opacity of the overlay colours.
         resize_source: masks are at the model's input size, not the original one (evaluation without inversion,
             the paper protocol): the overlay is drawn on the source image resized to the mask (bicubic). Otherwise
             a source whose size differs from its mask is an error.
+        name_key: the data key holding the output name.
     """
 
     def __init__(
@@ -99,6 +211,7 @@ class SaveSegmentationd(MapTransform):
         nifti: bool = False,
         alpha: float = 0.45,
         resize_source: bool = False,
+        name_key: str = OUTPUT_NAME_KEY,
     ) -> None:
         super().__init__(keys)
         self.output_dir = Path(output_dir)
@@ -108,12 +221,15 @@ class SaveSegmentationd(MapTransform):
         self.nifti = nifti
         self.alpha = alpha
         self.resize_source = resize_source
+        self.name_key = name_key
+        self._claimed: dict[str, str] = {}
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         """Write the files of one sample; the data pass through unchanged."""
         d = dict(data)
         source = _source_path(d, self.image_key)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.output_dir / self._output_name(source, d.get(self.name_key))
+        files: list[tuple[str, Callable[[str], object]]] = []
         for key in self.key_iterator(d):
             mask = np.asarray(torch.as_tensor(d[key]).detach().cpu()).astype(np.uint8)
             if mask.ndim != 3 or mask.shape[0] != 1:
@@ -121,19 +237,39 @@ class SaveSegmentationd(MapTransform):
                     f"SaveSegmentationd expects a (1, H, W) class-index mask for {key!r}, got {mask.shape}"
                 )
             mask = mask[0]
-            stem = self.output_dir / mask_stem(source)
             png = mask * 255 if mask.max() <= 1 else mask
             mask_png = Image.fromarray(png.astype(np.uint8))
-            atomic_write(f"{stem}_{self.suffix}.png", lambda tmp, image=mask_png: image.save(tmp, format="PNG"))
+            files.append((f"{stem}_{self.suffix}.png", lambda tmp, image=mask_png: image.save(tmp, format="PNG")))
             if self.overlay:
                 overlay = self._overlay(source, mask)
-                atomic_write(f"{stem}_overlay.png", lambda tmp, image=overlay: image.save(tmp, format="PNG"))
+                files.append((f"{stem}_overlay.png", lambda tmp, image=overlay: image.save(tmp, format="PNG")))
             if self.nifti:
                 import nibabel as nib
 
                 volume = nib.Nifti1Image(mask.T.copy(), np.eye(4))
-                atomic_write(f"{stem}_{self.suffix}.nii.gz", lambda tmp, image=volume: nib.save(image, tmp))
+                files.append((f"{stem}_{self.suffix}.nii.gz", lambda tmp, image=volume: nib.save(image, tmp)))
+        for path, write in files:
+            atomic_write(path, write)
         return d
+
+    def _output_name(self, source: str, name: object) -> str:
+        """The sample's output name, checked to stay inside the output folder and not to reuse another's."""
+        name = str(name if isinstance(name, str) else (name[0] if isinstance(name, Sequence) and name else ""))
+        name = name or mask_stem(source)
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or not parts:
+            raise ValueError(f"{source}: output name {name!r} must be a relative path inside the output folder")
+        owner = self._claimed.setdefault(name.lower(), source)
+        if owner != source:
+            unique = f"{name}-{_path_hash(source)}"
+            logger.warning(
+                "%s and %s would both write %s_*: writing %s_* for the second (name the outputs of a datalist with "
+                "segdino_monai.transforms.with_output_names)",
+                owner, source, self.output_dir / name, self.output_dir / unique,
+            )  # fmt: skip
+            self._claimed[unique.lower()] = source
+            name = unique
+        return name
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
         with Image.open(source) as image:

@@ -8,7 +8,14 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Resized
 from PIL import Image
 
-from segdino_monai.transforms import EndoscopyBorderCropd, SaveSegmentationd, prediction_postprocessing
+from segdino_monai.transforms import (
+    OUTPUT_NAME_KEY,
+    EndoscopyBorderCropd,
+    SaveSegmentationd,
+    output_names,
+    prediction_postprocessing,
+    with_output_names,
+)
 
 
 def framed_image(tmp_path, h=60, w=80, border=10):
@@ -94,3 +101,81 @@ def test_overlay_on_a_resized_source_only_when_asked(tmp_path):
     assert overlay.shape == (16, 16, 3)
     assert (overlay[0, 0] == 0).all() and (overlay[0, 15] == 200).all()  # the resized source outside the mask
     assert overlay[5, 3, 1] > overlay[5, 3, 0]  # green inside the mask
+
+
+def test_output_names_keep_the_stem_and_separate_what_would_collide():
+    sources = [
+        "/d/b.png",
+        "/d/a.jpg",
+        "/d/a.png",  # same stem in one folder: the file name
+        "/d/train/img.png",
+        "/d/val/img.png",  # same file name in two folders: the sub-path
+        "/d/C.png",
+        "/d/x/c.jpg",  # a stem differing in case only collides on macOS/Windows file systems
+        "/d/x/case.nii.gz",
+    ]
+    names = output_names(sources)
+    assert names == {
+        "/d/b.png": "b",
+        "/d/a.jpg": "a.jpg",
+        "/d/a.png": "a.png",
+        "/d/train/img.png": "train/img",
+        "/d/val/img.png": "val/img",
+        "/d/C.png": "C.png",
+        "/d/x/c.jpg": "c.jpg",
+        "/d/x/case.nii.gz": "case",
+    }
+    assert output_names(reversed(sources)) == names  # the order of the datalist does not matter
+    assert output_names(["/d/a.jpg", "/d/b.png"]) == {"/d/a.jpg": "a", "/d/b.png": "b"}
+
+
+def test_output_names_are_distinct_ignoring_case_for_any_set_of_paths():
+    rng = np.random.default_rng(0)
+    parts = ["a", "A", "b", "a.jpg", "x"]
+    for _ in range(200):
+        sources = {
+            "/r/" + "/".join(rng.choice(parts, size=rng.integers(1, 4))) + str(rng.choice([".png", ".jpg", ".PNG"]))
+            for _ in range(rng.integers(1, 8))
+        }
+        names = output_names(sources)
+        assert len({n.lower() for n in names.values()}) == len(sources), sources
+        assert all(not n.startswith(("/", "..")) for n in names.values())
+
+
+def test_images_sharing_a_stem_get_their_own_masks(tmp_path):
+    sources = []
+    for i, suffix in enumerate((".jpg", ".png")):
+        Image.fromarray(np.full((8, 10, 3), 50 * i, np.uint8)).save(tmp_path / f"a{suffix}")
+        sources.append(str(tmp_path / f"a{suffix}"))
+    items = with_output_names([{"image": s} for s in sources])
+    assert [item[OUTPUT_NAME_KEY] for item in items] == ["a.jpg", "a.png"]
+    save = SaveSegmentationd("pred", tmp_path / "out", overlay=False)
+    for i, item in enumerate(items):
+        mask = torch.zeros(1, 8, 10, dtype=torch.uint8)
+        mask[0, : i + 1] = 1  # one row for a.jpg, two for a.png
+        pred = MetaTensor(mask, meta={"filename_or_obj": item["image"]})
+        save({"pred": pred, OUTPUT_NAME_KEY: item[OUTPUT_NAME_KEY]})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg_mask.png", "a.png_mask.png"]
+    assert (np.asarray(Image.open(tmp_path / "out" / "a.jpg_mask.png")) > 0).sum() == 10
+    assert (np.asarray(Image.open(tmp_path / "out" / "a.png_mask.png")) > 0).sum() == 20
+
+
+def test_without_names_a_second_image_never_overwrites_the_first(tmp_path, caplog):
+    save = SaveSegmentationd("pred", tmp_path / "out", overlay=False)
+    for i, folder in enumerate(("train", "val")):
+        mask = torch.full((1, 4, 4), i, dtype=torch.uint8)
+        save({"pred": MetaTensor(mask, meta={"filename_or_obj": f"/{folder}/img.png"})})
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 2 and written[0].startswith("img-") and written[1] == "img_mask.png"
+    assert (np.asarray(Image.open(tmp_path / "out" / "img_mask.png")) == 0).all()  # the first image's mask kept
+    assert "/train/img.png and /val/img.png would both write" in caplog.text
+    with pytest.raises(ValueError, match="must be a relative path inside the output folder"):
+        save({"pred": MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "/x.png"}), OUTPUT_NAME_KEY: "../x"})
+
+
+def test_a_failing_overlay_leaves_no_mask_behind(tmp_path):
+    """Every file of a sample is prepared before the first is written: no mask without its overlay."""
+    pred = MetaTensor(torch.ones(1, 4, 4, dtype=torch.uint8), meta={"filename_or_obj": str(tmp_path / "gone.png")})
+    with pytest.raises(FileNotFoundError):
+        SaveSegmentationd("pred", tmp_path / "out")({"pred": pred})  # the source image was deleted meanwhile
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
