@@ -221,7 +221,7 @@ def _bundle(c: Corpus, case: str, command: str, *extra: str) -> list[str]:
             "--logging_file", str(CONFIGS / "logging.conf"), "--bundle_root", str(BUNDLE),
             "--output_dir", str(out / "eval"), "--ckpt_dir", str(out / "models"), "--backbone_weights", "random",
             "--network_def#backbone_kwargs", str(TINY_VIT), "--spatial_size", "[64,64]", "--num_workers", "0",
-            "--train#trainer#max_epochs", "1", *extra]  # fmt: skip
+            *(["--train#trainer#max_epochs", "1"] if command == "training" else []), *extra]  # fmt: skip
 
 
 def _dicom_file(name: str) -> str:
@@ -302,7 +302,7 @@ CASES: dict[str, Callable[[Corpus], Expect]] = {
         clean=[c.output("p8")],
     ),
     "prepare_bad_fraction": lambda c: Expect(
-        ["prepare-data", str(c.dataset), "--val-fraction", "1.5", "-o", str(c.output("p9") / "d.json")],
+        ["prepare-data", str(c.data), "--val-fraction", "1.5", "-o", str(c.output("p9") / "d.json")],
         names=["1.5"],
         clean=[c.output("p9")],
     ),
