@@ -14,9 +14,17 @@ from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.data.utils import to_affine_nd
-from monai.transforms import CropForeground, CropForegroundd, MapTransform, NormalizeIntensityd, Transform
+from monai.transforms import (
+    CropForeground,
+    CropForegroundd,
+    MapTransform,
+    NormalizeIntensityd,
+    Resize,
+    Resized,
+    Transform,
+)
 from monai.transforms.utils import scale_affine
-from monai.utils import MetaKeys, convert_to_tensor, ensure_tuple_rep
+from monai.utils import MetaKeys, TraceKeys, convert_to_tensor, ensure_tuple_rep
 from PIL import Image
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
@@ -34,6 +42,8 @@ __all__ = [
     "EnsureRGB",
     "EnsureRGBd",
     "PILResized",
+    "ShrinkLongest",
+    "ShrinkLongestd",
     "full_scale",
     "imagenet_normalize",
     "inpaint",
@@ -352,3 +362,70 @@ class PILResized(MapTransform):
                 out = MetaTensor(out, meta=meta, applied_operations=img.applied_operations)
             d[key] = out
         return d
+
+
+class ShrinkLongest(Resize):
+    """Shrink a ``(C, H, W)`` image whose longest side exceeds ``max_size`` to that size (aspect kept); invertible.
+
+    Large photos (6000x4000 dermoscopy, 3000x2000 endoscopy) are reduced to a working size of a few times the model
+    input before the modality clean-ups, which would otherwise run on tens of millions of float pixels for a
+    256x256 model input. Images no larger than ``max_size`` are left as they are (never enlarged). Shrinking uses
+    ``mode`` (default ``"area"``: a box average, antialiased by construction and cheap, unlike a Gaussian blur of
+    the full image first); the inverse (``Invertd``) resizes back to the original size with ``inverse_mode``
+    (default ``"bilinear"``, smooth probabilities rather than the blocks that an inverse "area" would give).
+
+    Args:
+        max_size: the longest side after shrinking.
+        mode: interpolation when shrinking (``"area"``; ``"nearest"`` for masks).
+        inverse_mode: interpolation when inverting (``None``: the same as ``mode``).
+    """
+
+    def __init__(self, max_size: int, mode: str = "area", inverse_mode: str | None = "bilinear") -> None:
+        if int(max_size) < 1:
+            raise ValueError(f"max_size must be a positive number of pixels, got {max_size}")
+        super().__init__(spatial_size=(int(max_size), int(max_size)), mode=mode, anti_aliasing=False)
+        self.max_size = int(max_size)
+        self.inverse_mode = inverse_mode
+
+    def target_size(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The spatial size after shrinking an image of spatial ``shape``."""
+        longest = max(int(s) for s in shape)
+        if longest <= self.max_size:
+            return tuple(int(s) for s in shape)
+        return tuple(max(1, round(int(s) * self.max_size / longest)) for s in shape)
+
+    def __call__(self, img: torch.Tensor, mode: str | None = None, **kwargs: object) -> torch.Tensor:  # type: ignore[override]
+        """Shrink ``img`` (``kwargs`` go to ``Resize``; ``mode`` overrides the shrinking mode)."""
+        self.spatial_size = self.target_size(img.shape[1:])
+        self.size_mode = "all"
+        return super().__call__(img, mode=mode, **kwargs)  # type: ignore[arg-type]
+
+    def inverse_transform(self, data: torch.Tensor, transform: dict) -> torch.Tensor:
+        """Resize back to the recorded original size with ``inverse_mode``."""
+        if self.inverse_mode is not None and transform[TraceKeys.EXTRA_INFO]["mode"] != "nearest":
+            transform = {**transform, TraceKeys.EXTRA_INFO: {**transform[TraceKeys.EXTRA_INFO]}}
+            transform[TraceKeys.EXTRA_INFO]["mode"] = self.inverse_mode
+        return super().inverse_transform(data, transform)
+
+
+class ShrinkLongestd(Resized):
+    """Dictionary version of :class:`ShrinkLongest`: each key shrunk to at most ``max_size`` (masks ``"nearest"``).
+
+    Args:
+        keys: keys to shrink (image and label share their size, so they get the same size).
+        max_size: the longest side after shrinking.
+        mode: interpolation per key, e.g. ``("area", "nearest")`` for an image and its mask.
+        inverse_mode: interpolation of the inverse for keys not shrunk with ``"nearest"``.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        max_size: int,
+        mode: str | Sequence[str] = "area",
+        inverse_mode: str | None = "bilinear",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, spatial_size=(int(max_size),) * 2, mode=mode, allow_missing_keys=allow_missing_keys)
+        self.resizer = ShrinkLongest(max_size, inverse_mode=inverse_mode)
