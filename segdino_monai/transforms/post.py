@@ -21,6 +21,7 @@ from monai.transforms import (
 from PIL import Image
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.data.images import read_image
 
 __all__ = ["SaveSegmentationd", "mask_stem", "prediction_postprocessing", "to_onehot_for_metrics"]
 
@@ -136,18 +137,20 @@ class SaveSegmentationd(MapTransform):
         return d
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
-        with Image.open(source) as image:
-            source_rgb = image.convert("RGB")
+        # the package's reader (TIFF, 16-bit, palette and CMYK sources as the model saw them); blended in 8 bits,
+        # only where the mask is, so a 24-megapixel source costs one 8-bit copy rather than a float one
+        source_rgb = Image.fromarray(read_image(source))
         if self.resize_source:
             source_rgb = source_rgb.resize(mask.shape[::-1], Image.Resampling.BICUBIC)
-        rgb = np.asarray(source_rgb, dtype=np.float32)
+        rgb = np.array(source_rgb)
         if rgb.shape[:2] != mask.shape:
             raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
         for index in range(1, int(mask.max()) + 1):
             colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
             region = mask == index
-            rgb[region] = (1 - self.alpha) * rgb[region] + self.alpha * colour
-        return Image.fromarray(rgb.round().astype(np.uint8))
+            blended = (1 - self.alpha) * rgb[region].astype(np.float32) + self.alpha * colour
+            rgb[region] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        return Image.fromarray(rgb)
 
 
 def _source_path(data: Mapping[Hashable, object], image_key: str) -> str:
