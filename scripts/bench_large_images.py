@@ -2,9 +2,11 @@
 
 Each case runs ``segdino`` in a fresh process (this script with ``--child``), which reads its own peak resident
 memory (``VmHWM`` of ``/proc/self/status``) when the command is done: ``getrusage``'s ``ru_maxrss`` would report
-the parent's peak after a fork. The backbone is DINOv3 ViT-S/16 with RANDOM weights (the default bundle's size;
-memory and time do not depend on the weights) and a random decoder checkpoint; the data loader runs in the main
-process (``num_workers=0``), so the whole pipeline is in the measured process; 2 CPU threads.
+the parent's peak after a fork. The backbone has RANDOM weights (memory and time do not depend on them) and the
+decoder checkpoint is random: ``--backbone tiny`` (default) is the tests' tiny DINOv3 (width 48, depth 4), so the
+numbers show the image pipeline rather than the network (and the sliding window over a 24 MP photo takes seconds,
+not a quarter of an hour on 2 cores); ``--backbone vits16`` is the bundle's default ViT-S/16. The data loader runs
+in the main process (``num_workers=0``), so the whole pipeline is in the measured process; 2 CPU threads.
 
 ``--src`` runs the commands from another checkout (e.g. ``git archive`` of the commit before a change), to measure
 before and after side by side; the images and checkpoint are the same for both.
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"3000x2000": (2000, 3000), "6000x4000": (4000, 6000)}  # name: (height, width)
 MODALITIES = ("endoscopy", "dermoscopy")
 MODES = ("resize", "native")
+TINY_VIT = {"embed_dim": 48, "depth": 4, "num_heads": 2}  # tests/conftest.py's TINY_VIT
 
 
 def _vmhwm_mib() -> float:
@@ -54,7 +57,7 @@ def child(result: Path, argv: list[str]) -> int:
     return 0
 
 
-def _make_inputs(work: Path) -> dict[str, Path]:
+def _make_inputs(work: Path, backbone: str) -> dict[str, Path]:
     """One JPEG (quality 90) per modality and size, with its 0/255 PNG mask; a random vits16 decoder checkpoint."""
     import numpy as np
     import torch
@@ -63,10 +66,11 @@ def _make_inputs(work: Path) -> dict[str, Path]:
     from segdino_monai.data.demo import make_demo_image
     from segdino_monai.networks import SegDINO
 
-    ckpt = work / "models" / "model.pt"
+    ckpt = work / f"models_{backbone}" / "model.pt"
     if not ckpt.is_file():
         torch.manual_seed(0)
-        SegDINO(out_channels=1, backbone="vits16", weights=None).save_decoder(ckpt)
+        kwargs = TINY_VIT if backbone == "tiny" else None
+        SegDINO(out_channels=1, backbone="vits16", weights=None, backbone_kwargs=kwargs).save_decoder(ckpt)
     folders = {}
     for size_name, (height, width) in SIZES.items():
         for modality in MODALITIES:
@@ -103,11 +107,13 @@ def _run(src: Path, work: Path, name: str, argv: list[str]) -> dict:
     return data
 
 
-def bench(out: Path, src: Path, label: str, only: str | None) -> dict:
+def bench(out: Path, src: Path, label: str, only: str | None, backbone: str) -> dict:
     work = out / "work"
-    folders = _make_inputs(work)
+    folders = _make_inputs(work, backbone)
     common = ["--bundle-root", str(src / "bundle"), "--backbone", "vits16", "--backbone-weights", "random"]
-    common += ["--ckpt-dir", str(work / "models")]
+    common += ["--ckpt-dir", str(work / f"models_{backbone}")]
+    if backbone == "tiny":
+        common += ["--set", f"network_def#backbone_kwargs={TINY_VIT!r}"]
     rows = {}
     for size_name in SIZES:
         for modality in MODALITIES:
@@ -126,7 +132,8 @@ def bench(out: Path, src: Path, label: str, only: str | None) -> dict:
             argv = ["evaluate", *common, "--modality", modality, "--datalist", str(folder / "datalist.json")]
             argv += ["--set", "num_workers=0", "--output-dir", str(work / "out" / label / name)]
             rows[name] = _run(src, work, f"{label}_{name}", argv)
-    report = {"label": label, "src": str(src), "threads": 2, "backbone": "vits16 (random weights)", "rows": rows}
+    name = "tiny DINOv3 (width 48, depth 4)" if backbone == "tiny" else "ViT-S/16"
+    report = {"label": label, "src": str(src), "threads": 2, "backbone": f"{name}, random weights", "rows": rows}
     (out / f"large_images_{label}.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -168,9 +175,10 @@ def main() -> int:
     parser.add_argument("--src", type=Path, default=ROOT, help="the checkout whose segdino is measured")
     parser.add_argument("--label", default="after", help="name of this run (before/after)")
     parser.add_argument("--only", help="run only the cases whose name contains this text")
+    parser.add_argument("--backbone", choices=["tiny", "vits16"], default="tiny", help="random backbone size")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    bench(args.out.resolve(), args.src.resolve(), args.label, args.only)
+    bench(args.out.resolve(), args.src.resolve(), args.label, args.only, args.backbone)
     text = table(args.out)
     if text:
         print(text)
