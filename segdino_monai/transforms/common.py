@@ -357,7 +357,8 @@ class PILResized(MapTransform):
         height, width = self.spatial_size
         for key, mode in self.key_iterator(d, self.mode):
             img = d[key]
-            values = np.clip(np.rint(to_numpy(img)), 0, 255).astype(np.uint8)
+            values = np.rint(to_numpy(img))  # one float copy, clipped in place, then 8 bits
+            values = np.clip(values, 0, 255, out=values).astype(np.uint8)
             if values.ndim != 3:
                 raise ValueError(f"PILResized expects (C, H, W) for {key!r}, got shape {values.shape}")
             resample = Image.Resampling[mode.upper()]
