@@ -286,8 +286,16 @@ def _tiff_to_pil(page: Any, values: np.ndarray, path: Path) -> Image.Image:
         image.putpalette(palette.ravel().tolist())
         image.format = "TIFF"
         return image
-    if values.dtype == bool:
+    if values.dtype == bool:  # bilevel: a "1" image (0/255 as RGB; 0/1 as a class-index mask, as Pillow's own)
+        if photometric == PHOTOMETRIC.MINISWHITE:
+            values = ~values
+        if values.ndim == 2:
+            image = Image.fromarray(values)
+            image.format = "TIFF"
+            return image
         values = values.astype(np.uint8) * 255
+    elif np.issubdtype(values.dtype, np.integer) and bits < 8:  # 2- to 7-bit grey: scaled to 0..255
+        values = (values.astype(np.uint16) * (255 // (2**bits - 1))).astype(np.uint8)
     elif np.issubdtype(values.dtype, np.integer) and values.dtype.itemsize <= 2 and 8 < bits < 16:
         values = ((values.astype(np.uint32) * 65535 + (2**bits - 1) // 2) // (2**bits - 1)).astype(np.uint16)
     if photometric == PHOTOMETRIC.MINISWHITE and values.ndim == 2:

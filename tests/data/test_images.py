@@ -161,6 +161,16 @@ def test_jpeg_variants_within_the_error_of_an_rgb_jpeg(picture: np.ndarray, tmp_
     assert _jpeg_error(got[..., 0], grey) < budget
 
 
+def test_bilevel_tiff_mask_reads_as_0_1_classes_and_as_black_and_white(tmp_path) -> None:
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:10, 3:20] = True
+    Image.fromarray(mask).save(tmp_path / "mask.tif")  # Pillow writes 1-bit TIFFs
+    assert tifffile.TiffFile(tmp_path / "mask.tif").pages[0].bitspersample == 1
+    np.testing.assert_array_equal(LoadMask(mode="index")(tmp_path / "mask.tif")[0].numpy(), mask.astype(np.uint8))
+    np.testing.assert_array_equal(LoadMask()(tmp_path / "mask.tif")[0].numpy(), mask.astype(np.uint8))
+    np.testing.assert_array_equal(read_image(tmp_path / "mask.tif"), np.dstack([mask.astype(np.uint8) * 255] * 3))
+
+
 def test_multipage_tiff_gives_the_first_page_with_a_warning(picture, tmp_path, caplog) -> None:
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, np.stack([picture, picture[::-1]]), photometric="rgb")
