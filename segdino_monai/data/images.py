@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+import struct
 import threading
 import warnings
+import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,7 +81,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Pillow's own bomb check (a warning past 89 MP, an error past 179 MP) is switched off while a header is read, so
 # that our documented limit, checked right after, is the only one; the lock keeps threads from racing on it.
 _PIL_LIMIT_LOCK = threading.Lock()
-_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError, RuntimeError)
+# what decoders raise on a damaged or foreign file (Pillow: struct.error and zlib.error on some truncated files)
+_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error, zlib.error)
 
 
 def max_image_pixels() -> int:
@@ -93,8 +97,8 @@ def max_image_pixels() -> int:
     try:
         value = float(text)
     except ValueError:
-        value = 0.0
-    if value < 1 or value != int(value):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
         raise InputError(
             f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive whole number of pixels "
             f"(e.g. {MAX_PIXELS_ENV}=200000000); unset it for the default {DEFAULT_MAX_IMAGE_PIXELS}."

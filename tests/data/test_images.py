@@ -207,9 +207,12 @@ def test_decompression_bomb_refused_from_its_header(tmp_path, monkeypatch) -> No
     assert image_size(bomb) == (14000, 13000)
     with pytest.raises(InputError, match="cannot be read"):
         check_image(bomb)
-    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
-    with pytest.raises(InputError, match=f"{MAX_PIXELS_ENV}='lots' is not a positive whole number"):
-        read_image(photo)
+    for typed in ("lots", "inf", "nan", "-5", "0", "1.5"):
+        monkeypatch.setenv(MAX_PIXELS_ENV, typed)
+        with pytest.raises(InputError, match=f"{MAX_PIXELS_ENV}='{typed}' is not a positive whole number"):
+            read_image(photo)
+    monkeypatch.setenv(MAX_PIXELS_ENV, " 1e8 ")  # as people type it
+    assert max_image_pixels() == 100_000_000
 
 
 def test_bomb_tiff_refused_before_decoding(tmp_path, monkeypatch) -> None:
