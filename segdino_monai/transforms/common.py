@@ -23,8 +23,9 @@ from monai.transforms import (
     Resized,
     Transform,
 )
+from monai.transforms.spatial.functional import resize
 from monai.transforms.utils import scale_affine
-from monai.utils import MetaKeys, TraceKeys, convert_to_tensor, ensure_tuple_rep
+from monai.utils import MetaKeys, TraceKeys, convert_to_tensor, ensure_tuple_rep, get_equivalent_dtype
 from PIL import Image
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
@@ -402,11 +403,33 @@ class ShrinkLongest(Resize):
             return tuple(int(s) for s in shape)
         return tuple(max(1, round(int(s) * self.max_size / longest)) for s in shape)
 
-    def __call__(self, img: torch.Tensor, mode: str | None = None, **kwargs: object) -> torch.Tensor:  # type: ignore[override]
-        """Shrink ``img`` (``kwargs`` go to ``Resize``; ``mode`` overrides the shrinking mode)."""
-        self.spatial_size = self.target_size(img.shape[1:])
-        self.size_mode = "all"
-        return super().__call__(img, mode=mode, **kwargs)  # type: ignore[arg-type]
+    def __call__(  # type: ignore[override]
+        self,
+        img: torch.Tensor,
+        mode: str | None = None,
+        align_corners: bool | None = None,
+        dtype: torch.dtype | None = None,
+        lazy: bool | None = None,
+        **kwargs: object,
+    ) -> torch.Tensor:
+        """Shrink ``img``; ``mode``, ``align_corners``, ``dtype`` and ``lazy`` override the instance's for this call.
+
+        The size is computed per call and handed to MONAI's functional ``resize`` (what ``Resize.__call__`` calls)
+        rather than stored on the instance, so threads sharing one pipeline (a MONAI Label server) cannot mix sizes.
+        """
+        shape = img.peek_pending_shape() if isinstance(img, MetaTensor) else img.shape[1:]
+        return resize(  # type: ignore[no-any-return]
+            img,
+            self.target_size(shape),
+            self.mode if mode is None else mode,
+            self.align_corners if align_corners is None else align_corners,
+            get_equivalent_dtype(dtype or self.dtype or img.dtype, torch.Tensor),
+            len(shape),
+            False,
+            None,
+            self.lazy if lazy is None else lazy,
+            self.get_transform_info(),
+        )
 
     def inverse_transform(self, data: torch.Tensor, transform: dict) -> torch.Tensor:
         """Resize back to the recorded original size with ``inverse_mode``."""

@@ -6,6 +6,7 @@ package's image reader, a 16-bit grey PNG was clipped to white and a palette PNG
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,14 @@ def test_masks_shrink_with_nearest_and_keep_their_classes() -> None:
     assert out["image"].shape == (3, 200, 300) and out["label"].shape == (1, 200, 300)
     assert set(out["label"].unique().tolist()) == {0.0, 2.0}
     assert out["label"][0, 20:80, 40:180].eq(2).all() and out["label"][0, 81:, :].eq(0).all()
+
+
+def test_one_shrink_shared_by_threads_gives_each_image_its_own_size() -> None:
+    """A MONAI Label server runs one pipeline in several threads: sizes must not leak from one call to another."""
+    shrink = ShrinkLongestd("image", 64)
+    shapes = [(3, 300, 100), (3, 100, 400), (3, 50, 60), (3, 640, 640)] * 25
+    expected = {(3, 300, 100): (3, 64, 21), (3, 100, 400): (3, 16, 64), (3, 50, 60): (3, 50, 60)}
+    expected[(3, 640, 640)] = (3, 64, 64)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outputs = list(pool.map(lambda shape: shrink({"image": torch.rand(shape)})["image"].shape, shapes))
+    assert [tuple(o) for o in outputs] == [expected[s] for s in shapes]
