@@ -137,19 +137,21 @@ class SaveSegmentationd(MapTransform):
         return d
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
-        # the package's reader (TIFF, 16-bit, palette and CMYK sources as the model saw them); blended in 8 bits,
-        # only where the mask is, so a 24-megapixel source costs one 8-bit copy rather than a float one
-        source_rgb = Image.fromarray(read_image(source))
+        # the package's reader (TIFF, 16-bit, palette and CMYK sources as the model saw them), blended in 8 bits a
+        # band of rows at a time, only where the mask is: a 24-megapixel source costs two 8-bit copies, no float one
+        rgb = read_image(source)
         if self.resize_source:
-            source_rgb = source_rgb.resize(mask.shape[::-1], Image.Resampling.BICUBIC)
-        rgb = np.array(source_rgb)
+            rgb = np.asarray(Image.fromarray(rgb).resize(mask.shape[::-1], Image.Resampling.BICUBIC))
         if rgb.shape[:2] != mask.shape:
             raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
+        rgb = rgb if rgb.flags.writeable else rgb.copy()
+        band = 256
         for index in range(1, int(mask.max()) + 1):
             colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
-            region = mask == index
-            blended = (1 - self.alpha) * rgb[region].astype(np.float32) + self.alpha * colour
-            rgb[region] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+            for top in range(0, mask.shape[0], band):
+                rows, region = rgb[top : top + band], mask[top : top + band] == index
+                blended = (1 - self.alpha) * rows[region].astype(np.float32) + self.alpha * colour
+                rows[region] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
         return Image.fromarray(rgb)
 
 
