@@ -404,7 +404,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 class SegDINOImageReader(ImageReader):
-    """MONAI ``ImageReader`` over :func:`read_image`: any supported 2D file as ``uint8`` RGB, channel last.
+    """MONAI ``ImageReader`` over :func:`read_image`: any supported 2D file as ``uint8`` RGB, channel first.
 
     ``LoadImaged(keys, reader=SegDINOImageReader, ensure_channel_first=True)`` gives ``(3, H, W)`` in the file's
     row/column order (``spatial_shape`` is ``(H, W)`` too, unlike ``PILReader``'s ``(W, H)``), the same order as
@@ -426,27 +426,30 @@ class SegDINOImageReader(ImageReader):
         return is_supported_format(names, list(IMAGE_SUFFIXES))
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> Any:
-        """Read one file (or several, stacked by :meth:`get_data`) into ``(array, meta)`` pairs."""
+        """Read one file (or several, stacked by :meth:`get_data`) into ``((3, H, W) array, meta)`` pairs."""
         loaded = []
         for name in ensure_tuple(data):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with open_image(name) as image:
                     meta = {"format": image.format, "mode": image.mode, "width": image.width, "height": image.height}
-                    loaded.append((to_rgb(image, name), meta))
+                    # channel first and contiguous here, on 8 bits (the channel-last array is dropped at once):
+                    # moving the channel after the float conversion would leave a strided view that the first
+                    # resize or crop copies again at four bytes a value
+                    loaded.append((np.ascontiguousarray(np.moveaxis(to_rgb(image, name), -1, 0)), meta))
         return loaded if len(loaded) > 1 else loaded[0]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
-        """The ``(H, W, 3)`` array (several files: stacked first) and its meta data."""
+        """The contiguous ``(3, H, W)`` array (several files: stacked first) and its meta data."""
         items = img if isinstance(img, list) else [img]
         arrays: list[np.ndarray] = []
         compatible: dict = {}
         for array, meta in items:
             header = dict(meta)
             if self.reverse_indexing:
-                array = np.moveaxis(array, 0, 1)
-            header[MetaKeys.SPATIAL_SHAPE] = np.asarray(array.shape[:2])
-            header[MetaKeys.ORIGINAL_CHANNEL_DIM] = -1
+                array = np.ascontiguousarray(np.swapaxes(array, 1, 2))
+            header[MetaKeys.SPATIAL_SHAPE] = np.asarray(array.shape[1:])
+            header[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
             arrays.append(array)
             _copy_compatible_dict(header, compatible)
         return _stack_images(arrays, compatible), compatible
