@@ -114,3 +114,18 @@ def test_one_shrink_shared_by_threads_gives_each_image_its_own_size() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         outputs = list(pool.map(lambda shape: shrink({"image": torch.rand(shape)})["image"].shape, shapes))
     assert [tuple(o) for o in outputs] == [expected[s] for s in shapes]
+
+
+@pytest.mark.parametrize("factor", [1, 3, 4])
+def test_block_mean_equals_skimage_local_mean_without_full_size_copies(factor) -> None:
+    from skimage.transform import downscale_local_mean
+
+    from segdino_monai.transforms.common import block_mean
+
+    image = np.random.default_rng(factor).random((3, 101, 77)).astype(np.float32)
+    height, width = 101 // factor * factor, 77 // factor * factor
+    expected = downscale_local_mean(image[:, :height, :width], (1, factor, factor))
+    np.testing.assert_allclose(block_mean(image, factor), expected, rtol=1e-6, atol=1e-7)
+    mask = image[0] > 0.9  # boolean masks: the fraction of True pixels per block
+    expected_mask = downscale_local_mean(mask[:height, :width].astype(np.float64), (factor, factor))
+    np.testing.assert_allclose(block_mean(mask, factor), expected_mask, rtol=0, atol=1e-12)
