@@ -45,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 from monai.data import ImageReader
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.data.utils import is_supported_format
 from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, ImageCms, UnidentifiedImageError
+from tifffile import PHOTOMETRIC
 
 from segdino_monai.errors import InputError
 
@@ -165,8 +167,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
     _require_file(path)
     if _is_tiff(path):
         try:
-            import tifffile
-
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 height, width = int(page.imagelength), int(page.imagewidth)
@@ -245,8 +245,6 @@ def open_image(path: str | Path) -> Image.Image:
 
 def _read_tiff(path: Path) -> Image.Image | None:
     """A TIFF's first page through tifffile, or ``None`` when Pillow should try (a codec tifffile lacks)."""
-    import tifffile
-
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -270,8 +268,6 @@ def _read_tiff(path: Path) -> Image.Image | None:
 
 def _tiff_to_pil(page: Any, values: np.ndarray, path: Path) -> Image.Image:
     """The Pillow image holding a decoded TIFF page ``values`` (tifffile's axes of ``page``)."""
-    from tifffile import PHOTOMETRIC
-
     axes = page.axes
     if "S" in axes:
         values = np.moveaxis(values, axes.index("S"), -1)
