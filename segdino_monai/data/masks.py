@@ -4,7 +4,9 @@ Public 2D datasets store masks in many ways: JPEG masks with compression noise (
 greyscale PNGs, palette and 1-bit PNGs (HAM10000), RGB class colours (BUSI re-releases), and several masks per
 image (BUSI lesions). :class:`LoadMask` turns all of them into the same thing: a ``MetaTensor`` of shape
 ``(1, H, W)`` and dtype ``uint8`` holding class indices, in the file's row/column order (the same order as
-``LoadImaged(reader="PILReader", reverse_indexing=False, ensure_channel_first=True)`` gives the image).
+``LoadImaged(reader=SegDINOImageReader, ensure_channel_first=True)`` gives the image). Files are decoded by
+:func:`segdino_monai.data.images.open_image`, like images: TIFF masks (CVC-ClinicDB's, three samples tagged
+MINISBLACK included) through tifffile, with the same decompression-bomb limit.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from segdino_monai.data.images import open_image
 
 __all__ = ["LoadMask", "LoadMaskd", "DEFAULT_CLASS_COLORS"]
 
@@ -134,12 +138,8 @@ class LoadMask(Transform):
         """Read one file into an ``(H, W)`` ``uint8`` class-index array."""
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: {path}")
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return self._to_indices(image, path)
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
-            raise ValueError(f"cannot read mask file {path}: {err}") from err
+        with open_image(path) as image:  # InputError naming the file when it cannot be read
+            return self._to_indices(image, path)
 
     def _to_indices(self, image: Image.Image, path: Path) -> np.ndarray:
         lossy = image.format == "JPEG"

@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
+from segdino_monai.data.images import verify_image
 from segdino_monai.data.layouts import LayoutScan
 from segdino_monai.data.pairing import Pair, Problem
 
@@ -18,26 +17,16 @@ logger = logging.getLogger(__name__)
 
 
 def check_image(path: Path) -> tuple[int, int]:
-    """The (width, height) of an image file, after checking that its data is complete.
+    """The (width, height) of an image file, after checking that its data is complete and within the pixel limit.
 
-    PNG files are checked chunk by chunk with their CRCs without decoding; JPEG files are decoded at 1/8 scale
-    (cheap, but a truncated file still fails); other formats are decoded in full.
+    Read the way training reads it (:mod:`segdino_monai.data.images`: TIFFs through tifffile, the decompression-bomb
+    limit ``SEGDINO_MAX_IMAGE_PIXELS``). PNG files are checked chunk by chunk with their CRCs without decoding; JPEG
+    files are decoded at 1/8 scale (cheap, but a truncated file still fails); other formats are decoded in full.
 
     Raises:
-        ValueError: naming the file, when PIL cannot open it or its data is truncated or corrupt.
+        InputError: naming the file, when it is missing, empty, truncated, corrupt, not an image, or too large.
     """
-    try:
-        with Image.open(path) as image:
-            size = image.size
-            if image.format == "PNG":
-                image.verify()
-            else:
-                if image.format == "JPEG":
-                    image.draft(image.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
-                image.load()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: cannot be read ({err}); replace or remove the file") from err
-    return size
+    return verify_image(path)
 
 
 @dataclass
@@ -89,6 +78,12 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _detail(error: ValueError, path: Path) -> str:
+    """The error's message without the leading file name (the report names the file already)."""
+    text = str(error)
+    return text[len(f"{path}: ") :] if text.startswith(f"{path}: ") else text
+
+
 def validate_scan(scan: LayoutScan) -> DatasetReport:
     """Check every pair of a scan: each file readable, each mask the size of its image.
 
@@ -101,13 +96,13 @@ def validate_scan(scan: LayoutScan) -> DatasetReport:
         try:
             image_size = check_image(pair.image)
         except ValueError as err:
-            problems.append(Problem("unreadable", pair.image, str(err.__cause__ or err)))
+            problems.append(Problem("unreadable", pair.image, _detail(err, pair.image)))
             image_size = None
         for label in pair.labels:
             try:
                 label_size = check_image(label)
             except ValueError as err:
-                problems.append(Problem("unreadable", label, str(err.__cause__ or err)))
+                problems.append(Problem("unreadable", label, _detail(err, label)))
                 continue
             if image_size is not None and label_size != image_size:
                 detail = f"mask is {label_size[0]}x{label_size[1]} but image {pair.image.name} is "

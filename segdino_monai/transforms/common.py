@@ -14,13 +14,21 @@ from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.data.utils import to_affine_nd
-from monai.transforms import CropForeground, CropForegroundd, MapTransform, NormalizeIntensityd, Transform
+from monai.transforms import (
+    CropForeground,
+    CropForegroundd,
+    MapTransform,
+    NormalizeIntensityd,
+    Resize,
+    Resized,
+    Transform,
+)
+from monai.transforms.spatial.functional import resize
 from monai.transforms.utils import scale_affine
-from monai.utils import MetaKeys, convert_to_tensor, ensure_tuple_rep
+from monai.utils import MetaKeys, TraceKeys, convert_to_tensor, ensure_tuple_rep, get_equivalent_dtype
 from PIL import Image
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
-from skimage.transform import downscale_local_mean
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -34,6 +42,8 @@ __all__ = [
     "EnsureRGB",
     "EnsureRGBd",
     "PILResized",
+    "ShrinkLongest",
+    "ShrinkLongestd",
     "full_scale",
     "imagenet_normalize",
     "inpaint",
@@ -52,9 +62,15 @@ BoxFn = Callable[[NdarrayOrTensor], tuple[Sequence[int], Sequence[int]]]
 
 
 def to_numpy(img: NdarrayOrTensor) -> np.ndarray:
-    """A float32 numpy copy of an array or tensor (MetaTensor meta is dropped)."""
+    """A float32 numpy array of an array or tensor (MetaTensor meta is dropped), for reading.
+
+    It shares the input's memory when the input is already float32 on the CPU (a 24-megapixel RGB image is 288 MB
+    per float copy), so callers never write into it; they make their own output.
+    """
     if isinstance(img, torch.Tensor):
-        return img.detach().cpu().numpy().astype(np.float32)
+        img = img.detach().cpu()
+        img = img.as_tensor() if isinstance(img, MetaTensor) else img
+        return np.asarray(img.numpy(), dtype=np.float32)
     return np.asarray(img, dtype=np.float32)
 
 
@@ -65,10 +81,10 @@ def full_scale(img: np.ndarray) -> float:
 
 def luminance(img: np.ndarray) -> np.ndarray:
     """``(H, W)`` luminance on 0..1 of a ``(C, H, W)`` image (Rec. 601 weights for RGB, the mean otherwise)."""
-    scaled = img / full_scale(img)
-    if scaled.shape[0] == 3:
-        return np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), scaled, axes=1)
-    return scaled.mean(axis=0)
+    scale = np.float32(full_scale(img))  # applied to the (H, W) result: no scaled copy of the whole image
+    if img.shape[0] == 3:
+        return np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), img, axes=1) / scale
+    return img.mean(axis=0, dtype=np.float32) / scale
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -127,8 +143,13 @@ def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return img
     height, width = img.shape[-2] // factor * factor, img.shape[-1] // factor * factor
-    blocks = (1,) * (img.ndim - 2) + (factor, factor)
-    return downscale_local_mean(img[..., :height, :width], blocks)
+    # Sums over bands of ``factor`` rows, one band at a time (float64 per band only), then over block columns: no
+    # full-size copy. skimage's downscale_local_mean pads (copies) the whole image, and a float64 reduceat casts it
+    # whole: 288 MB and 576 MB for a 24-megapixel RGB float32 image.
+    rows = np.empty((*img.shape[:-2], height // factor, width), dtype=np.float64)
+    for band in range(height // factor):
+        rows[..., band, :] = img[..., band * factor : (band + 1) * factor, :width].sum(axis=-2, dtype=np.float64)
+    return np.add.reduceat(rows, np.arange(0, width, factor), axis=-1) / float(factor * factor)
 
 
 def box_to_full(
@@ -178,7 +199,7 @@ def inpaint(img: np.ndarray, mask: np.ndarray, max_size: int = 128, dilate: int 
     if not mask.any():
         return out
     factor = max(1, int(np.ceil(max(mask.shape) / max_size)))
-    small_mask = block_mean(mask.astype(np.float32), factor) > 0
+    small_mask = block_mean(mask, factor) > 0  # block sums of the boolean mask: no float copy of it
     if small_mask.all():
         return out
     small = block_mean(out, factor)
@@ -340,7 +361,8 @@ class PILResized(MapTransform):
         height, width = self.spatial_size
         for key, mode in self.key_iterator(d, self.mode):
             img = d[key]
-            values = np.clip(np.rint(to_numpy(img)), 0, 255).astype(np.uint8)
+            values = np.rint(to_numpy(img))  # one float copy, clipped in place, then 8 bits
+            values = np.clip(values, 0, 255, out=values).astype(np.uint8)
             if values.ndim != 3:
                 raise ValueError(f"PILResized expects (C, H, W) for {key!r}, got shape {values.shape}")
             resample = Image.Resampling[mode.upper()]
@@ -352,3 +374,92 @@ class PILResized(MapTransform):
                 out = MetaTensor(out, meta=meta, applied_operations=img.applied_operations)
             d[key] = out
         return d
+
+
+class ShrinkLongest(Resize):
+    """Shrink a ``(C, H, W)`` image whose longest side exceeds ``max_size`` to that size (aspect kept); invertible.
+
+    Large photos (6000x4000 dermoscopy, 3000x2000 endoscopy) are reduced to a working size of a few times the model
+    input before the modality clean-ups, which would otherwise run on tens of millions of float pixels for a
+    256x256 model input. Images no larger than ``max_size`` are left as they are (never enlarged). Shrinking uses
+    ``mode`` (default ``"area"``: a box average, antialiased by construction and cheap, unlike a Gaussian blur of
+    the full image first); the inverse (``Invertd``) resizes back to the original size with ``inverse_mode``
+    (default ``"bilinear"``, smooth probabilities rather than the blocks that an inverse "area" would give).
+
+    Args:
+        max_size: the longest side after shrinking.
+        mode: interpolation when shrinking (``"area"``; ``"nearest"`` for masks).
+        inverse_mode: interpolation when inverting (``None``: the same as ``mode``).
+    """
+
+    def __init__(self, max_size: int, mode: str = "area", inverse_mode: str | None = "bilinear") -> None:
+        if int(max_size) < 1:
+            raise ValueError(f"max_size must be a positive number of pixels, got {max_size}")
+        super().__init__(spatial_size=(int(max_size), int(max_size)), mode=mode, anti_aliasing=False)
+        self.max_size = int(max_size)
+        self.inverse_mode = inverse_mode
+
+    def target_size(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The spatial size after shrinking an image of spatial ``shape``."""
+        longest = max(int(s) for s in shape)
+        if longest <= self.max_size:
+            return tuple(int(s) for s in shape)
+        return tuple(max(1, round(int(s) * self.max_size / longest)) for s in shape)
+
+    def __call__(  # type: ignore[override]
+        self,
+        img: torch.Tensor,
+        mode: str | None = None,
+        align_corners: bool | None = None,
+        dtype: torch.dtype | None = None,
+        lazy: bool | None = None,
+        **kwargs: object,
+    ) -> torch.Tensor:
+        """Shrink ``img``; ``mode``, ``align_corners``, ``dtype`` and ``lazy`` override the instance's for this call.
+
+        The size is computed per call and handed to MONAI's functional ``resize`` (what ``Resize.__call__`` calls)
+        rather than stored on the instance, so threads sharing one pipeline (a MONAI Label server) cannot mix sizes.
+        """
+        shape = img.peek_pending_shape() if isinstance(img, MetaTensor) else img.shape[1:]
+        return resize(  # type: ignore[no-any-return]
+            img,
+            self.target_size(shape),
+            self.mode if mode is None else mode,
+            self.align_corners if align_corners is None else align_corners,
+            get_equivalent_dtype(dtype or self.dtype or img.dtype, torch.Tensor),
+            len(shape),
+            False,
+            None,
+            self.lazy if lazy is None else lazy,
+            self.get_transform_info(),
+        )
+
+    def inverse_transform(self, data: torch.Tensor, transform: dict) -> torch.Tensor:
+        """Resize back to the recorded original size with ``inverse_mode``."""
+        if self.inverse_mode is not None and transform[TraceKeys.EXTRA_INFO]["mode"] != "nearest":
+            transform = {**transform, TraceKeys.EXTRA_INFO: {**transform[TraceKeys.EXTRA_INFO]}}
+            transform[TraceKeys.EXTRA_INFO]["mode"] = self.inverse_mode
+        return super().inverse_transform(data, transform)
+
+
+class ShrinkLongestd(Resized):
+    """Dictionary version of :class:`ShrinkLongest`: each key shrunk to at most ``max_size`` (masks ``"nearest"``).
+
+    Args:
+        keys: keys to shrink (image and label share their size, so they get the same size).
+        max_size: the longest side after shrinking.
+        mode: interpolation per key, e.g. ``("area", "nearest")`` for an image and its mask.
+        inverse_mode: interpolation of the inverse for keys not shrunk with ``"nearest"``.
+        allow_missing_keys: do not raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        max_size: int,
+        mode: str | Sequence[str] = "area",
+        inverse_mode: str | None = "bilinear",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, spatial_size=(int(max_size),) * 2, mode=mode, allow_missing_keys=allow_missing_keys)
+        self.resizer = ShrinkLongest(max_size, inverse_mode=inverse_mode)

@@ -134,9 +134,9 @@ def specular_highlight_mask(
         ``(H, W)`` boolean mask.
     """
     array = to_numpy(img)
-    array = array / full_scale(array)
-    value = array.max(axis=0)
-    saturation = (value - array.min(axis=0)) / np.maximum(value, 1e-6)
+    scale = np.float32(full_scale(array))
+    value = array.max(axis=0) / scale  # (H, W) planes only: no scaled copy of the whole image
+    saturation = (value - array.min(axis=0) / scale) / np.maximum(value, 1e-6)
     return (value > value_threshold) & (saturation < saturation_threshold)
 
 

@@ -29,6 +29,7 @@ from monai.transforms import (
 from PIL import Image
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.data.images import read_image
 
 __all__ = [
     "OUTPUT_NAME_KEY",
@@ -272,18 +273,22 @@ class SaveSegmentationd(MapTransform):
         return name
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
-        with Image.open(source) as image:
-            source_rgb = image.convert("RGB")
+        # the package's reader (TIFF, 16-bit, palette and CMYK sources as the model saw them), blended in 8 bits a
+        # band of rows at a time, only where the mask is: a 24-megapixel source costs two 8-bit copies, no float one
+        rgb = read_image(source)
         if self.resize_source:
-            source_rgb = source_rgb.resize(mask.shape[::-1], Image.Resampling.BICUBIC)
-        rgb = np.asarray(source_rgb, dtype=np.float32)
+            rgb = np.asarray(Image.fromarray(rgb).resize(mask.shape[::-1], Image.Resampling.BICUBIC))
         if rgb.shape[:2] != mask.shape:
             raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
+        rgb = rgb if rgb.flags.writeable else rgb.copy()
+        band = 256
         for index in range(1, int(mask.max()) + 1):
             colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
-            region = mask == index
-            rgb[region] = (1 - self.alpha) * rgb[region] + self.alpha * colour
-        return Image.fromarray(rgb.round().astype(np.uint8))
+            for top in range(0, mask.shape[0], band):
+                rows, region = rgb[top : top + band], mask[top : top + band] == index
+                blended = (1 - self.alpha) * rows[region].astype(np.float32) + self.alpha * colour
+                rows[region] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        return Image.fromarray(rgb)
 
 
 def _source_path(data: Mapping[Hashable, object], image_key: str) -> str:

@@ -1,9 +1,13 @@
 """Per-modality (train, eval) pipelines from a datalist entry ``{"image": path, "label": path or [paths]}``.
 
-Each pipeline loads the image (channel-first, file row/column order) and the mask (:class:`LoadMaskd`), does the
-modality's clean-ups at the original resolution, resizes to ``spatial_size`` (the paper's protocol is 256x256;
-``None`` keeps the size and pads to a multiple of the patch size), augments (train only), normalises with the
-DINOv3 (ImageNet) statistics, and returns ``image`` float32 ``(3, H, W)`` and ``label`` ``(1, H, W)`` class indices.
+Each pipeline loads the image (:class:`~segdino_monai.data.images.SegDINOImageReader`: any supported file as 8-bit
+RGB, channel-first, file row/column order) and the mask (:class:`LoadMaskd`), shrinks images larger than a working
+size of ``WORK_SIZE_FACTOR`` times ``spatial_size`` (4 x 256 = 1024 pixels; invertibly, see
+:class:`~segdino_monai.transforms.common.ShrinkLongestd`; not when ``spatial_size`` is ``None``, the native-size
+mode, and for ultrasound after the region crop), does the modality's clean-ups, resizes to ``spatial_size`` (the
+paper's protocol is 256x256; ``None`` keeps the size and pads to a multiple of the patch size), augments (train
+only), normalises with the DINOv3 (ImageNet) statistics, and returns ``image`` float32 ``(3, H, W)`` and ``label``
+``(1, H, W)`` class indices.
 The eval pipeline is deterministic; every spatial step is invertible with ``monai.transforms.Invertd``.
 
 ``protocol="paper"`` (:func:`paper_transforms`) is instead the SegDINO paper's reference-code pipeline, the same for
@@ -19,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from monai.data import ImageReader
 from monai.transforms import (
     Compose,
     DivisiblePadd,
@@ -34,9 +39,10 @@ from monai.transforms import (
     ScaleIntensityRanged,
 )
 
+from segdino_monai.data.images import LoadRGBImaged
 from segdino_monai.data.masks import LoadMaskd
 from segdino_monai.transforms.color import RandColorJitterd, ShadesOfGrayd
-from segdino_monai.transforms.common import PATCH_SIZE, EnsureRGBd, PILResized, imagenet_normalize
+from segdino_monai.transforms.common import PATCH_SIZE, EnsureRGBd, PILResized, ShrinkLongestd, imagenet_normalize
 from segdino_monai.transforms.dermoscopy import DermoscopyVignetteCropd, HairRemovald
 from segdino_monai.transforms.endoscopy import EndoscopyBorderCropd, SpecularHighlightRemovald
 from segdino_monai.transforms.ultrasound import CLAHEd, RandSpeckleNoised, UltrasoundRegionCropd
@@ -49,9 +55,14 @@ __all__ = [
     "get_transforms",
     "paper_transforms",
     "ultrasound_transforms",
+    "WORK_SIZE_FACTOR",
 ]
 
 KEYS = ("image", "label")
+#: images are shrunk first to at most this many times the longest side of ``spatial_size`` (256 -> 1024).
+WORK_SIZE_FACTOR = 4
+#: what ``reader`` may be: ``None`` (the package's reader), a MONAI reader's name, class or instance.
+Reader = str | type | ImageReader | None
 MODALITIES = ("ultrasound", "endoscopy", "dermoscopy")
 PROTOCOLS = ("default", "paper")
 
@@ -61,14 +72,27 @@ def _keys(with_label: bool) -> tuple[str, ...]:
 
 
 def _load(
-    class_colors: Mapping[Sequence[int], int] | None, mask_threshold: float, reader: str, with_label: bool
+    class_colors: Mapping[Sequence[int], int] | None,
+    mask_threshold: float,
+    reader: Reader,
+    with_label: bool,
 ) -> list[MapTransform]:
-    steps: list[MapTransform] = [
-        LoadImaged("image", reader=reader, reverse_indexing=False, ensure_channel_first=True, image_only=True)
-    ]
+    """Load the image as RGB (and the mask)."""
+    if reader is None:
+        steps: list[MapTransform] = [LoadRGBImaged("image")]
+    else:
+        steps = [LoadImaged("image", reader=reader, reverse_indexing=False, ensure_channel_first=True, image_only=True)]
     if with_label:
         steps.append(LoadMaskd("label", threshold=mask_threshold, class_colors=class_colors))
     return [*steps, EnsureRGBd("image")]
+
+
+def _shrink(spatial_size: Sequence[int] | None, keys: tuple[str, ...]) -> list[MapTransform]:
+    """With a ``spatial_size``, shrink images larger than the working size (invertibly; masks nearest)."""
+    if spatial_size is None:
+        return []
+    max_size = WORK_SIZE_FACTOR * max(int(s) for s in spatial_size)
+    return [ShrinkLongestd(keys, max_size, mode=("area", "nearest")[: len(keys)])]
 
 
 def _to_model_input(spatial_size: Sequence[int] | None, keys: tuple[str, ...]) -> list[MapTransform]:
@@ -116,7 +140,7 @@ def ultrasound_transforms(
     class_colors: Mapping[Sequence[int], int] | None = None,
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
-    reader: str = "PILReader",
+    reader: Reader = None,
     with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """Ultrasound (train, eval) pipelines (breast, thyroid, ...).
@@ -133,7 +157,7 @@ def ultrasound_transforms(
             indices; ``None`` reads masks as binary.
         mask_threshold: binary mask threshold on 0..255.
         label_dtype: dtype of the output label.
-        reader: MONAI image reader.
+        reader: MONAI image reader (name, class or instance); ``None``: :class:`SegDINOImageReader`.
         with_label: load and transform the ``label`` too; ``False`` for inference on images alone.
 
     Returns:
@@ -141,8 +165,9 @@ def ultrasound_transforms(
     """
     keys = _keys(with_label)
     clean: list[MapTransform] = _load(class_colors, mask_threshold, reader, with_label)
-    if crop_region:
+    if crop_region:  # before shrinking: a DICOM file's region is in its own pixels
         clean.append(UltrasoundRegionCropd(keys))
+    clean += _shrink(spatial_size, keys)
     if clahe:
         clean.append(CLAHEd("image"))
     clean += _to_model_input(spatial_size, keys)
@@ -160,7 +185,7 @@ def endoscopy_transforms(
     remove_specular: bool = False,
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
-    reader: str = "PILReader",
+    reader: Reader = None,
     with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """Endoscopy (train, eval) pipelines (colonoscopy polyps, ...).
@@ -174,14 +199,14 @@ def endoscopy_transforms(
         remove_specular: inpaint specular highlights.
         mask_threshold: binary mask threshold on 0..255 (JPEG masks are noisy).
         label_dtype: dtype of the output label.
-        reader: MONAI image reader.
+        reader: MONAI image reader (name, class or instance); ``None``: :class:`SegDINOImageReader`.
         with_label: load and transform the ``label`` too; ``False`` for inference on images alone.
 
     Returns:
         ``(train, eval)`` composed transforms.
     """
     keys = _keys(with_label)
-    clean: list[MapTransform] = _load(None, mask_threshold, reader, with_label)
+    clean: list[MapTransform] = _load(None, mask_threshold, reader, with_label) + _shrink(spatial_size, keys)
     if crop_border:
         clean.append(EndoscopyBorderCropd(keys))
     if remove_specular:
@@ -201,7 +226,7 @@ def dermoscopy_transforms(
     shades_of_gray_power: float = 6.0,
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
-    reader: str = "PILReader",
+    reader: Reader = None,
     with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """Dermoscopy (train, eval) pipelines (skin lesions).
@@ -217,14 +242,14 @@ def dermoscopy_transforms(
         shades_of_gray_power: the Minkowski norm of Shades of Gray.
         mask_threshold: binary mask threshold on 0..255.
         label_dtype: dtype of the output label.
-        reader: MONAI image reader.
+        reader: MONAI image reader (name, class or instance); ``None``: :class:`SegDINOImageReader`.
         with_label: load and transform the ``label`` too; ``False`` for inference on images alone.
 
     Returns:
         ``(train, eval)`` composed transforms.
     """
     keys = _keys(with_label)
-    clean: list[MapTransform] = _load(None, mask_threshold, reader, with_label)
+    clean: list[MapTransform] = _load(None, mask_threshold, reader, with_label) + _shrink(spatial_size, keys)
     if crop_vignette:
         clean.append(DermoscopyVignetteCropd(keys))
     if hair_removal:
@@ -242,7 +267,7 @@ def paper_transforms(
     spatial_size: Sequence[int] = (256, 256),
     mask_threshold: float = 127,
     label_dtype: torch.dtype = torch.float32,
-    reader: str = "PILReader",
+    reader: Reader = None,
     with_label: bool = True,
 ) -> tuple[Compose, Compose]:
     """The SegDINO paper's pipelines, as in its reference code (``dataset.py``); train and eval are the same.
@@ -257,7 +282,7 @@ def paper_transforms(
         spatial_size: model input ``(height, width)``.
         mask_threshold: binary mask threshold on 0..255 (foreground is strictly above it).
         label_dtype: dtype of the output label.
-        reader: MONAI image reader.
+        reader: MONAI image reader (name, class or instance); ``None``: :class:`SegDINOImageReader`.
         with_label: load and transform the ``label`` too; ``False`` for images alone.
 
     Returns:

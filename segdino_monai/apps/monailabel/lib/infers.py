@@ -15,6 +15,7 @@ from monai.transforms import SaveImaged
 from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
+from segdino_monai.errors import input_error_message
 from segdino_monai.transforms import SaveSegmentationd
 
 __all__ = ["BadImageError", "SegDINOInfer"]
@@ -62,13 +63,21 @@ class SegDINOInfer(BundleInferTask):
         return load_bundle_config(path, config, self.const.key_bundle_root())
 
     def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
-        """Run the pre-processing; a failure here is a bad input image and raises :class:`BadImageError`."""
+        """Run the pre-processing; a failure here is a bad input image and raises :class:`BadImageError`.
+
+        The bundle's pre-processing reads the upload with the package's image reader
+        (:mod:`segdino_monai.data.images`): TIFF, 16-bit, palette and CMYK uploads give the same RGB as training
+        saw, and a file over the pixel limit (``SEGDINO_MAX_IMAGE_PIXELS``) is refused from its header.
+        """
         try:
             return super().run_pre_transforms(data, transforms)
         except Exception as err:
-            name = os.path.basename(str(data.get("image_path") or data.get("image")))
-            reason = str(_root_cause(err)).strip().splitlines() or [type(err).__name__]
-            raise BadImageError(name, reason[0]) from err
+            path = str(data.get("image_path") or data.get("image"))
+            name = os.path.basename(path)
+            # our own one-line message (bad file, too large) when there is one, without the server's temp folder
+            message = input_error_message(err)
+            reason = (message or str(_root_cause(err))).replace(path, name).strip().splitlines()
+            raise BadImageError(name, (reason or [type(err).__name__])[0]) from err
 
     def writer(self, data: dict[str, Any], extension=None, dtype=None) -> tuple[str, dict[str, Any]]:
         """Write ``pred`` ((1, H, W) class indices) as an 8-bit PNG; returns its path and the result JSON."""
