@@ -63,7 +63,7 @@ def messy_folder(folder: Path, kvasir: list[Path]) -> dict[str, str]:
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(32))
     (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     (folder / "readme.txt").write_text("images from the endoscopy suite\n")
-    return {"truncated.jpg": "truncated", "notes.png": "cannot identify", "empty.jpg": "cannot identify"}
+    return {"truncated.jpg": "truncated", "notes.png": "cannot be read as an image", "empty.jpg": "empty (0 bytes)"}
 
 
 def test_list_images_ignores_junk_and_takes_extensions_in_any_case(fixtures_dir, tmp_path):
@@ -155,7 +155,8 @@ def test_a_failure_inside_the_pipeline_skips_that_image(model_dir, kvasir, tmp_p
     data = kvasir[1].read_bytes()
     (folder / "cut.jpg").write_bytes(data[: len(data) // 3])
     assert infer(folder, out, model_dir, "--set", "dataset#check=False") == 1
-    assert f"Skipped {folder / 'cut.jpg'}: OSError: image file is truncated" in capsys.readouterr().out
+    expected = f"Skipped {folder / 'cut.jpg'}: cannot be read as an image (image file is truncated"
+    assert expected in capsys.readouterr().out
     assert (out / f"{kvasir[0].stem}_mask.png").is_file() and not list(out.glob("cut*"))
     skipped = json.loads((out / "summary.json").read_text())["skipped"]
     assert [Path(s["file"]).name for s in skipped] == ["cut.jpg"] and "truncated" in skipped[0]["reason"]

@@ -8,6 +8,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Resized
 from PIL import Image
 
+from segdino_monai.errors import InputError
 from segdino_monai.transforms import (
     OUTPUT_NAME_KEY,
     EndoscopyBorderCropd,
@@ -176,6 +177,6 @@ def test_without_names_a_second_image_never_overwrites_the_first(tmp_path, caplo
 def test_a_failing_overlay_leaves_no_mask_behind(tmp_path):
     """Every file of a sample is prepared before the first is written: no mask without its overlay."""
     pred = MetaTensor(torch.ones(1, 4, 4, dtype=torch.uint8), meta={"filename_or_obj": str(tmp_path / "gone.png")})
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="gone.png: no such image file"):
         SaveSegmentationd("pred", tmp_path / "out")({"pred": pred})  # the source image was deleted meanwhile
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
