@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segdino_monai.data.images import read_image
+from segdino_monai.errors import InputError
 from segdino_monai.transforms.post import output_names
 
 __all__ = ["CaseImages", "EvaluatedImage", "load_case", "rank_cases", "read_metrics_csv"]
@@ -95,12 +97,14 @@ def load_case(source: str, predictions_dir: str | Path, name: str | None = None)
             masks.append(_class_indices(np.asarray(mask)))
     reference, prediction = masks
     image = None
-    if Path(source).is_file():
-        with Image.open(source) as picture:
-            rgb = picture.convert("RGB")
-            if rgb.size != (reference.shape[1], reference.shape[0]):
-                rgb = rgb.resize((reference.shape[1], reference.shape[0]), Image.Resampling.BILINEAR)
-            image = np.asarray(rgb)
+    try:  # through the package's reader: TIFF, 16-bit and palette sources look as they were scored
+        rgb = Image.fromarray(read_image(source))
+    except InputError:  # moved, deleted or unreadable since the evaluation: the case shows its masks alone
+        rgb = None
+    if rgb is not None:
+        if rgb.size != (reference.shape[1], reference.shape[0]):
+            rgb = rgb.resize((reference.shape[1], reference.shape[0]), Image.Resampling.BILINEAR)
+        image = np.asarray(rgb)
     return CaseImages(image, reference, prediction)
 
 
