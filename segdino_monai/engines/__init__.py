@@ -4,31 +4,48 @@ from segdino_monai.engines.checkpoint import ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.report import SegmentationReport, summarise
 from segdino_monai.engines.resolve import (
+    PATCH_SIZE,
     RANDOM_WEIGHTS,
+    check_spatial_size,
+    check_splits,
     find_bundle_root,
     inference_datalist,
     latest_checkpoint,
     list_images,
+    load_datalist,
     require_file,
     resolve_backbone_weights,
     resolve_datalist,
 )
-from segdino_monai.engines.runner import PRESETS, TASKS, bundle_workflow, run_bundle
+from segdino_monai.engines.runner import (
+    PRESETS,
+    TASKS,
+    bundle_workflow,
+    check_command_line_ids,
+    check_config_ids,
+    run_bundle,
+)
 
 __all__ = [
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",
+    "PATCH_SIZE",
     "PRESETS",
     "RANDOM_WEIGHTS",
     "ResumableCheckpoint",
     "SegmentationReport",
     "TASKS",
     "bundle_workflow",
+    "check_command_line_ids",
+    "check_config_ids",
+    "check_spatial_size",
+    "check_splits",
     "find_bundle_root",
     "inference_datalist",
     "latest_checkpoint",
     "list_images",
+    "load_datalist",
     "require_file",
     "resolve_backbone_weights",
     "resolve_datalist",
