@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -32,7 +33,8 @@ def _check_weights(args: argparse.Namespace) -> int:
 def _prepare_data(args: argparse.Namespace) -> int:
     from segdino_monai.data import prepare_datalist
 
-    prepare_datalist(
+    _as_input_error(
+        prepare_datalist,
         args.folder,
         args.output,
         layout=args.layout,
@@ -43,6 +45,25 @@ def _prepare_data(args: argparse.Namespace) -> int:
         mask_suffixes=args.mask_suffix,
     )
     return 0
+
+
+def _as_input_error(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``function``; bad input anywhere in the error's chain (MONAI wraps ours) becomes one ``InputError``.
+
+    The chain's outermost ``InputError`` names the file or option; this hands exactly that message on, so the
+    command reports it however its caller unwraps causes.
+    """
+    from segdino_monai.errors import InputError, input_error_message
+
+    try:
+        return function(*args, **kwargs)
+    except InputError:
+        raise
+    except Exception as err:
+        message = input_error_message(err)
+        if message is None:
+            raise
+        raise InputError(message) from None
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
@@ -87,11 +108,25 @@ def _run_bundle(args: argparse.Namespace) -> int:
     if args.command == "infer":
         overrides.update({"inference_mode": args.mode, "save_nifti": args.nifti or None})
         overrides.update({"largest_component": args.largest_component or None, "fill_holes": args.fill_holes or None})
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = _literal(value)
-    run_bundle(args.command, args.bundle_root, overrides, preset=getattr(args, "preset", "default"))
+    overrides.update(_set_overrides(args.set))
+    _as_input_error(run_bundle, args.command, args.bundle_root, overrides, preset=getattr(args, "preset", "default"))
     return 0
+
+
+def _set_overrides(items: Sequence[str] | None) -> dict[str, object]:
+    """``--set ID=VALUE`` options as config overrides; values are Python literals where they parse as one.
+
+    Booleans may be typed as people type them (``--set resume=false``): the configs read them with ``as_bool``.
+    """
+    from segdino_monai.errors import InputError
+
+    overrides: dict[str, object] = {}
+    for item in items or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise InputError(f"--set takes ID=VALUE (e.g. --set feature_cache=true), got {item!r}.")
+        overrides[key.strip()] = _literal(value)
+    return overrides
 
 
 def _report(args: argparse.Namespace) -> int:
