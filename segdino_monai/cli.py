@@ -57,11 +57,9 @@ def _as_input_error(function: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
     try:
         return function(*args, **kwargs)
-    except InputError:
-        raise
     except Exception as err:
         message = input_error_message(err)
-        if message is None:
+        if message is None or (isinstance(err, InputError) and err.__cause__ is None):
             raise
         raise InputError(message) from None
 
