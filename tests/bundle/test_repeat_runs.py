@@ -74,8 +74,9 @@ def test_train_then_train_again_then_resume(tmp_path, tiny_datalist):
     assert _last_files(models) == ["last_checkpoint_epoch=4.pt"]
 
 
-def test_killed_training_resumes_to_the_end(tmp_path, tiny_datalist):
-    """SIGKILL a training subprocess after its first checkpoint; ``resume`` then finishes the run."""
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_interrupted_training_resumes_to_the_end(tmp_path, tiny_datalist, stop):
+    """Kill (or Ctrl-C) a training subprocess after its first checkpoint; ``resume`` then finishes the run."""
     models = tmp_path / "models"
     command = bundle_run_command(tmp_path, f"--datalist={tiny_datalist}", "--train#trainer#max_epochs=200")
     with open(tmp_path / "log.txt", "w") as log:
@@ -88,9 +89,13 @@ def test_killed_training_resumes_to_the_end(tmp_path, tiny_datalist):
             assert _last_files(models), "no checkpoint within the time limit"
             time.sleep(0.5)  # let it go on a little: the kill lands anywhere in the next epoch
         finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+            process.send_signal(stop)
+            process.wait(timeout=120)
+    log = (tmp_path / "log.txt").read_text()
+    if stop == signal.SIGINT:  # Ctrl-C: "Interrupted." and status 130 (the excepthook), not a crash report
+        assert process.returncode == 130 and "Interrupted." in log, log[-3000:]
+    else:
+        assert process.returncode == -signal.SIGKILL
     from segdino_monai.engines import latest_checkpoint
 
     saved = torch.load(latest_checkpoint(models), weights_only=True)["trainer"]
