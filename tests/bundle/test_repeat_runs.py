@@ -21,6 +21,8 @@ from ignite.engine import Events
 from segdino_monai.networks import SegDINO
 from tests.bundle.conftest import (
     BUNDLE,
+    EVALUATE,
+    INFERENCE,
     TRAIN,
     bundle_run_command,
     command_env,
@@ -197,3 +199,29 @@ def test_bad_input_on_the_bundle_command_line_is_one_line_and_status_2(tmp_path,
     if "cahce" in expected:
         assert "did you mean 'feature_cache'" in errors[0]
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())  # nothing trained
+
+
+@pytest.mark.parametrize(("on", "off"), [("yes", "false"), ("1", "no"), ("True", "0")])
+def test_inference_and_evaluation_switches_as_typed(tmp_path, tiny_datalist, epoch_1_checkpoint, on, off):
+    """save_nifti/save_overlay/largest_component/fill_holes (inference) and save_predictions (evaluation)."""
+    work = epoch_1_checkpoint.parent.parent
+    images = tmp_path / "images"
+    images.mkdir()
+    source = Path(json.loads(tiny_datalist.read_text())["test"][0]["image"])
+    shutil.copy(tiny_datalist.parent / source, images)
+    outputs = {}
+    for name, nifti, overlay in (("a", on, off), ("b", off, on)):
+        out = tmp_path / name
+        switches = {"save_nifti": nifti, "save_overlay": overlay, "largest_component": on, "fill_holes": off}
+        overrides = tiny_overrides(work, dataset_dir=str(images), output_dir=str(out), **switches)
+        workflow(INFERENCE, "infer", **overrides).run()
+        outputs[name] = sorted(p.name for p in out.iterdir())
+    stem = source.stem
+    assert outputs["a"] == [f"{stem}_mask.nii.gz", f"{stem}_mask.png"]
+    assert outputs["b"] == [f"{stem}_mask.png", f"{stem}_overlay.png"]
+    for switch, overlays in ((on, True), (off, False)):
+        out = tmp_path / f"eval_{switch}"
+        overrides = tiny_overrides(work, datalist=str(tiny_datalist), output_dir=str(out), save_predictions=switch)
+        workflow(EVALUATE, "train", **overrides).run()
+        assert bool(list((out / "predictions").glob("*_overlay.png"))) is overlays
+        assert list((out / "predictions").glob("*_mask.png"))  # the masks are always written
