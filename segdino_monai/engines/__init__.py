@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from segdino_monai.engines.checkpoint import ResumableCheckpoint
+from segdino_monai.engines.checkpoint import QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.report import SegmentationReport, summarise
 from segdino_monai.engines.resolve import (
@@ -32,6 +32,7 @@ __all__ = [
     "training_dataset",
     "PATCH_SIZE",
     "PRESETS",
+    "QuietStop",
     "RANDOM_WEIGHTS",
     "ResumableCheckpoint",
     "SegmentationReport",

@@ -1,41 +1,51 @@
-"""Saving the whole training state every epoch, and resuming from the latest save."""
+"""Saving the whole training state every epoch, resuming from the latest save, and stopping without a traceback."""
 
 from __future__ import annotations
 
 import logging
+import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.handlers import CheckpointLoader
 from monai.utils import min_version, optional_import
 
 from segdino_monai.engines.resolve import latest_checkpoint
+from segdino_monai.errors import InputError, input_error_message
 from segdino_monai.options import as_bool
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Checkpoint, _ = optional_import("ignite.handlers", "0.4.11", min_version, "Checkpoint")
+DiskSaver, _ = optional_import("ignite.handlers", "0.4.11", min_version, "DiskSaver")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
     Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["ResumableCheckpoint"]
+__all__ = ["QuietStop", "ResumableCheckpoint"]
 
 logger = logging.getLogger(__name__)
+
+#: Names of the temporary files of Ignite's atomic ``DiskSaver`` (``tempfile.NamedTemporaryFile`` in the folder).
+_IGNITE_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")
 
 
 class ResumableCheckpoint:
     """Save model, optimizer, scheduler and trainer state every ``save_interval`` epochs; optionally resume first.
 
     The trainer is taken at ``attach`` time, so a bundle config can list this handler among the trainer's own
-    handlers without a circular reference. It composes MONAI's ``CheckpointSaver`` and ``CheckpointLoader``; the
-    loader restores the epoch and iteration counters, and the current ``max_epochs`` wins, so a finished run can be
-    extended by resuming with a larger ``max_epochs``. Under DDP only rank 0 writes (Ignite's ``DiskSaver``).
+    handlers without a circular reference. Saving is Ignite's ``Checkpoint`` with an atomic ``DiskSaver`` (MONAI's
+    ``CheckpointSaver`` writes in place, so Ctrl-C or a kill during a save left a truncated newest checkpoint that
+    ``resume`` could not load); the files are named as MONAI's, ``<file_prefix>_checkpoint_epoch=N.pt``. Loading is
+    MONAI's ``CheckpointLoader``: it restores the epoch and iteration counters, and the current ``max_epochs`` wins,
+    so a finished run can be extended by resuming with a larger ``max_epochs``. Under DDP only rank 0 writes.
 
     Runs repeat in the same folder (the demo twice, the demo then real data, MONAI Label's retraining), so after
-    each save the handler keeps exactly the file this run's saver just wrote and removes every other
-    ``<file_prefix>_checkpoint*.pt``, whatever its epoch number: a fresh run replaces the files of the runs before
-    it, and ``resume`` continues the newest file (by modification time, see :func:`latest_checkpoint`).
+    each save the handler keeps exactly the file it just wrote and removes every other ``<file_prefix>_checkpoint*.pt``,
+    whatever its epoch number: a fresh run replaces the files of the runs before it, and ``resume`` continues the
+    newest file (by modification time, see :func:`latest_checkpoint`). Temporary files of a killed save are removed.
 
     Args:
         save_dir: folder of the ``<file_prefix>_checkpoint_epoch=N.pt`` files (only this run's latest is kept).
@@ -62,36 +72,85 @@ class ResumableCheckpoint:
         self.save_interval = save_interval
         self.file_prefix = file_prefix
         self.map_location = map_location
+        self._checkpoint: Any = None
 
     def attach(self, engine: Engine) -> None:
         """Register the loader (when resuming) and the saver with the trainer."""
         objects = {**self.save_dict, "trainer": engine}
         if self.resume:
             path = latest_checkpoint(self.save_dir, required=True, prefix=self.file_prefix)
+            _check_readable(path)
             logger.info("Resuming training from %s", path)
             CheckpointLoader(load_path=path, load_dict=objects, map_location=self.map_location).attach(engine)
-        self._saver = CheckpointSaver(
-            self.save_dir, objects, file_prefix=self.file_prefix, save_interval=self.save_interval, n_saved=1
+        if _is_writer():
+            self._remove_temporary_files()
+        self._checkpoint = Checkpoint(
+            to_save=objects,
+            save_handler=DiskSaver(self.save_dir, require_empty=False, atomic=True),
+            filename_prefix=self.file_prefix,
+            score_function=lambda trainer: trainer.state.epoch,
+            score_name="epoch",
+            n_saved=None,  # Ignite removes old files *before* writing the new one; _save prunes after it is written
         )
-        self._saver.attach(engine)
-        # The saver knows only its own files: the runs before this one (resumed or not) left theirs.
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._remove_other_saves)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self._save)
 
-    def _remove_other_saves(self, engine: Engine) -> None:
-        """Remove every checkpoint of this prefix but the one this run's saver wrote last (after it wrote it)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+    def _save(self, engine: Engine) -> None:
+        """Save this epoch's checkpoint, then remove every other one (the runs before this one left theirs)."""
+        self._checkpoint(engine)
+        if not _is_writer():
             return  # rank 0 writes and prunes
-        # MONAI's saver keeps its ignite Checkpoint, whose last_checkpoint is the file it wrote last, in a private
-        # attribute; without it (another MONAI version), the newest file by modification time is the one just written.
-        checkpoint = getattr(self._saver, "_interval_checkpoint", None)
-        if checkpoint is not None:
-            own_file = checkpoint.last_checkpoint
-        else:
-            own_file = latest_checkpoint(self.save_dir, prefix=self.file_prefix)
-        if not own_file:
-            return  # nothing saved yet by this run (save_interval > 1)
-        own = Path(own_file).resolve()
+        own = Path(self._checkpoint.last_checkpoint).resolve()
+        logger.info("Saved checkpoint at epoch: %d (%s)", engine.state.epoch, own.name)
         for path in Path(self.save_dir).glob(f"{self.file_prefix}_checkpoint*.pt"):
             if path.resolve() != own:
                 logger.debug("removing the older training checkpoint %s", path)
                 path.unlink(missing_ok=True)
+
+    def _remove_temporary_files(self) -> None:
+        folder = Path(self.save_dir)
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if _IGNITE_TEMPORARY.fullmatch(path.name) and path.is_file():
+                    logger.warning("removing %s, the temporary file of an interrupted checkpoint save", path)
+                    path.unlink(missing_ok=True)
+
+
+def _is_writer() -> bool:
+    """Rank 0 under DDP, else always."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return not distributed or torch.distributed.get_rank() == 0
+
+
+def _check_readable(path: str) -> None:
+    """Raise :class:`InputError` when a checkpoint is not a complete ``torch.save`` file (a damaged or foreign one)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            complete = any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        complete = False
+    if not complete:
+        raise InputError(
+            f"Cannot resume (resume=true): the checkpoint {path} is damaged or not a training checkpoint. Delete it and"
+            " train without --resume, or pass the --ckpt_dir of another run."
+        )
+
+
+class QuietStop:
+    """Let Ctrl-C and bad input end a run without MONAI's ``StatsHandler`` logging a traceback first.
+
+    ``StatsHandler`` logs every exception of a run with its traceback before re-raising it; Ignite calls only the
+    first ``EXCEPTION_RAISED`` handler that raises, so this handler, listed before ``StatsHandler``, re-raises
+    Ctrl-C (``KeyboardInterrupt``) and bad input (see :func:`segdino_monai.errors.input_error_message`) silently:
+    the command then reports them in one line (``Interrupted.``, exit 130; ``ERROR ...``, exit 2). Any other
+    exception is logged with its traceback, as ``StatsHandler`` would, and re-raised.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        """Register the handler for ``EXCEPTION_RAISED`` (attach before ``StatsHandler``)."""
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self.exception_raised)
+
+    def exception_raised(self, engine: Engine, error: BaseException) -> None:
+        """Re-raise ``error``; log its traceback first unless it is Ctrl-C or bad input."""
+        if not isinstance(error, KeyboardInterrupt) and input_error_message(error) is None:
+            engine.logger.exception("Exception: %s", error)
+        raise error
