@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from segdino_monai.engines.checkpoint import QuietStop, ResumableCheckpoint
+from segdino_monai.engines.checkpoint import BestModelSaver, QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.report import SegmentationReport, summarise
 from segdino_monai.engines.resolve import (
@@ -27,6 +27,7 @@ from segdino_monai.engines.runner import (
 )
 
 __all__ = [
+    "BestModelSaver",
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +88,43 @@ def test_a_killed_save_is_cleaned_and_a_damaged_checkpoint_is_named(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:1000])  # e.g. written in place by an older version, then killed
     with pytest.raises(InputError, match=f"the checkpoint {damaged} is damaged"):
         _engine_with_checkpoint(tmp_path, resume=True)
+
+
+def test_best_model_saver_keeps_the_best_state_and_survives_an_interrupted_write(tmp_path, monkeypatch):
+    from segdino_monai.engines import BestModelSaver
+
+    model = torch.nn.Linear(2, 1)
+    scores = iter([0.5, 0.4, 0.7, 0.9])
+    written = {}
+
+    def validate(engine, batch):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # a new state each validation
+
+    evaluator = Engine(validate)
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def score(engine):
+        engine.state.key_metric_name = "dice"
+        engine.state.metrics["dice"] = next(scores)
+        written[engine.state.metrics["dice"]] = model.weight.clone()
+
+    BestModelSaver(tmp_path, torch.nn.DataParallel(model)).attach(evaluator)  # saved unwrapped
+    path = tmp_path / "model.pt"
+    evaluator.run([0])
+    assert torch.equal(torch.load(path, weights_only=True)["weight"], written[0.5])
+    evaluator.run([0])  # 0.4: worse, model.pt unchanged
+    assert torch.equal(torch.load(path, weights_only=True)["weight"], written[0.5])
+    evaluator.run([0])
+    assert torch.equal(torch.load(path, weights_only=True)["weight"], written[0.7])
+
+    def interrupted_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        evaluator.run([0])  # 0.9 would be saved: Ctrl-C while writing
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["weight"], written[0.7])  # the last complete model.pt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
