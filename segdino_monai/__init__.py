@@ -7,7 +7,8 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("data", "dicom", "engines", "handlers", "networks", "reporting", "transforms")
+# sub-packages, and the modules bundle configs call first (``segdino_monai.errors.install_excepthook()``)
+_SUBPACKAGES = ("data", "dicom", "engines", "handlers", "networks", "reporting", "transforms", "errors", "options")
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -89,10 +89,24 @@ def _run_bundle(args: argparse.Namespace) -> int:
     if args.command == "infer":
         overrides.update({"inference_mode": args.mode, "save_nifti": args.nifti or None})
         overrides.update({"largest_component": args.largest_component or None, "fill_holes": args.fill_holes or None})
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = _literal(value)
+    overrides.update(_set_overrides(args.set))
     return run_bundle(args.command, args.bundle_root, overrides, preset=getattr(args, "preset", "default"))
+
+
+def _set_overrides(items: Sequence[str] | None) -> dict[str, object]:
+    """``--set ID=VALUE`` options as config overrides; values are Python literals where they parse as one.
+
+    Booleans may be typed as people type them (``--set resume=false``): the configs read them with ``as_bool``.
+    """
+    from segdino_monai.errors import InputError
+
+    overrides: dict[str, object] = {}
+    for item in items or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise InputError(f"--set takes ID=VALUE (e.g. --set feature_cache=true), got {item!r}.")
+        overrides[key.strip()] = _literal(value)
+    return overrides
 
 
 def _report(args: argparse.Namespace) -> int:

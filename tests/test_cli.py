@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 import timm
@@ -33,3 +35,100 @@ def test_check_weights_accepts_a_full_size_meta_file(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         assert main(["check-weights", str(tmp_path / "dinov3_vits16_pretrain.pth")]) == 0
     assert "21596160 parameters, embed_dim 384, taps [2, 5, 8, 11]" in caplog.text
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    """A 6-image 64x64 demo datalist."""
+    from segdino_monai.data.demo import make_demo_dataset
+
+    return Path(make_demo_dataset(tmp_path / "data", "endoscopy", num_images=6, size=(64, 64), seed=0))
+
+
+def _bundle_args(tmp_path: Path) -> list[str]:
+    """Options that keep a bundle command's outputs in ``tmp_path`` and its network tiny."""
+    return [
+        "--output-dir",
+        str(tmp_path / "eval"),
+        "--ckpt-dir",
+        str(tmp_path / "models"),
+        "--backbone-weights",
+        "random",
+        "--spatial-size",
+        "64",
+        "64",
+        "--set",
+        f"network_def#backbone_kwargs={TINY_VIT}",
+    ]
+
+
+class _Errors(logging.Handler):
+    """The error lines the command logs; on its own logger, since the bundle's logging.conf resets the root's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def errors():
+    handler = _Errors()
+    logger = logging.getLogger("segdino_monai")
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
+def test_bundle_commands_reject_bad_options_before_running(tmp_path, errors):
+    args = _bundle_args(tmp_path)
+    cases = [
+        (
+            ["train", *args, "--set", "feature_cahce=true"],
+            "Unknown config id 'feature_cahce' (in --set feature_cahce=...)",
+        ),
+        (["train", *args, "--set", "resume"], "--set takes ID=VALUE (e.g. --set feature_cache=true), got 'resume'."),
+        (["train", *args, "--spatial-size", "250", "250"], "Option spatial_size must be two positive multiples of 16"),
+        (
+            ["infer", *_bundle_args(tmp_path), "--set", "spatial_size=abc"],
+            "Option spatial_size must be two positive multiples of 16",
+        ),
+        (["train", *args, "--bundle-root", str(tmp_path)], f"Bundle config {tmp_path}/configs/train.json not found"),
+        (["evaluate", *args, "--set", "save_predictions=maybe"], "Option save_predictions must be true or false"),
+    ]
+    for argv, message in cases:
+        errors.clear()
+        assert main(argv) == 2, argv
+        assert len(errors) == 1 and errors[0].startswith(message), (argv, errors)
+        if "cahce" in argv[-1]:
+            assert "did you mean 'feature_cache'" in errors[0]
+    assert not (tmp_path / "models").exists()  # nothing trained
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["demo_endoscopy"]  # evaluate made its data only
+
+
+def test_bundle_commands_report_bad_datalists(tmp_path, tiny_data, errors):
+    args = [*_bundle_args(tmp_path), "--set", "num_workers=0"]
+    malformed = tmp_path / "malformed.json"
+    malformed.write_text('{"training": [}')
+    content = json.loads(tiny_data.read_text())
+    empty = tmp_path / "empty_validation.json"
+    base = tiny_data.parent
+    absolute = {s: [{k: str(base / v) for k, v in e.items()} for e in content[s]] for s in ("training", "test")}
+    empty.write_text(json.dumps({**absolute, "validation": []}))
+    cases = [
+        (["train", *args, "--datalist", str(malformed)], f"Datalist {malformed} is not valid JSON (line 1"),
+        (["train", *args, "--datalist", str(tmp_path / "none.json")], f"Datalist {tmp_path / 'none.json'} not found"),
+        (["train", *args, "--datalist", str(empty)], f"Datalist {empty}: the 'validation' list is empty"),
+        (["evaluate", *args, "--datalist", str(empty), "--split", "validation"], f"Datalist {empty}: the 'validation'"),
+        (
+            ["train", *args, "--datalist", str(tiny_data), "--set", "resume=maybe"],
+            "Option resume must be true or false",
+        ),
+    ]
+    for argv, message in cases:
+        errors.clear()
+        assert main(argv) == 2, argv
+        assert len(errors) == 1 and errors[0].startswith(message), (argv, errors)
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())  # no model.pt

@@ -21,8 +21,9 @@ from segdino_monai.data.layouts import scan_layout
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
 from segdino_monai.data.validation import DatasetReport, validate_scan
+from segdino_monai.errors import InputError
 
-__all__ = ["DatasetError", "build_datalist", "prepare_datalist", "write_datalist"]
+__all__ = ["DatasetError", "build_datalist", "check_output_file", "prepare_datalist", "write_datalist"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +56,51 @@ def build_datalist(splits: Mapping[str, Sequence[Pair]], base_dir: str | Path) -
     return datalist
 
 
+def check_output_file(path: str | Path, option: str = "-o") -> Path:
+    """Check that a file can be written at ``path``: not a folder, in a folder that exists (or is made), writable.
+
+    Args:
+        path: the file to write.
+        option: the command-line option that named it, for the message.
+
+    Raises:
+        InputError: naming the path and what to do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder: name the file to write, e.g. {path / 'datalist.json'}.")
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, not a folder. Choose another place for the file.")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"{option} {path}: cannot create its folder {parent} ({err.strerror or err}). Choose a writable place."
+        ) from err
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: the folder {parent} is not writable. Choose a writable place.")
+    return path
+
+
 def write_datalist(datalist: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a datalist as indented JSON atomically (a temporary file in the same folder, then ``os.replace``)."""
+    """Write a datalist as indented JSON atomically (a temporary file in the same folder, then ``os.replace``).
+
+    An existing file is replaced only by the complete new one; a failed or interrupted write leaves it as it was,
+    and the temporary file of a killed write is removed by the next one.
+
+    Raises:
+        InputError: when the file cannot be written there (a folder, a read-only place), naming it.
+    """
     text = json.dumps(datalist, indent=2) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    path = check_output_file(path)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp*"):  # of a write that was killed before its os.replace
+        leftover.unlink(missing_ok=True)
+    try:
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except OSError as err:
+        raise InputError(f"Cannot write the datalist {path} ({err.strerror or err}). Choose a writable place.") from err
 
 
 def prepare_datalist(
@@ -88,8 +130,9 @@ def prepare_datalist(
 
     Raises:
         DatasetError: when the folder has problems and ``skip_bad`` is False; nothing is written then.
+        InputError: when ``output`` cannot be written (a folder, a read-only place); checked before the scan.
     """
-    output = Path(output)
+    output = check_output_file(output)  # before the scan: a wrong -o fails at once
     scan = scan_layout(root, layout, mask_suffixes)
     report = validate_scan(scan)
     if not report.ok:

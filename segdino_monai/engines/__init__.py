@@ -1,21 +1,32 @@
 from __future__ import annotations
 
-from segdino_monai.engines.checkpoint import ResumableCheckpoint
+from segdino_monai.engines.checkpoint import BestModelSaver, QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
 from segdino_monai.engines.report import SegmentationReport, summarise
 from segdino_monai.engines.resolve import (
+    PATCH_SIZE,
     RANDOM_WEIGHTS,
     check_output_dir,
+    check_spatial_size,
+    check_splits,
     find_bundle_root,
     inference_datalist,
     latest_checkpoint,
     list_images,
+    load_datalist,
     require_file,
     resolve_backbone_weights,
     resolve_datalist,
 )
-from segdino_monai.engines.runner import PRESETS, TASKS, bundle_workflow, run_bundle
+from segdino_monai.engines.runner import (
+    PRESETS,
+    TASKS,
+    bundle_workflow,
+    check_command_line_ids,
+    check_config_ids,
+    run_bundle,
+)
 
 __all__ = [
     "ImagesSkipped",
@@ -23,19 +34,27 @@ __all__ = [
     "SkippingDataset",
     "check_output_dir",
     "skipping_collate",
+    "BestModelSaver",
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",
+    "PATCH_SIZE",
     "PRESETS",
+    "QuietStop",
     "RANDOM_WEIGHTS",
     "ResumableCheckpoint",
     "SegmentationReport",
     "TASKS",
     "bundle_workflow",
+    "check_command_line_ids",
+    "check_config_ids",
+    "check_spatial_size",
+    "check_splits",
     "find_bundle_root",
     "inference_datalist",
     "latest_checkpoint",
     "list_images",
+    "load_datalist",
     "require_file",
     "resolve_backbone_weights",
     "resolve_datalist",

@@ -10,7 +10,9 @@ flip- or rotation-equivariant), so none is applied there.
 The cache folder is keyed by a hash of the backbone weights, the model size and taps, the preprocessing
 (its description and the transforms' settings), the number of views, the seed and the storage dtype; every file
 also records its own key and is checked when the dataset opens, so a stale or corrupted file is rebuilt, never used.
-Files are written atomically, so an interrupted build resumes where it stopped.
+Files are written atomically, so an interrupted build (Ctrl-C, a killed process) resumes where it stopped: the views
+written before are reused, the temporary files the killed writer left are removed, the rest is computed. One
+process builds a cache folder at a time.
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ class FeatureCacheDataset(Dataset):
         self.key = self._config_key(network, eval_transform, train_transform, description, num_views, seed, dtype)
         self.folder = Path(cache_dir) / self.key[:16]
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "config.json").write_text(json.dumps({"key": self.key, **dict(description or {})}, indent=2))
+        self._remove_leftovers()
+        text = json.dumps({"key": self.key, **dict(description or {})}, indent=2, default=str)
+        atomic_write(self.folder / "config.json", lambda tmp: Path(tmp).write_text(text))
         self.files = [
             [self.folder / f"{self._entry_key(item, v)[:24]}.pt" for v in range(num_views)] for item in self.data
         ]
@@ -113,6 +117,15 @@ class FeatureCacheDataset(Dataset):
         view = int(torch.randint(self.num_views, (1,))) if self.num_views > 1 else 0
         entry = torch.load(self.files[index][view], map_location="cpu", weights_only=True, mmap=True)
         return {"image": entry["features"].float(), "label": entry["label"].float()}
+
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files of an interrupted build (``atomic_write``'s ``.<name>.*.tmp.<ext>``)."""
+        leftovers = [p for p in self.folder.glob(".*.tmp*") if p.is_file()]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        if leftovers:
+            logger.warning("Feature cache %s: removed %d temporary files of an interrupted build", self.folder,
+                           len(leftovers))  # fmt: skip
 
     def _file(self, item: Mapping[str, Any], view: int) -> Path:
         return self.folder / f"{self._entry_key(item, view)[:24]}.pt"

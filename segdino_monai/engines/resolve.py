@@ -5,21 +5,28 @@ Bundle configs call these in one-line ``$`` expressions so that every path is an
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from segdino_monai.data.pairing import IMAGE_EXTENSIONS
 from segdino_monai.errors import InputError
 
 __all__ = [
+    "PATCH_SIZE",
     "RANDOM_WEIGHTS",
     "check_output_dir",
+    "check_spatial_size",
+    "check_splits",
     "find_bundle_root",
     "inference_datalist",
     "latest_checkpoint",
     "list_images",
+    "load_datalist",
     "resolve_backbone_weights",
     "require_file",
     "resolve_datalist",
@@ -28,6 +35,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS = "random"
+#: The ViT patch size: the model's input sides are multiples of it.
+PATCH_SIZE = 16
 _WEIGHTS_HELP = (
     "Get DINOv3 weights from Meta (accept the DINOv3 License on Meta's DINOv3 download page, then download e.g. "
     "dinov3_vits16_pretrain_lvd1689m-08c60483.pth) and place the file at {path}, or pass --backbone_weights "
@@ -41,7 +50,7 @@ def find_bundle_root(start: str | Path = ".") -> str:
     for candidate in (start, start / "bundle"):
         if (candidate / "configs" / "metadata.json").is_file():
             return str(candidate)
-    raise FileNotFoundError(
+    raise InputError(
         f"No bundle found in {start} or {start / 'bundle'} (looked for configs/metadata.json). Run from the "
         "repository or bundle folder, or pass --bundle_root <folder>."
     )
@@ -96,12 +105,16 @@ def resolve_datalist(
     """
     if datalist:
         if not Path(datalist).is_file():
-            raise FileNotFoundError(f"Datalist not found: {datalist}. Make one with `segdino prepare-data <folder>`.")
+            what = "is a folder, not a file" if Path(datalist).is_dir() else "not found"
+            raise InputError(
+                f"Datalist {datalist} {what}: pass --datalist <JSON file>; make one with "
+                "`segdino prepare-data <dataset folder> -o <file>`."
+            )
         return str(datalist)
     if dataset_dir:
         folder = Path(dataset_dir)
         if not folder.is_dir():
-            raise FileNotFoundError(f"Dataset folder not found: {folder}")
+            raise InputError(f"Dataset folder not found: {folder}. Pass --dataset_dir <an existing folder>.")
         if (folder / "datalist.json").is_file():
             return str(folder / "datalist.json")
         from segdino_monai.data.datalist import prepare_datalist
@@ -119,6 +132,125 @@ def resolve_datalist(
     logger.warning("No dataset given (--dataset_dir or --datalist): using the generated %s demo dataset in %s",
                    modality, demo_dir)  # fmt: skip
     return str(path)
+
+
+_SPLIT_HINTS = {
+    "training": "nothing to train on: add image/label pairs to it (`segdino prepare-data <dataset folder> -o {path}` "
+    "writes a complete datalist)",
+    "validation": "training picks model.pt by the validation Dice, so it needs validation pairs: add some (`segdino "
+    "prepare-data --val-fraction 0.1`), or pass --val_split <another list of the datalist>",
+    "evaluation": "nothing to evaluate: choose a list that has pairs (--split, config id eval_split) or add pairs",
+}
+
+
+def load_datalist(path: str | Path, key: str, purpose: str = "training") -> list[dict[str, Any]]:
+    """Read one list of a datalist JSON, checked: the entries ``load_decathlon_datalist`` gives, with absolute paths.
+
+    MONAI's reader raises a bare ``KeyError`` or ``JSONDecodeError`` and accepts entries whose files do not exist;
+    this checks everything a run needs before it starts, and names the datalist, the list and what to do.
+
+    Args:
+        path: the datalist JSON (relative paths in it are relative to its folder).
+        key: the list to read, e.g. ``training``, ``validation`` or ``test``.
+        purpose: ``training``, ``validation`` or ``evaluation``: what the list is for, in the messages.
+
+    Returns:
+        The list's entries ``{"image": path, "label": path or [paths], ...}``.
+
+    Raises:
+        InputError: the file is unreadable or not JSON, the list is missing, empty or not a list, an entry lacks
+            ``image`` or ``label``, or files it names do not exist.
+    """
+    from monai.data import load_decathlon_datalist
+
+    path = Path(path)
+    fix = f"Fix it, or write a new one with `segdino prepare-data <dataset folder> -o {path}`."
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"Datalist {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}). {fix}"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"Datalist {path} is not a text (JSON) file. {fix}") from err
+    except OSError as err:
+        raise InputError(
+            f"Datalist {path} cannot be read ({err.strerror or err}). Pass --datalist <JSON file>."
+        ) from err
+    if not isinstance(content, dict):
+        raise InputError(f"Datalist {path} must be a JSON object of lists (training, validation, test). {fix}")
+    lists = sorted(k for k, v in content.items() if isinstance(v, list))
+    if key not in content:
+        raise InputError(
+            f"Datalist {path} has no {key!r} list (its lists: {', '.join(lists) or 'none'}). Add it, or choose "
+            f"one of its lists (val_split / eval_split). {fix}"
+        )
+    entries = content[key]
+    if not isinstance(entries, list):
+        raise InputError(f"Datalist {path}: {key!r} must be a list of {{'image': ..., 'label': ...}} entries. {fix}")
+    if not entries:
+        hint = _SPLIT_HINTS.get(purpose, _SPLIT_HINTS["evaluation"]).format(path=path)
+        raise InputError(f"Datalist {path}: the {key!r} list is empty; {hint}.")
+    for index, entry in enumerate(entries):
+        lacking = [k for k in ("image", "label") if not isinstance(entry, dict) or not entry.get(k)]
+        if lacking:
+            raise InputError(
+                f"Datalist {path}: entry {index} of {key!r} ({json.dumps(entry)[:120]}) has no "
+                f"{' and no '.join(repr(k) for k in lacking)}; every entry needs an image and its label mask. {fix}"
+            )
+    data = load_decathlon_datalist(path, data_list_key=key)
+    missing = [p for item in data for k in ("image", "label") for p in _as_paths(item[k]) if not Path(p).is_file()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InputError(
+            f"Datalist {path}: {len(missing)} file(s) of the {key!r} list do not exist: {shown}. Paths are relative "
+            f"to the datalist's folder; fix them, or run `segdino prepare-data` again on the dataset folder."
+        )
+    return data
+
+
+def check_splits(splits: Mapping[str, Sequence[Any]]) -> None:
+    """Stop before training when a list it needs is empty (data given directly, e.g. by MONAI Label's request).
+
+    Datalist files are checked by :func:`load_datalist` with their names; this covers lists passed as data. Training
+    without validation images would run to the end and write no ``model.pt`` (it is kept by the validation Dice).
+
+    Args:
+        splits: the lists by name, e.g. ``{"training": [...], "validation": [...]}``.
+
+    Raises:
+        InputError: naming the first empty list.
+    """
+    for name, data in splits.items():
+        if len(data) == 0:
+            raise InputError(
+                f"The {name!r} list of this training run is empty: training needs training images and validation "
+                "images (model.pt is the best validation Dice). Label or add more images (MONAI Label: a val_split "
+                "that leaves validation images), or pass a datalist whose lists are not empty."
+            )
+
+
+def _as_paths(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def check_spatial_size(value: Any, name: str = "spatial_size") -> list[int]:
+    """``value`` as ``[height, width]``: two positive multiples of the patch size (16), or an error naming ``name``.
+
+    Raises:
+        InputError: for anything else (``[250, 250]``, ``[0, 256]``, ``"abc"``, three numbers).
+    """
+    sides = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if (
+        sides is None
+        or len(sides) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % PATCH_SIZE == 0 for s in sides)
+    ):
+        raise InputError(
+            f"Option {name} must be two positive multiples of {PATCH_SIZE} (height, width), e.g. [256, 256], got "
+            f'{value!r}. On the command line: --{name} "[256,256]" (segdino: --spatial-size 256 256).'
+        )
+    return sides
 
 
 def list_images(folder: str | Path) -> list[dict[str, str]]:
@@ -196,7 +328,10 @@ def check_output_dir(output_dir: str | Path, image_dir: str | Path | None = None
 
 
 def latest_checkpoint(ckpt_dir: str | Path, required: bool = False, prefix: str = "last") -> str:
-    """The training checkpoint with the highest epoch number written by the ``last`` CheckpointSaver.
+    """The newest training checkpoint ``<prefix>_checkpoint_epoch=N.pt`` in a folder (the one to resume from).
+
+    Newest means last written (modification time), not highest epoch: a fresh run's epoch 2 is newer than the epoch
+    10 of the run before it. Equal times fall back to the epoch number.
 
     Args:
         ckpt_dir: the checkpoint folder.
@@ -204,22 +339,22 @@ def latest_checkpoint(ckpt_dir: str | Path, required: bool = False, prefix: str 
         prefix: the file prefix of the checkpoints.
 
     Raises:
-        FileNotFoundError: when ``required`` and no checkpoint exists.
+        InputError: when ``required`` and no checkpoint exists.
     """
-    candidates = list(Path(ckpt_dir).glob(f"{prefix}*.pt"))
+    candidates = [p for p in Path(ckpt_dir).glob(f"{prefix}_checkpoint*.pt") if p.is_file()]
     if not candidates:
         if required:
-            raise FileNotFoundError(
-                f"Cannot resume: no {prefix}*.pt training checkpoint in {ckpt_dir}. Train without --resume first, "
-                "or pass the --ckpt_dir of the run to continue."
+            raise InputError(
+                f"Cannot resume (resume=true): no {prefix}_checkpoint_epoch=N.pt training checkpoint in {ckpt_dir}. "
+                "Train without --resume first, or pass the --ckpt_dir of the run to continue."
             )
         return ""
 
-    def epoch(path: Path) -> int:
+    def newness(path: Path) -> tuple[int, int]:
         found = re.findall(r"(\d+)", path.stem)
-        return int(found[-1]) if found else -1
+        return path.stat().st_mtime_ns, int(found[-1]) if found else -1
 
-    return str(max(candidates, key=epoch))
+    return str(max(candidates, key=newness))
 
 
 def require_file(path: str | Path, what: str, hint: str) -> str:

@@ -290,11 +290,8 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, sequential, m
     np.testing.assert_array_equal(_png(body), sequential["wide"])
 
 
-def test_training_updates_the_served_model(server, studies, sequential, tmp_path):
-    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
-    before = torch.load(model_file, map_location="cpu", weights_only=True)
-    before = before.get("model", before)
-    body = json.dumps({"max_epochs": 1, "val_split": 0.2}).encode()
+def _train_once(server, max_epochs: int) -> dict:
+    body = json.dumps({"max_epochs": max_epochs, "val_split": 0.2}).encode()
     status, _, answer = server.request("POST", "/train/segdino", body, {"Content-Type": "application/json"})
     assert status == 200, answer[:500]
     deadline = time.monotonic() + 300
@@ -303,11 +300,28 @@ def test_training_updates_the_served_model(server, studies, sequential, tmp_path
         if task.get("status") in ("DONE", "ERROR"):
             break
         time.sleep(2)
-    assert task.get("status") == "DONE", json.dumps(task)[-3000:]
-    after = torch.load(model_file, map_location="cpu", weights_only=True)
-    after = after.get("model", after)
-    assert after.keys() == before.keys()
-    assert any(not torch.equal(before[k], after[k]) for k in before), "training left the decoder unchanged"
+    return task
+
+
+def test_training_updates_the_served_model(server, studies, sequential, tmp_path):
+    """Annotators retrain again and again: two trainings in a row, each updates model.pt and the served masks."""
+    models = server.app_dir / "model" / "segdino" / "models"
+    model_file = models / "model.pt"
+    before = torch.load(model_file, map_location="cpu", weights_only=True)
+    before = before.get("model", before)
+    # a longer training, then a shorter one: the second used to end in FileNotFoundError (the pruning of the first
+    # run's higher-epoch checkpoint deleted the second run's own file)
+    for attempt, max_epochs in enumerate((3, 2)):
+        task = _train_once(server, max_epochs)
+        assert task.get("status") == "DONE", (attempt, json.dumps(task)[-3000:])
+        after = torch.load(model_file, map_location="cpu", weights_only=True)
+        after = after.get("model", after)
+        assert after.keys() == before.keys()
+        assert any(not torch.equal(before[k], after[k]) for k in before), (
+            f"training {attempt} left the decoder unchanged"
+        )
+        assert [p.name for p in models.glob("last*.pt")] == [f"last_checkpoint_epoch={max_epochs}.pt"]
+        before = after
     # inference reloads the new model.pt: the served mask is the bundle's inference with the trained weights
     status, _, body = server.infer("wide")
     assert status == 200, body[:500]

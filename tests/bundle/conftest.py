@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,31 @@ def workflow(config_file, workflow_type: str, **override) -> ConfigWorkflow:
     )
     flow.initialize()
     return flow
+
+
+def bundle_run_command(work: Path, *args: str, config_file: str = TRAIN, run_id: str = "training") -> list[str]:
+    """``python -m monai.bundle run <run_id>`` as a user types it, with the tiny overrides of :func:`tiny_overrides`."""
+    overrides = tiny_overrides(work)
+    options = [f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
+    return [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *options, *args]
+
+
+def command_env() -> dict[str, str]:
+    """The environment for commands run by tests: this checkout first on PYTHONPATH."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(BUNDLE.parent), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_command(command: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command with this checkout first on PYTHONPATH; stdout and stderr are captured as text."""
+    return subprocess.run(command, cwd=cwd, env=command_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_datalist(tmp_path_factory) -> Path:
+    """A 6-image 64x64 demo dataset (4 training, 1 validation, 1 test images): its datalist JSON."""
+    from segdino_monai.data.demo import make_demo_dataset
+
+    return Path(make_demo_dataset(tmp_path_factory.mktemp("tiny"), "endoscopy", num_images=6, size=(64, 64), seed=0))
 
 
 @pytest.fixture(scope="module")

@@ -93,8 +93,9 @@ def test_inference_on_a_folder_writes_masks_and_overlays(trained, fixtures_dir, 
             assert (out / mode / f"{source.stem}_mask.nii.gz").is_file()
 
 
-def test_missing_weights_file_is_a_clear_error(tmp_path):
-    overrides = tiny_overrides(tmp_path, backbone_weights=str(tmp_path / "dinov3_missing.pth"), datalist="x.json")
+def test_missing_weights_file_is_a_clear_error(tmp_path, tiny_datalist):
+    missing = str(tmp_path / "dinov3_missing.pth")
+    overrides = tiny_overrides(tmp_path, backbone_weights=missing, datalist=str(tiny_datalist))
     flow = workflow(TRAIN, "train", **overrides)
     with pytest.raises(Exception) as err:
         flow.parser.get_parsed_content("network_def")

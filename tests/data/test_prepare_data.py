@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +144,77 @@ def test_build_datalist_relative_paths(tmp_path, make_pairs):
         "validation": [],
         "test": [],
     }
+
+
+def test_cli_output_that_cannot_be_written_is_named(tmp_path, make_pairs, caplog):
+    make_pairs(tmp_path / "ds" / "images", tmp_path / "ds" / "masks", ["a", "b", "c", "d"])
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    nested = tmp_path / "file" / "sub" / "datalist.json"
+    cases = {
+        tmp_path / "folder": f"-o {tmp_path / 'folder'} is a folder: name the file to write",
+        nested: f"-o {nested}: {tmp_path / 'file'} is a file, not a folder",
+    }
+    for output, message in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            assert main(["prepare-data", str(tmp_path / "ds"), "-o", str(output)]) == 2
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR][0].startswith(message)
+    assert list((tmp_path / "folder").iterdir()) == []
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_cli_read_only_output_folder_is_named(tmp_path, make_pairs, caplog):
+    make_pairs(tmp_path / "ds" / "images", tmp_path / "ds" / "masks", ["a", "b", "c", "d"])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with caplog.at_level(logging.ERROR):
+            assert main(["prepare-data", str(tmp_path / "ds"), "-o", str(locked / "datalist.json")]) == 2
+        assert f"the folder {locked} is not writable" in caplog.text
+    finally:
+        locked.chmod(0o755)
+
+
+KILLED_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from segdino_monai.data import prepare_datalist
+
+real_write = Path.write_text
+
+
+def dying_write(self, data, *args, **kwargs):  # half of the new datalist is on disk: die before it moves into place
+    real_write(self, data[: len(data) // 2], *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+Path.write_text = dying_write
+prepare_datalist(sys.argv[1], sys.argv[2], layout="generic", seed=1)
+"""
+
+
+def test_prepare_data_killed_while_writing_keeps_the_old_datalist_and_reruns(tmp_path, make_pairs):
+    make_pairs(tmp_path / "ds" / "images", tmp_path / "ds" / "masks", [f"s{i}" for i in range(10)])
+    out = tmp_path / "lists" / "datalist.json"
+    assert main(["prepare-data", str(tmp_path / "ds"), "-o", str(out)]) == 0
+    old = out.read_bytes()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-c", KILLED_WRITE, str(tmp_path / "ds"), str(out)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    assert out.read_bytes() == old  # the complete old datalist, not half of the new one
+    assert len([p for p in out.parent.iterdir() if p.name.startswith(".datalist.json.")]) == 1  # the killed write's
+    # a failing run (a bad folder) leaves it too
+    (tmp_path / "ds" / "images" / "lonely.png").write_bytes(b"")
+    assert main(["prepare-data", str(tmp_path / "ds"), "-o", str(out), "--seed", "1"]) == 2
+    assert out.read_bytes() == old
+    (tmp_path / "ds" / "images" / "lonely.png").unlink()
+    assert main(["prepare-data", str(tmp_path / "ds"), "-o", str(out), "--seed", "1"]) == 0
+    assert json.loads(out.read_text())["summary"]["seed"] == 1
+    assert [p.name for p in out.parent.iterdir()] == ["datalist.json"]  # the leftover is gone

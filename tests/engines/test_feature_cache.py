@@ -94,3 +94,69 @@ def test_corrupted_stale_and_missing_files_are_rebuilt(demo, tmp_path, caplog):
     assert sum(calls) == 3  # exactly the three bad views were recomputed
     assert torch.equal(torch.load(second.files[1][0], weights_only=True)["features"], reference)
     assert sorted(p.name for p in second.folder.iterdir() if p.suffix == ".tmp") == []
+
+
+KILLED_BUILD = """
+import os, signal, sys
+import torch
+from monai.data import load_decathlon_datalist
+from segdino_monai.engines import FeatureCacheDataset
+from segdino_monai.networks import SegDINO
+from segdino_monai.transforms import get_transforms
+
+datalist, folder, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+real_save, calls = torch.save, []
+
+
+def dying_save(obj, f, *args, **kwargs):
+    calls.append(f)
+    real_save(obj, f, *args, **kwargs)
+    if len(calls) == kill_at:  # half of this file is on disk, not yet moved into place: die now
+        os.truncate(f, os.path.getsize(f) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+torch.save = dying_save
+torch.manual_seed(0)
+net = SegDINO(backbone_kwargs={"embed_dim": 48, "depth": 4, "num_heads": 2})
+train, evaluate = get_transforms("endoscopy", spatial_size=(64, 64))
+data = load_decathlon_datalist(datalist, data_list_key="training")
+FeatureCacheDataset(data, net, evaluate, train, folder, num_views=2, dtype="float32", progress=False)
+"""
+
+
+def test_a_killed_build_leaves_no_leftovers_and_the_rerun_completes_it(tmp_path):
+    """SIGKILL while writing the 6th of 8 views: 5 files are reused, the temporary file goes, 3 are computed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    datalist = make_demo_dataset(tmp_path / "demo", "endoscopy", num_images=6, size=(64, 64), seed=0)
+    data = load_decathlon_datalist(datalist, data_list_key="training")
+    assert len(data) == 4  # 8 views with 2 per image
+    folder = tmp_path / "cache"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-c", KILLED_BUILD, str(datalist), str(folder), "6"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    (cache_folder,) = folder.iterdir()
+    complete = {p: p.stat().st_mtime_ns for p in cache_folder.glob("[!.]*.pt")}  # pathlib's * matches dot files
+    leftovers = [p.name for p in cache_folder.iterdir() if p.name.startswith(".")]
+    assert len(complete) == 5 and len(leftovers) == 1 and leftovers[0].endswith(".tmp.pt")
+
+    torch.manual_seed(0)
+    net = SegDINO(backbone_kwargs=TINY_VIT)  # the same weights as the killed process's: the same cache key
+    calls = []
+    net.backbone.register_forward_hook(lambda m, a, out: calls.append(a[0].shape[0]))
+    again = cache(data, net, folder, num_views=2)
+    assert again.folder == cache_folder
+    assert sum(calls) == 3  # only the views the killed run had not finished
+    assert [p.name for p in cache_folder.iterdir() if p.name.startswith(".")] == []
+    assert all(p.stat().st_mtime_ns == t for p, t in complete.items())  # the finished views were kept as they were
+    assert len(list(cache_folder.glob("[!.]*.pt"))) == 8
+    assert all(again._valid(i, v) for i in range(4) for v in range(2))
