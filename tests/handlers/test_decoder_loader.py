@@ -5,7 +5,7 @@ import torch
 from ignite.engine import Engine
 
 from segdino_monai.errors import InputError
-from segdino_monai.handlers import DecoderLoader, StatsHandler
+from segdino_monai.handlers import DecoderLoader
 from segdino_monai.networks import SegDINO
 from tests.conftest import TINY_VIT
 
@@ -30,20 +30,3 @@ def test_decoder_loader_loads_at_start_and_names_a_bad_file(tmp_path):
     DecoderLoader(tmp_path / "cut.pt", _net()).attach(broken)
     with pytest.raises(InputError, match=r"Decoder checkpoint .*cut.pt cannot be read as tensors: it is truncated"):
         broken.run([0], max_epochs=1)
-
-
-def test_stats_handler_logs_no_traceback_for_bad_input_but_does_for_a_bug(capfd):
-    def step_with(error):
-        def step(engine, batch):
-            raise error
-
-        return step
-
-    for error, traceback_expected in ((InputError("a.png: unreadable"), False), (TypeError("a bug"), True)):
-        engine = Engine(step_with(error))
-        StatsHandler(name="segdino_test_stats").attach(engine)
-        capfd.readouterr()
-        with pytest.raises(type(error)):
-            engine.run([0], max_epochs=1)
-        out, err = capfd.readouterr()
-        assert ("Traceback (most recent call last)" in out + err) is traceback_expected
