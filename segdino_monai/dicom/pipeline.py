@@ -54,6 +54,7 @@ from segdino_monai.dicom.writer import (
     write_seg,
 )
 from segdino_monai.errors import InputError
+from segdino_monai.options import as_bool
 
 __all__ = [
     "DicomSegmenter",
@@ -336,8 +337,8 @@ class DicomSegmenter:
         invert = Invertd("pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True)
         self.postprocessing = prediction_postprocessing(
             self.num_classes,
-            largest_component=bool(parser.get_parsed_content("largest_component")),
-            fill_holes=bool(parser.get_parsed_content("fill_holes")),
+            largest_component=as_bool(parser.get_parsed_content("largest_component"), "largest_component"),
+            fill_holes=as_bool(parser.get_parsed_content("fill_holes"), "fill_holes"),
             invert=invert,
         )
         self.model_name = f"SegDINO {parser.get_parsed_content('backbone')} ({Path(self.checkpoint).name})"

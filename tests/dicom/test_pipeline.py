@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from PIL import Image
 
+import segdino_monai
 from segdino_monai.cli import main
 from segdino_monai.dicom import read_dicom
 from segdino_monai.dicom.pipeline import run_dicom
@@ -67,7 +68,7 @@ def test_seg_round_trip(dicom_dir, segmenter_factory, dciodvfy, tmp_path, relati
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == task_code
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
     algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
-    assert algorithm.AlgorithmName == "SegDINO" and "0.1.0" in algorithm.AlgorithmVersion
+    assert algorithm.AlgorithmName == "SegDINO" and segdino_monai.__version__ in algorithm.AlgorithmVersion
     assert algorithm.AlgorithmFamilyCodeSequence[0].CodeValue == "123110"
     assert seg.SeriesDescription == "SegDINO segmentation" and seg.SeriesNumber == 901
     assert str(seg.ContentCreatorName) == "SegDINO^Algorithm"
