@@ -7,11 +7,12 @@ through :func:`as_bool`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from segdino_monai.errors import InputError
 
-__all__ = ["FALSE_WORDS", "TRUE_WORDS", "as_bool"]
+__all__ = ["FALSE_WORDS", "TRUE_WORDS", "as_bool", "check_flags"]
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
@@ -36,3 +37,16 @@ def as_bool(value: Any, name: str) -> bool:
     raise InputError(
         f"Option {name} must be true or false (also accepted: True/False, 1/0, yes/no, on/off), got {value!r}."
     )
+
+
+def check_flags(flags: Mapping[str, Any]) -> None:
+    """Check several on/off options at once (a bundle's ``initialize``), before a run creates any output.
+
+    Args:
+        flags: option names and their values as given.
+
+    Raises:
+        InputError: naming the first option that is not a boolean as people type it.
+    """
+    for name, value in flags.items():
+        as_bool(value, name)

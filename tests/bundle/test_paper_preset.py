@@ -164,7 +164,7 @@ def test_cli_preset_appends_paper_json(monkeypatch, tmp_path):
     from segdino_monai.engines import runner
 
     calls = []
-    monkeypatch.setattr(runner, "run_bundle", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(runner, "run_bundle", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)
     assert cli.main(["train", "--preset", "paper", "--epochs", "2", "--output-dir", str(tmp_path)]) == 0
     assert cli.main(["evaluate", "--preset", "paper", "--output-dir", str(tmp_path)]) == 0
     assert cli.main(["train", "--output-dir", str(tmp_path)]) == 0

@@ -218,8 +218,8 @@ def test_inference_and_evaluation_switches_as_typed(tmp_path, tiny_datalist, epo
         workflow(INFERENCE, "infer", **overrides).run()
         outputs[name] = sorted(p.name for p in out.iterdir())
     stem = source.stem
-    assert outputs["a"] == [f"{stem}_mask.nii.gz", f"{stem}_mask.png"]
-    assert outputs["b"] == [f"{stem}_mask.png", f"{stem}_overlay.png"]
+    assert outputs["a"] == [f"{stem}_mask.nii.gz", f"{stem}_mask.png", "summary.json"]
+    assert outputs["b"] == [f"{stem}_mask.png", f"{stem}_overlay.png", "summary.json"]
     for switch, overlays in ((on, True), (off, False)):
         out = tmp_path / f"eval_{switch}"
         overrides = tiny_overrides(work, datalist=str(tiny_datalist), output_dir=str(out), save_predictions=switch)
