@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from segdino_monai.errors import input_error_message
+from segdino_monai.errors import finish_worker_threads, input_error_message
 
 __all__ = ["main", "build_parser"]
 
@@ -409,12 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         logger.error("Interrupted.")
+        finish_worker_threads()
         return 130
     except Exception as err:  # bad input is one line and exit 2; anything else is a bug and keeps its traceback
         message = input_error_message(err)
         if message is None:
             raise
         logger.error("%s", message)
+        finish_worker_threads()
         return 2
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from types import TracebackType
 
-__all__ = ["InputError", "input_error_message", "install_excepthook"]
+__all__ = ["InputError", "finish_worker_threads", "input_error_message", "install_excepthook"]
 
 logger = logging.getLogger("segdino_monai")
 
@@ -99,13 +100,29 @@ def install_excepthook() -> None:
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if isinstance(error, KeyboardInterrupt):
             print("Interrupted.", file=sys.stderr)
+            finish_worker_threads()
             sys.exit(130)
         message = input_error_message(error)
         if message is None:
             previous(kind, error, tb)
             return
         print(f"ERROR {message}", file=sys.stderr)
+        finish_worker_threads()
         sys.exit(2)
 
     hook._segdino = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+def finish_worker_threads(timeout: float = 60.0) -> None:
+    """Let the thread-pool workers of a failed run finish their current item before the interpreter exits.
+
+    When one item of MONAI's ``CacheDataset`` fails, its ``ThreadPool`` is terminated but not joined: the other
+    workers are still inside torch on their own items. Exiting then kills them mid-call and the process aborts
+    (``terminate called without an active exception``, status 134) instead of exiting with our status. Each worker
+    stops after its current item, so this waits for them (at most ``timeout`` seconds each).
+    """
+    for thread in threading.enumerate():
+        # multiprocessing.pool's workers run the function ``worker``: Python names such threads "Thread-N (worker)"
+        if thread is not threading.current_thread() and thread.daemon and thread.name.endswith("(worker)"):
+            thread.join(timeout)

@@ -105,6 +105,11 @@ class Corpus:
         self._datalist("empty_training.json", {**datalist, "training": []})
         self._datalist("empty_validation.json", {**datalist, "validation": []})
         self._datalist("not_a_list.json", {**datalist, "training": "images/"})
+        cut = d / "broken" / "cut_image.png"
+        cut.parent.mkdir()
+        cut.write_bytes((d / datalist["training"][0]["image"]).read_bytes()[:300])
+        unreadable = [{"image": "broken/cut_image.png", "label": datalist["training"][0]["label"]}]
+        self._datalist("unreadable_image.json", {**datalist, "training": unreadable + datalist["training"][1:]})
         self._relative(datalist)
 
         m = self.models = self.inputs / "models"
@@ -175,7 +180,8 @@ class Corpus:
 
     def _relative(self, datalist: dict) -> None:
         """Datalists here point at the demo files by absolute path (they live in another folder)."""
-        for name in ("no_label.json", "missing_file.json", "empty_training.json", "empty_validation.json"):
+        names = ("no_label.json", "missing_file.json", "empty_training.json", "empty_validation.json")
+        for name in (*names, "unreadable_image.json"):
             path = self.datalists / name
             content = json.loads(path.read_text())
             for split in content.values():
@@ -395,6 +401,11 @@ CASES: dict[str, Callable[[Corpus], Expect]] = {
         names=["nowhere"],
         clean=[c.output("t20")],
     ),
+    "train_datalist_unreadable_image": lambda c: Expect(
+        _train(c, "t21") + ["--datalist", str(c.datalists / "unreadable_image.json")],
+        names=["cut_image.png", "cannot be read"],
+        clean=[c.output("t21") / "models"],
+    ),
     # evaluate
     "evaluate_no_model": lambda c: Expect(_evaluate(c, "e1", "no_model"), names=["model.pt"], clean=[c.output("e1")]),
     "evaluate_model_empty": lambda c: Expect(
@@ -491,6 +502,13 @@ CASES: dict[str, Callable[[Corpus], Expect]] = {
         names=["resume", "perhaps"],
         subprocess=True,
         clean=[c.output("s2")],
+    ),
+    "process_segdino_unreadable_image_with_loader_threads": lambda c: Expect(
+        _train(c, "s3")  # the later --set num_workers=2 wins: CacheDataset fills its cache in threads
+        + ["--datalist", str(c.datalists / "unreadable_image.json"), "--set", "num_workers=2"],
+        names=["cut_image.png"],
+        subprocess=True,
+        clean=[c.output("s3") / "models"],
     ),
     "bundle_training_bad_boolean": lambda c: Expect(
         _bundle(c, "b1", "training", "--resume", "maybe"),

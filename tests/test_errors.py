@@ -67,3 +67,27 @@ def test_input_error_from_a_dataloader_worker_is_found_in_the_reraised_text():
         assert input_error_message(err) == "/data/a0.png: unreadable"
     else:
         raise AssertionError("the worker's error did not reach the main process")
+
+
+def test_finish_worker_threads_waits_for_a_terminated_pool_s_busy_workers():
+    import threading
+    import time
+    from multiprocessing.pool import ThreadPool
+
+    from segdino_monai.errors import finish_worker_threads
+
+    def item(index):
+        if index == 0:
+            raise InputError("a.png: unreadable")
+        time.sleep(0.5)  # another worker is still busy on its own item when the pool is terminated
+        return index
+
+    try:
+        with ThreadPool(2) as pool:  # what MONAI's CacheDataset does: terminated, not joined, on the first error
+            list(pool.imap(item, range(4)))
+    except InputError:
+        pass
+    busy = [t for t in threading.enumerate() if t.name.endswith("(worker)") and t.is_alive()]
+    assert busy, "the pool's workers should still be running (else this test proves nothing)"
+    finish_worker_threads()
+    assert not [t for t in busy if t.is_alive()]
