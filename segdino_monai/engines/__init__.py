@@ -3,7 +3,7 @@ from __future__ import annotations
 from segdino_monai.engines.checkpoint import BestModelSaver, QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
-from segdino_monai.engines.report import SegmentationReport, summarise
+from segdino_monai.engines.report import SegmentationReport
 from segdino_monai.engines.resolve import (
     PATCH_SIZE,
     RANDOM_WEIGHTS,
@@ -59,5 +59,4 @@ __all__ = [
     "resolve_backbone_weights",
     "resolve_datalist",
     "run_bundle",
-    "summarise",
 ]

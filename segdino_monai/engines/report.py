@@ -10,11 +10,10 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from monai.utils import min_version, optional_import, string_list_all_gather
 
@@ -26,19 +25,9 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["SegmentationReport", "summarise"]
+__all__ = ["SegmentationReport"]
 
 logger = logging.getLogger(__name__)
-
-
-def summarise(values: Sequence[float]) -> dict[str, float | int | None]:
-    """Mean, median, std, min and max over the finite values, with the count of images left out (NaN or inf)."""
-    array = np.asarray(values, dtype=float)
-    finite = array[np.isfinite(array)]
-    stats: dict[str, float | int | None] = {"n": int(array.size), "n_excluded": int(array.size - finite.size)}
-    for name, op in (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max)):
-        stats[name] = float(op(finite)) if finite.size else None
-    return stats
 
 
 class SegmentationReport:
@@ -102,6 +91,7 @@ class SegmentationReport:
             if len(values) != rows:
                 raise RuntimeError(f"metric {name} has {len(values)} per-image values for {rows} images")
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        from segdino_monai.reporting import summarise, write_report  # reporting reads what this handler writes
 
         def write_csv(tmp: str) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -121,8 +111,6 @@ class SegmentationReport:
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
         logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.output_dir / self.csv_name)
         if self.html_report:
-            from segdino_monai.reporting import write_report  # the report module reads what this handler writes
-
             write_report(self.output_dir, num_cases=self.num_cases)
 
 

@@ -6,6 +6,7 @@ from segdino_monai.reporting.cases import CaseImages, EvaluatedImage, load_case,
 from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
 from segdino_monai.reporting.page import write_report
+from segdino_monai.reporting.summary import summarise
 
 __all__ = [
     "CaseImages",
@@ -19,5 +20,6 @@ __all__ = [
     "rank_cases",
     "read_metrics_csv",
     "read_training_curves",
+    "summarise",
     "write_report",
 ]

@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from segdino_monai.atomic import atomic_write
-from segdino_monai.engines.report import summarise
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
 from segdino_monai.reporting.curves import read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
+from segdino_monai.reporting.summary import summarise
 from segdino_monai.transforms.post import display_name, output_names
 
 __all__ = ["write_report"]
