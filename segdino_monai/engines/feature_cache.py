@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import monai
 import torch
 from monai.data import CacheDataset, MetaTensor
 from monai.transforms import Compose, Randomizable, Transform
@@ -206,6 +207,8 @@ class FeatureCacheDataset(Dataset):
         return _sha256(
             {
                 "package": segdino_monai.__version__,
+                "preprocessing_code": preprocessing_code_digest(),
+                "monai": monai.__version__,
                 "arch": backbone.arch,
                 "taps": list(backbone.taps),
                 "embed_dim": backbone.embed_dim,
@@ -266,6 +269,25 @@ def _as_list(value: Any) -> list:
 
 def _sha256(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def preprocessing_code_digest(root: str | Path | None = None) -> str:
+    """A digest of the package's preprocessing code: every module of ``segdino_monai/transforms`` and ``data``.
+
+    Cached features stay valid only while the preprocessing that produced them is the same. The transforms'
+    settings are in the key (:func:`_describe`), but a change of their code (a clean-up computed differently, the
+    image reader) must invalidate the cache too; hashing the modules' text catches it, helpers in other modules of
+    those packages included. Third-party transforms are covered by the MONAI version in the key.
+
+    Args:
+        root: the package folder (default: the installed ``segdino_monai``).
+    """
+    root = Path(root) if root is not None else Path(segdino_monai.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("transforms/*.py"), *root.glob("data/*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _describe(transform: Any) -> Any:

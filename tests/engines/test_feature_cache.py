@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from monai.data import DataLoader, load_decathlon_datalist
 
+import segdino_monai
 from segdino_monai.data.demo import make_demo_dataset
-from segdino_monai.engines import CachedFeatureNetwork, FeatureCacheDataset
+from segdino_monai.engines import CachedFeatureNetwork, FeatureCacheDataset, feature_cache
+from segdino_monai.engines.feature_cache import preprocessing_code_digest
 from segdino_monai.networks import SegDINO
 from segdino_monai.transforms import get_transforms
 from tests.conftest import TINY_VIT
@@ -77,6 +81,25 @@ def test_key_changes_with_weights_taps_size_and_preprocessing(demo, tmp_path):
     keys |= {resized, changed, cache(demo[:1], net, tmp_path, description={"modality": "x"}).key}
     assert len(keys) == 6
     assert cache(demo[:1], net, tmp_path).key == base
+
+
+def test_key_changes_with_the_preprocessing_code(demo, tmp_path, monkeypatch):
+    package = Path(segdino_monai.__file__).parent
+    copy = tmp_path / "segdino_monai"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert preprocessing_code_digest(copy) == preprocessing_code_digest()
+    (copy / "reporting" / "page.py").write_text("# the report is not preprocessing\n")
+    assert preprocessing_code_digest(copy) == preprocessing_code_digest()
+    endoscopy = copy / "transforms" / "endoscopy.py"
+    endoscopy.write_text(endoscopy.read_text().replace("0.", "0.0", 1))  # a constant of the clean-up changed
+    changed = preprocessing_code_digest(copy)
+    assert changed != preprocessing_code_digest()
+
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    base = cache(demo[:1], net, tmp_path / "cache")
+    monkeypatch.setattr(feature_cache, "preprocessing_code_digest", lambda: changed)
+    after = cache(demo[:1], net, tmp_path / "cache")
+    assert after.key != base.key and after.folder != base.folder  # the old features are not served
 
 
 def test_corrupted_stale_and_missing_files_are_rebuilt(demo, tmp_path, caplog):
