@@ -524,5 +524,5 @@ def _compression_ratio(ds: Any) -> float | None:
     try:
         stored = len(ds.PixelData)
         return float(get_expected_length(ds)) / stored if stored else None
-    except Exception:  # no pixel data in memory (read without it), odd attributes
+    except (AttributeError, KeyError, TypeError, ValueError):  # no pixel data in memory, odd attributes
         return None
