@@ -8,7 +8,18 @@ from types import ModuleType
 __version__ = "0.3.0"
 
 # sub-packages, and the modules bundle configs call first (``segdino_monai.errors.install_excepthook()``)
-_SUBPACKAGES = ("data", "dicom", "engines", "handlers", "networks", "reporting", "transforms", "errors", "options")
+_SUBPACKAGES = (
+    "configs",
+    "data",
+    "dicom",
+    "engines",
+    "handlers",
+    "networks",
+    "reporting",
+    "transforms",
+    "errors",
+    "options",
+)
 
 
 def __getattr__(name: str) -> ModuleType:

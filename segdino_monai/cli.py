@@ -216,7 +216,7 @@ def _label_server(args: argparse.Namespace) -> int:
 
 
 def _default_bundle_root() -> str:
-    from segdino_monai.engines.resolve import find_bundle_root
+    from segdino_monai.configs import find_bundle_root
 
     return find_bundle_root()
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.bundle.conftest import EVALUATE, INFERENCE, TRAIN, tiny_overrides, workflow
+from tests.bundle.conftest import CONFIGS, EVALUATE, INFERENCE, TRAIN, tiny_overrides, workflow
 
 GOLDEN = Path(__file__).parent / "golden" / "outputs.json"
 TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 5, 1, 2
@@ -113,9 +113,14 @@ def _infer(fixtures: Path, work: Path) -> dict:
                 (folder / f"{Path(source).name}_{image.name}").symlink_to(image)
         for mode in ("resize", "native"):
             out = work / f"infer_{modality}_{mode}"
-            overrides = {"dataset_dir": str(folder), "modality": modality, "inference_mode": mode}
-            overrides.update(output_dir=str(out), ckpt_dir=ckpt_dir)
-            flow = workflow(INFERENCE, "infer", **tiny_overrides(work, **overrides))
+            overrides = {
+                "dataset_dir": str(folder),
+                "inference_mode": mode,
+                "output_dir": str(out),
+                "ckpt_dir": ckpt_dir,
+            }
+            configs = [INFERENCE, str(CONFIGS / f"{modality}.json")]
+            flow = workflow(configs, "infer", **tiny_overrides(work, **overrides))
             flow.run()
             flow.finalize()
             results[f"{modality}/{mode}"] = _masks(out)

@@ -62,8 +62,9 @@ class LoadMask(Transform):
         mode: ``"binary"``, ``"index"`` or ``"color"``; ``None`` means ``"color"`` when ``class_colors`` is given,
             else ``"binary"``.
         threshold: binary threshold on the 0..255 scale (foreground is strictly above it).
-        class_colors: mapping of RGB colours to class indices for ``"color"`` mode; default BUSI's
-            ``{(0, 255, 0): 1, (255, 0, 0): 2}``.
+        class_colors: the RGB colours of the classes for ``"color"`` mode: a list whose order gives the class index
+            (``[[0, 255, 0], [255, 0, 0]]``: green is 1, red is 2; what a JSON config can hold), or a mapping of
+            colours to indices; default BUSI's ``[[0, 255, 0], [255, 0, 0]]``.
         color_tolerance: largest Euclidean RGB distance from a class colour that still counts as that colour.
         merge: how class-index masks of one image are merged, ``"max"`` or ``"first"``.
     """
@@ -75,10 +76,12 @@ class LoadMask(Transform):
         self,
         mode: MaskMode | None = None,
         threshold: float = 127,
-        class_colors: Mapping[Sequence[int], int] | None = None,
+        class_colors: Sequence[Sequence[int]] | Mapping[Sequence[int], int] | None = None,
         color_tolerance: float = 80.0,
         merge: MergeRule = "max",
     ) -> None:
+        if class_colors is not None and not isinstance(class_colors, Mapping):
+            class_colors = {tuple(color): index for index, color in enumerate(class_colors, start=1)}
         if mode is None:
             mode = "color" if class_colors is not None else "binary"
         if mode not in ("binary", "index", "color"):
@@ -89,7 +92,7 @@ class LoadMask(Transform):
             raise ValueError(f"threshold must be in [0, 255), got {threshold}")
         colors = DEFAULT_CLASS_COLORS if class_colors is None else class_colors
         for color, index in colors.items():
-            if len(tuple(color)) != 3 or not 0 < int(index) < 256:
+            if not isinstance(color, Sequence) or len(tuple(color)) != 3 or not 0 < int(index) < 256:
                 raise ValueError(f"class_colors needs RGB triples mapped to indices 1..255, got {color!r}: {index!r}")
         self.mode: MaskMode = mode
         self.threshold = float(threshold)
@@ -199,7 +202,7 @@ class LoadMaskd(MapTransform):
         keys: KeysCollection,
         mode: MaskMode | None = None,
         threshold: float = 127,
-        class_colors: Mapping[Sequence[int], int] | None = None,
+        class_colors: Sequence[Sequence[int]] | Mapping[Sequence[int], int] | None = None,
         color_tolerance: float = 80.0,
         merge: MergeRule = "max",
         allow_missing_keys: bool = False,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from segdino_monai.configs import find_bundle_root
 from segdino_monai.engines.checkpoint import BestModelSaver, QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
@@ -7,10 +8,10 @@ from segdino_monai.engines.report import SegmentationReport
 from segdino_monai.engines.resolve import (
     PATCH_SIZE,
     RANDOM_WEIGHTS,
+    check_modality,
     check_output_dir,
     check_spatial_size,
     check_splits,
-    find_bundle_root,
     inference_datalist,
     latest_checkpoint,
     list_images,
@@ -32,6 +33,7 @@ __all__ = [
     "ImagesSkipped",
     "InferenceSummary",
     "SkippingDataset",
+    "check_modality",
     "check_output_dir",
     "skipping_collate",
     "BestModelSaver",

@@ -207,9 +207,9 @@ def inference_memory(config: BenchmarkConfig, size: int, batch: int, precision: 
 def _training_data(config: BenchmarkConfig) -> list[dict[str, torch.Tensor]]:
     from monai.data import load_decathlon_datalist
 
+    from segdino_monai.configs import get_transforms
     from segdino_monai.data import prepare_datalist
     from segdino_monai.data.demo import make_demo_dataset
-    from segdino_monai.transforms import get_transforms
 
     work = Path(config.work_dir)
     if config.data_dir:

@@ -22,7 +22,6 @@ __all__ = [
     "check_output_dir",
     "check_spatial_size",
     "check_splits",
-    "find_bundle_root",
     "inference_datalist",
     "latest_checkpoint",
     "list_images",
@@ -42,18 +41,6 @@ _WEIGHTS_HELP = (
     "dinov3_vits16_pretrain_lvd1689m-08c60483.pth) and place the file at {path}, or pass --backbone_weights "
     "<file>. `segdino check-weights <file>` tells whether a file fits."
 )
-
-
-def find_bundle_root(start: str | Path = ".") -> str:
-    """The bundle folder: ``start`` if it holds ``configs/metadata.json``, else ``start/bundle``."""
-    start = Path(start).resolve()
-    for candidate in (start, start / "bundle"):
-        if (candidate / "configs" / "metadata.json").is_file():
-            return str(candidate)
-    raise InputError(
-        f"No bundle found in {start} or {start / 'bundle'} (looked for configs/metadata.json). Run from the "
-        "repository or bundle folder, or pass --bundle_root <folder>."
-    )
 
 
 def resolve_backbone_weights(weights: str | Path | None, allow_random: bool = False) -> str | None:
@@ -251,6 +238,23 @@ def check_spatial_size(value: Any, name: str = "spatial_size") -> list[int]:
             f'{value!r}. On the command line: --{name} "[256,256]" (segdino: --spatial-size 256 256).'
         )
     return sides
+
+
+def check_modality(modality: str, preprocessing_modality: str) -> None:
+    """The run's ``modality`` must be the one whose pipeline steps the configs hold (its ``<modality>.json``).
+
+    Each modality's clean-ups and augmentations live in ``configs/<modality>.json``, merged after the task's config;
+    ``--modality ultrasound`` alone would label endoscopy's steps "ultrasound".
+
+    Raises:
+        InputError: naming the config file to add.
+    """
+    if modality != preprocessing_modality:
+        raise InputError(
+            f"modality {modality!r}, but the pipeline steps are {preprocessing_modality}'s: a modality's steps are in "
+            f"configs/{modality}.json; add it after the task's config, e.g. --config_file "
+            f"\"['configs/train.json','configs/{modality}.json']\" (segdino: --modality {modality})."
+        )
 
 
 def list_images(folder: str | Path) -> list[dict[str, str]]:

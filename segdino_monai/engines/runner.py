@@ -22,7 +22,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle.reference_resolver import ReferenceResolver
 from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS, ID_SEP_KEY
 
-from segdino_monai.engines.resolve import find_bundle_root
+from segdino_monai.configs import bundle_config_files, find_bundle_root
 from segdino_monai.errors import InputError
 
 __all__ = [
@@ -58,7 +58,9 @@ def bundle_workflow(
         preset: ``default``, or ``paper`` (train and evaluate): ``configs/paper.json`` merged last, the SegDINO
             paper's protocol.
         overrides: config ids and values, e.g. ``dataset_dir="/data/kvasir"``, ``**{"train#trainer#max_epochs": 5}``;
-            ``None`` values are left out. They apply after every config file, the preset's included.
+            ``None`` values are left out. They apply after every config file, the preset's included. ``modality``
+            is not an override but the modality's config file (``configs/<modality>.json``), merged after the
+            task's configs and before the preset's.
 
     Raises:
         InputError: for an unknown task or preset, a preset the task has no use for, a bundle folder without the
@@ -73,7 +75,8 @@ def bundle_workflow(
     root = Path(bundle_root) if bundle_root else Path(find_bundle_root())
     files, workflow_type, run_id = TASKS[task]
     configs = root / "configs"
-    config_files = [configs / f for f in (*files, *PRESETS[preset])]
+    modality = overrides.pop("modality", None)
+    config_files = bundle_config_files(files, modality, "paper" if PRESETS[preset] else "default", root)
     for path in (*config_files, configs / "metadata.json"):
         if not path.is_file():
             raise InputError(

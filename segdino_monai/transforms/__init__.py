@@ -10,6 +10,7 @@ from segdino_monai.transforms.common import (
     EnsureRGB,
     EnsureRGBd,
     PILResized,
+    ShrinkLongestd,
     imagenet_normalize,
 )
 from segdino_monai.transforms.dermoscopy import (
@@ -34,15 +35,6 @@ from segdino_monai.transforms.post import (
     to_onehot_for_metrics,
     with_output_names,
 )
-from segdino_monai.transforms.presets import (
-    MODALITIES,
-    PROTOCOLS,
-    dermoscopy_transforms,
-    endoscopy_transforms,
-    get_transforms,
-    paper_transforms,
-    ultrasound_transforms,
-)
 from segdino_monai.transforms.ultrasound import (
     CLAHE,
     ULTRASOUND_REGION_KEY,
@@ -53,6 +45,7 @@ from segdino_monai.transforms.ultrasound import (
     UltrasoundRegionCropd,
     ultrasound_region_from_dicom,
 )
+from segdino_monai.transforms.utility import Switchable
 
 __all__ = [
     "OUTPUT_NAME_KEY",
@@ -64,9 +57,7 @@ __all__ = [
     "CLAHE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "MODALITIES",
     "PATCH_SIZE",
-    "PROTOCOLS",
     "ULTRASOUND_REGION_KEY",
     "BoxCrop",
     "BoxCropd",
@@ -87,16 +78,13 @@ __all__ = [
     "ShadesOfGray",
     "ShadesOfGrayd",
     "SpecularHighlightRemoval",
+    "ShrinkLongestd",
     "SpecularHighlightRemovald",
+    "Switchable",
     "UltrasoundRegionCrop",
     "UltrasoundRegionCropd",
-    "dermoscopy_transforms",
-    "endoscopy_transforms",
-    "get_transforms",
     "hair_mask",
     "imagenet_normalize",
-    "paper_transforms",
     "specular_highlight_mask",
     "ultrasound_region_from_dicom",
-    "ultrasound_transforms",
 ]

@@ -387,22 +387,24 @@ class ShrinkLongest(Resize):
     (default ``"bilinear"``, smooth probabilities rather than the blocks that an inverse "area" would give).
 
     Args:
-        max_size: the longest side after shrinking.
+        max_size: the longest side after shrinking; ``None``: no limit (images keep their size, the native-size
+            inference mode).
         mode: interpolation when shrinking (``"area"``; ``"nearest"`` for masks).
         inverse_mode: interpolation when inverting (``None``: the same as ``mode``).
     """
 
-    def __init__(self, max_size: int, mode: str = "area", inverse_mode: str | None = "bilinear") -> None:
-        if int(max_size) < 1:
+    def __init__(self, max_size: int | None, mode: str = "area", inverse_mode: str | None = "bilinear") -> None:
+        if max_size is not None and int(max_size) < 1:
             raise ValueError(f"max_size must be a positive number of pixels, got {max_size}")
-        super().__init__(spatial_size=(int(max_size), int(max_size)), mode=mode, anti_aliasing=False)
-        self.max_size = int(max_size)
+        size = -1 if max_size is None else int(max_size)
+        super().__init__(spatial_size=(size, size), mode=mode, anti_aliasing=False)
+        self.max_size = None if max_size is None else int(max_size)
         self.inverse_mode = inverse_mode
 
     def target_size(self, shape: Sequence[int]) -> tuple[int, ...]:
         """The spatial size after shrinking an image of spatial ``shape``."""
         longest = max(int(s) for s in shape)
-        if longest <= self.max_size:
+        if self.max_size is None or longest <= self.max_size:
             return tuple(int(s) for s in shape)
         return tuple(max(1, round(int(s) * self.max_size / longest)) for s in shape)
 
@@ -447,7 +449,7 @@ class ShrinkLongestd(Resized):
 
     Args:
         keys: keys to shrink (image and label share their size, so they get the same size).
-        max_size: the longest side after shrinking.
+        max_size: the longest side after shrinking (``None``: no limit).
         mode: interpolation per key, e.g. ``("area", "nearest")`` for an image and its mask.
         inverse_mode: interpolation of the inverse for keys not shrunk with ``"nearest"``.
         allow_missing_keys: do not raise when a key is absent.
@@ -456,10 +458,11 @@ class ShrinkLongestd(Resized):
     def __init__(
         self,
         keys: KeysCollection,
-        max_size: int,
+        max_size: int | None,
         mode: str | Sequence[str] = "area",
         inverse_mode: str | None = "bilinear",
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, spatial_size=(int(max_size),) * 2, mode=mode, allow_missing_keys=allow_missing_keys)
+        size = -1 if max_size is None else int(max_size)
+        super().__init__(keys, spatial_size=(size, size), mode=mode, allow_missing_keys=allow_missing_keys)
         self.resizer = ShrinkLongest(max_size, inverse_mode=inverse_mode)

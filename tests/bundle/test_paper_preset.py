@@ -83,9 +83,10 @@ def test_paper_preset_resolves_to_the_paper_settings(fixtures_dir, tmp_path):
 
 def test_paper_evaluation_scores_at_the_model_size(fixtures_dir, tmp_path):
     parser = merged(EVALUATE + [PAPER], **{"network_def#backbone_kwargs": TINY_VIT, "output_dir": str(tmp_path)})
-    assert parser.get_parsed_content("invert") is None
+    assert parser.get_parsed_content("metrics_at_original_size") is False
     post = parser.get_parsed_content("validate#postprocessing")
-    assert not any(isinstance(t, Invertd) for t in post.flatten().transforms)
+    applied = [getattr(t, "transform", t) for t in post.flatten().transforms if getattr(t, "enabled", True)]
+    assert not any(isinstance(t, Invertd) for t in applied)
     dice = parser.get_parsed_content("validate#key_metric#test_mean_dice#metric_fn")
     iou = parser.get_parsed_content("validate#additional_metrics#test_mean_iou#metric_fn")
     assert dice.ignore_empty is False and iou.ignore_empty is False  # empty truth and prediction score 1
@@ -95,7 +96,8 @@ def test_paper_evaluation_scores_at_the_model_size(fixtures_dir, tmp_path):
     assert out["label"].shape == (1, 256, 256)
     np.testing.assert_array_equal(out["label"][0].numpy().astype(bool), expected)
     default = merged(EVALUATE, **{"output_dir": str(tmp_path)})
-    assert isinstance(default.get_parsed_content("invert"), Invertd)  # the default still scores natively
+    switch = default.get_parsed_content("validate#postprocessing").transforms[1]
+    assert switch.enabled and isinstance(switch.transform, Invertd)  # the default still scores natively
 
 
 def test_short_paper_run_and_evaluation_match_an_independent_computation(fixtures_dir, tmp_path):
@@ -181,11 +183,17 @@ def test_cli_preset_appends_paper_json(monkeypatch, tmp_path):
     assert sorted(choices) == sorted(PRESETS)
 
     flow = bundle_workflow("train", BUNDLE, preset="paper", output_dir=str(tmp_path))
-    assert flow.parser.get_parsed_content("preset_options") == {"protocol": "paper"}
+    assert flow.parser.get_parsed_content("protocol") == "paper"
+    steps = [type(t).__name__ for t in flow.parser.get_parsed_content("train#preprocessing").transforms]
+    assert steps == ["LoadRGBImaged", "LoadMaskd", "EnsureRGBd", "PILResized", "ScaleIntensityRanged"] + [
+        "NormalizeIntensityd",
+        "EnsureTyped",
+    ]
     assert flow.parser.get_parsed_content("train#trainer#max_epochs") == 50
     flow = bundle_workflow("evaluate", BUNDLE, preset="paper", output_dir=str(tmp_path))
-    assert flow.parser.get_parsed_content("invert") is None and flow.parser["eval_split"] == "test"
-    assert bundle_workflow("train", BUNDLE, output_dir=str(tmp_path)).parser["preset_options"] == {}
+    assert flow.parser.get_parsed_content("metrics_at_original_size") is False and flow.parser["eval_split"] == "test"
+    assert not flow.parser.get_parsed_content("validate#postprocessing").transforms[1].enabled  # no Invertd
+    assert bundle_workflow("train", BUNDLE, output_dir=str(tmp_path)).parser["protocol"] == "default"
     with pytest.raises(ValueError, match=r"preset must be one of \['default', 'paper'\], got 'nnunet'"):
         bundle_workflow("train", BUNDLE, preset="nnunet")
     with pytest.raises(ValueError, match="applies to train and evaluate"):
@@ -212,7 +220,7 @@ def test_paper_preset_trains_from_the_feature_cache_under_its_own_key(fixtures_d
     flow.finalize()
     paper = flow.parser.get_parsed_content("train#dataset")
     assert len(list(paper.folder.glob("*.pt"))) == len(training)  # one view per image: nothing to augment
-    assert json.loads((paper.folder / "config.json").read_text())["preset_options"] == {"protocol": "paper"}
+    assert json.loads((paper.folder / "config.json").read_text())["protocol"] == "paper"
     assert flow.parser.get_parsed_content("train#trainer").state.iteration == 2 * (len(training) // 4)
     assert (tmp_path / "models" / "model.pt").is_file()
 
@@ -223,5 +231,5 @@ def test_paper_preset_trains_from_the_feature_cache_under_its_own_key(fixtures_d
     assert all(torch.equal(backbones[0][k], backbones[1][k]) for k in backbones[0])
     cache = default.parser.get_parsed_content("train#dataset")
     assert cache.key != paper.key and cache.folder != paper.folder
-    assert json.loads((cache.folder / "config.json").read_text())["preset_options"] == {}
+    assert json.loads((cache.folder / "config.json").read_text())["protocol"] == "default"
     default.finalize()

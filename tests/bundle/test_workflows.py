@@ -97,10 +97,9 @@ def test_inference_on_a_folder_writes_masks_and_overlays(trained, fixtures_dir, 
     out = tmp_path / "out"
     for mode in ("resize", "native"):
         flow = workflow(
-            INFERENCE,
+            [INFERENCE, str(CONFIGS / "dermoscopy.json")],
             "infer",
             **tiny_overrides(trained, dataset_dir=str(folder), output_dir=str(out / mode), inference_mode=mode),
-            modality="dermoscopy",
             save_nifti=True,
         )
         assert flow.check_properties() == []

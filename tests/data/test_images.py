@@ -17,6 +17,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from segdino_monai.configs import get_transforms
 from segdino_monai.data import LoadMask, check_image
 from segdino_monai.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -27,7 +28,6 @@ from segdino_monai.data.images import (
     read_image,
 )
 from segdino_monai.errors import InputError, input_error_message
-from segdino_monai.transforms import get_transforms
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,11 @@ def test_cvc_style_tiff_pair_images_and_masks_agree(picture, tmp_path) -> None:
     green = (image[0] == 0) & (image[1] == 255) & (image[2] == 0)
     np.testing.assert_array_equal(green.numpy(), mask > 0)
     # the whole eval pipeline at native size (no crop): image and label stay aligned pixel for pixel
-    _, pipeline = get_transforms("endoscopy", spatial_size=None, crop_border=False)
+    _, pipeline = get_transforms(
+        "endoscopy",
+        spatial_size=None,
+        overrides={"cleanup#1#_disabled_": True},  # no border crop
+    )
     out = pipeline({"image": str(tmp_path / "1.tif"), "label": str(tmp_path / "1_mask.tif")})
     assert out["image"].shape == (3, 288, 384) and out["label"].shape == (1, 288, 384)
     np.testing.assert_array_equal(out["label"][0].numpy(), mask > 0)

@@ -9,11 +9,11 @@ import torch
 from monai.data import DataLoader, load_decathlon_datalist
 
 import segdino_monai
+from segdino_monai.configs import get_transforms
 from segdino_monai.data.demo import make_demo_dataset
 from segdino_monai.engines import CachedFeatureNetwork, FeatureCacheDataset, feature_cache
 from segdino_monai.engines.feature_cache import preprocessing_code_digest
 from segdino_monai.networks import SegDINO
-from segdino_monai.transforms import get_transforms
 from tests.conftest import TINY_VIT
 
 
@@ -75,7 +75,11 @@ def test_key_changes_with_weights_taps_size_and_preprocessing(demo, tmp_path):
     other_taps = SegDINO(taps=(0, 1, 2, 3), proj_channels=(8, 8, 8, 8), backbone_kwargs={**TINY_VIT, "depth": 5})
     train, evaluate = get_transforms("endoscopy", spatial_size=(48, 48))
     resized = FeatureCacheDataset(demo[:1], net, evaluate, train, tmp_path, progress=False).key
-    _, no_crop = get_transforms("endoscopy", spatial_size=(64, 64), crop_border=False)
+    _, no_crop = get_transforms(
+        "endoscopy",
+        spatial_size=(64, 64),
+        overrides={"cleanup#1#_disabled_": True},  # no border crop
+    )
     changed = FeatureCacheDataset(demo[:1], net, no_crop, None, tmp_path, progress=False).key
     keys = {base, cache(demo[:1], other_weights, tmp_path).key, cache(demo[:1], other_taps, tmp_path).key}
     keys |= {resized, changed, cache(demo[:1], net, tmp_path, description={"modality": "x"}).key}
@@ -125,7 +129,7 @@ import torch
 from monai.data import load_decathlon_datalist
 from segdino_monai.engines import FeatureCacheDataset
 from segdino_monai.networks import SegDINO
-from segdino_monai.transforms import get_transforms
+from segdino_monai.configs import get_transforms
 
 datalist, folder, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 real_save, calls = torch.save, []

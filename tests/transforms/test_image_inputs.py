@@ -15,7 +15,7 @@ import torch
 from monai.transforms import Compose, Invertd
 from PIL import Image
 
-from segdino_monai.transforms import get_transforms
+from segdino_monai.configs import get_transforms
 from segdino_monai.transforms.common import ShrinkLongest, ShrinkLongestd
 
 
@@ -83,7 +83,12 @@ def test_large_photo_is_shrunk_first_and_the_prediction_restored_to_its_size(pic
     photo = np.asarray(Image.fromarray(picture).resize((3000, 2000), Image.Resampling.BILINEAR)).copy()
     photo[:, :1500] = (photo[:, :1500] * 0.3).astype(np.uint8)  # left half darker: a landmark to check alignment
     Image.fromarray(photo).save(tmp_path / "large.png")
-    _, pipeline = get_transforms("dermoscopy", spatial_size=(64, 64), with_label=False, crop_vignette=False)
+    _, pipeline = get_transforms(
+        "dermoscopy",
+        spatial_size=(64, 64),
+        with_label=False,
+        overrides={"cleanup#1#_disabled_": True},  # no vignette crop
+    )
     data = pipeline({"image": str(tmp_path / "large.png")})
     assert data["image"].shape == (3, 64, 64)
     shrink = next(op for op in data["image"].applied_operations if op["class"] == "ShrinkLongest")

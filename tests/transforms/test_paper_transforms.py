@@ -11,7 +11,9 @@ from monai.data import MetaTensor
 from monai.transforms import Randomizable
 from PIL import Image
 
-from segdino_monai.transforms import PILResized, get_transforms, paper_transforms
+from segdino_monai.configs import get_transforms
+from segdino_monai.errors import InputError
+from segdino_monai.transforms import PILResized
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
@@ -37,7 +39,7 @@ CASES = {
 @pytest.mark.parametrize("subset", sorted(CASES))
 @pytest.mark.parametrize("size", [(256, 256), (64, 96)])
 def test_paper_pipeline_equals_the_reference_code(fixtures_dir: Path, subset: str, size: tuple[int, int]) -> None:
-    train, evaluate = paper_transforms(spatial_size=size)
+    train, evaluate = get_transforms("endoscopy", protocol="paper", spatial_size=size)
     images = sorted((fixtures_dir / subset / "images").iterdir())
     for image in images[:: max(1, len(images) // 3)][:3]:
         mask = fixtures_dir / subset / "masks" / CASES[subset](image.name)
@@ -64,19 +66,19 @@ def test_train_equals_eval_and_nothing_is_random(fixtures_dir: Path) -> None:
     entry = {"image": str(image), "label": str(fixtures_dir / "ultrasound" / "ddti" / "masks" / image.name)}
     first, second = train(dict(entry)), train(dict(entry))
     assert torch.equal(first["image"], second["image"]) and torch.equal(first["label"], second["label"])
-    image_only = paper_transforms(spatial_size=(64, 64), with_label=False)[1]({"image": entry["image"]})
+    image_only = get_transforms("ultrasound", protocol="paper", spatial_size=(64, 64), with_label=False)[1](
+        {"image": entry["image"]}
+    )
     assert torch.equal(image_only["image"], first["image"]) and "label" not in image_only
 
 
 def test_protocol_and_size_errors() -> None:
-    with pytest.raises(ValueError, match="protocol"):
+    with pytest.raises(InputError, match="protocol"):
         get_transforms("endoscopy", protocol="reference")
-    with pytest.raises(ValueError, match="modality"):
+    with pytest.raises(InputError, match="modality"):
         get_transforms("radiology", protocol="paper")
-    with pytest.raises(ValueError, match="fixed spatial_size"):
+    with pytest.raises(InputError, match="fixed spatial_size"):
         get_transforms("endoscopy", protocol="paper", spatial_size=None)
-    with pytest.raises(TypeError):
-        get_transforms("endoscopy", protocol="paper", crop_border=False)  # modality options are not part of it
     with pytest.raises(ValueError, match="filter"):
         PILResized("image", (8, 8), mode="cubic")
 

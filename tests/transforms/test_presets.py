@@ -6,8 +6,9 @@ import pytest
 import torch
 from monai.transforms import Invertd
 
+from segdino_monai.configs import get_transforms
 from segdino_monai.data import LoadMask
-from segdino_monai.transforms import get_transforms
+from segdino_monai.errors import InputError
 
 # subset -> (modality, mask name from image name, how many pairs to run)
 SETS = {
@@ -49,8 +50,8 @@ def test_eval_preset_on_every_fixture_set(fixtures_dir: Path, subset: str) -> No
 
 def test_train_preset_and_inversion(fixtures_dir: Path) -> None:
     entry = _pairs(fixtures_dir, "ultrasound/busi_rgbmask")[0]
-    colours = {(0, 255, 0): 1, (255, 0, 0): 2}
-    train, evaluate = get_transforms("ultrasound", class_colors=colours)
+    colours = [[0, 255, 0], [255, 0, 0]]  # as a config holds them: green is class 1, red class 2
+    train, evaluate = get_transforms("ultrasound", overrides={"class_colors": colours})
     out = train.set_random_state(seed=0)(entry)
     assert out["image"].shape == (3, 256, 256) and out["label"].shape == (1, 256, 256)
     assert set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0, 2.0}
@@ -71,7 +72,7 @@ def test_native_size_pads_to_patch_multiple(fixtures_dir: Path) -> None:
 
 
 def test_unknown_modality() -> None:
-    with pytest.raises(ValueError, match="modality"):
+    with pytest.raises(InputError, match="modality"):
         get_transforms("radiology")
 
 

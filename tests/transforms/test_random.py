@@ -6,6 +6,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
+from segdino_monai.configs import bundle_config_files, get_transforms
 from segdino_monai.transforms import (
     CLAHE,
     EnsureRGB,
@@ -14,9 +15,18 @@ from segdino_monai.transforms import (
     RandSpeckleNoise,
     RandSpeckleNoised,
     ShadesOfGray,
-    get_transforms,
 )
-from segdino_monai.transforms.presets import _geometric
+
+
+def _geometric(modality: str) -> list:
+    """The modality's geometric augmentations, as its bundle config defines them (the ones moving the mask too)."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import RandAffined, RandFlipd, RandRotate90d
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in bundle_config_files(["train.json"], modality)])
+    steps = parser.get_parsed_content("augmentation")
+    return [t for t in steps if isinstance(t, (RandFlipd, RandRotate90d, RandAffined))]
 
 
 def _synthetic_pair(seed: int = 0) -> dict[str, MetaTensor]:
@@ -36,9 +46,15 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
 
 
-@pytest.mark.parametrize("vertical_flip,rotate90,degrees", [(False, False, 10.0), (True, True, 30.0)])
-def test_geometric_keeps_image_and_mask_aligned(vertical_flip: bool, rotate90: bool, degrees: float) -> None:
-    pipeline = Compose(_geometric(vertical_flip, rotate90, degrees)).set_random_state(seed=3)
+@pytest.mark.parametrize("modality", ["ultrasound", "dermoscopy"])
+def test_geometric_keeps_image_and_mask_aligned(modality: str) -> None:
+    steps = _geometric(modality)
+    assert [type(t).__name__ for t in steps] == (
+        ["RandFlipd", "RandAffined"]
+        if modality == "ultrasound"
+        else ["RandFlipd", "RandFlipd", "RandRotate90d", "RandAffined"]
+    )
+    pipeline = Compose(steps).set_random_state(seed=3)
     moved_any = 0
     for draw in range(12):
         pair = _synthetic_pair(draw)
@@ -53,9 +69,9 @@ def test_geometric_keeps_image_and_mask_aligned(vertical_flip: bool, rotate90: b
 
 
 def test_same_seed_same_output() -> None:
-    first = Compose(_geometric(True, True, 30.0)).set_random_state(seed=7)
-    second = Compose(_geometric(True, True, 30.0)).set_random_state(seed=7)
-    other = Compose(_geometric(True, True, 30.0)).set_random_state(seed=8)
+    first = Compose(_geometric("dermoscopy")).set_random_state(seed=7)
+    second = Compose(_geometric("dermoscopy")).set_random_state(seed=7)
+    other = Compose(_geometric("dermoscopy")).set_random_state(seed=8)
     outs = [[t(_synthetic_pair(i))["image"] for i in range(4)] for t in (first, second, other)]
     assert all(torch.equal(a, b) for a, b in zip(outs[0], outs[1], strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(outs[0], outs[2], strict=True))
@@ -72,11 +88,8 @@ def test_train_pipelines_seeded(modality: str, tmp_path) -> None:
     entry = {"image": str(tmp_path / "i.png"), "label": str(tmp_path / "m.png")}
     runs = []
     for seed in (5, 5, 6):
-        train, _ = (
-            get_transforms(modality, spatial_size=(64, 64), hair_removal=False)
-            if modality == "dermoscopy"
-            else (get_transforms(modality, spatial_size=(64, 64)))
-        )
+        no_hair_removal = {"cleanup#2#_disabled_": True} if modality == "dermoscopy" else {}
+        train, _ = get_transforms(modality, spatial_size=(64, 64), overrides=no_hair_removal)
         train.set_random_state(seed=seed)
         runs.append([train(entry) for _ in range(3)])
     for a, b in zip(runs[0], runs[1], strict=True):

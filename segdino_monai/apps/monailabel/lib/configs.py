@@ -1,7 +1,8 @@
-"""Config files of the served bundle: the bundle's own, then the serving overrides ``configs/monailabel.json``."""
+"""Config files of the served bundle: the bundle's own, its modality's, then the serving overrides."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from monai.bundle import ConfigParser
@@ -12,9 +13,16 @@ OVERRIDES_FILE = "monailabel.json"
 
 
 def config_files(bundle_path: str, config_path: str) -> list[str]:
-    """The bundle config file followed by the overrides file when the served copy has one."""
+    """The bundle config file, then the modality's and the overrides file ``monailabel.json``, where there is one.
+
+    The modality's file, ``configs/<modality>.json``, holds the pipeline steps of the ``modality`` the overrides name.
+    """
     overrides = os.path.join(bundle_path, "configs", OVERRIDES_FILE)
-    return [config_path, overrides] if os.path.isfile(overrides) else [config_path]
+    if not os.path.isfile(overrides):
+        return [config_path]
+    with open(overrides, encoding="utf-8") as f:
+        modality = json.load(f).get("modality")
+    return [config_path, *([os.path.join(bundle_path, "configs", f"{modality}.json")] if modality else []), overrides]
 
 
 def load_bundle_config(bundle_path: str, config_path: str, bundle_root_key: str = "bundle_root") -> ConfigParser:
