@@ -8,6 +8,7 @@ from segdino_monai.engines.report import SegmentationReport
 from segdino_monai.engines.resolve import (
     PATCH_SIZE,
     RANDOM_WEIGHTS,
+    Datalist,
     check_modality,
     check_output_dir,
     check_spatial_size,
@@ -30,6 +31,7 @@ from segdino_monai.engines.runner import (
 )
 
 __all__ = [
+    "Datalist",
     "ImagesSkipped",
     "InferenceSummary",
     "SkippingDataset",

@@ -15,8 +15,10 @@ from typing import Any
 
 from segdino_monai.data.pairing import IMAGE_EXTENSIONS
 from segdino_monai.errors import InputError
+from segdino_monai.options import as_bool
 
 __all__ = [
+    "Datalist",
     "PATCH_SIZE",
     "RANDOM_WEIGHTS",
     "check_output_dir",
@@ -43,12 +45,13 @@ _WEIGHTS_HELP = (
 )
 
 
-def resolve_backbone_weights(weights: str | Path | None, allow_random: bool = False) -> str | None:
-    """Check the backbone weights file.
+def resolve_backbone_weights(weights: str | Path | None, allow_random: Any = False) -> str | None:
+    """Check the backbone weights file (a bundle config calls it as the network's ``weights`` component).
 
     Args:
         weights: the weights file; ``"random"`` asks for a random backbone explicitly.
-        allow_random: a missing file gives a random backbone with a loud warning instead of an error (the demo).
+        allow_random: a missing file gives a random backbone with a loud warning instead of an error (the demo);
+            a bool or an on/off option as typed (see :func:`~segdino_monai.options.as_bool`).
 
     Returns:
         The file's path, or ``None`` for a random backbone.
@@ -62,7 +65,7 @@ def resolve_backbone_weights(weights: str | Path | None, allow_random: bool = Fa
     path = Path(weights)
     if path.is_file():
         return str(path)
-    if allow_random:
+    if as_bool(allow_random, "demo"):
         logger.warning(
             "\n%s\nDINOv3 weights not found at %s: the demo runs on a RANDOM backbone, so its numbers only show that "
             "the pipeline works.\n%s\n%s",
@@ -119,6 +122,37 @@ def resolve_datalist(
     logger.warning("No dataset given (--dataset_dir or --datalist): using the generated %s demo dataset in %s",
                    modality, demo_dir)  # fmt: skip
     return str(path)
+
+
+class Datalist:
+    """The run's datalist: found or made (:func:`resolve_datalist`) when a list is first read, not before.
+
+    A bundle config declares it as a component; creating it does nothing, so parsing a config (``ckpt_export``,
+    ``verify_metadata``, reading one id) never generates the demo dataset or writes a datalist.
+
+    Args:
+        datalist: an explicit datalist JSON.
+        dataset_dir: a dataset folder.
+        modality: the demo dataset's modality when neither is given.
+        work_dir: where prepared datalists and the demo dataset go.
+    """
+
+    def __init__(
+        self, datalist: str | Path | None, dataset_dir: str | Path | None, modality: str, work_dir: str | Path
+    ) -> None:
+        self.source = (datalist, dataset_dir, modality, work_dir)
+        self._path: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The datalist JSON (resolved on first use)."""
+        if self._path is None:
+            self._path = resolve_datalist(*self.source)
+        return self._path
+
+    def load(self, key: str, purpose: str = "training") -> list[dict[str, Any]]:
+        """One list of the datalist, checked (see :func:`load_datalist`)."""
+        return load_datalist(self.path, key, purpose)
 
 
 _SPLIT_HINTS = {

@@ -162,3 +162,21 @@ def test_command_line_ids_are_not_read_in_other_processes():
     check_command_line_ids(["/usr/bin/segdino", "train", "--feature_cahce", "true"])
     check_command_line_ids(["pytest", "run", "--config_file", str(CONFIGS / "train.json"), "--feature_cahce", "1"])
     check_command_line_ids()  # this process: pytest
+
+
+def test_parsing_the_configs_makes_no_files_until_a_list_is_read(tmp_path):
+    """The datalist is a component that acts when the workflow reads a list, never while the config is parsed."""
+    from monai.bundle import ConfigParser
+
+    from tests.bundle.conftest import EVALUATE, tiny_overrides
+
+    parser = ConfigParser()
+    parser.read_config(EVALUATE)
+    parser.update(tiny_overrides(tmp_path))
+    for key in ("network_def", "datalist_source", "validate#preprocessing", "train#preprocessing", "report_context"):
+        parser.get_parsed_content(key)
+    assert not (tmp_path / "eval").exists()  # no demo dataset, no datalist written
+    entries = parser.get_parsed_content("validate#dataset#data")
+    demo = tmp_path / "eval" / "demo_endoscopy"
+    assert (demo / "datalist.json").is_file() and len(entries) > 0
+    assert all(Path(e["image"]).is_relative_to(demo) and Path(e["label"]).is_file() for e in entries)
