@@ -54,8 +54,8 @@ class LoadMask(Transform):
     (``merge="max"``, the more severe class wins where lesions overlap) or the first non-zero one in list order
     (``merge="first"``).
 
-    An empty mask (no foreground after thresholding) is allowed: it is flagged with ``meta["empty"] = True``,
-    counted in ``LoadMask.empty_masks_seen`` (per process) and logged at debug level. The first file name is kept in
+    An empty mask (no foreground after thresholding, a normal case: an image without lesion) is allowed: it is
+    flagged with ``meta["empty"] = True`` and logged at debug level. The first file name is kept in
     ``meta["filename_or_obj"]`` and all of them in ``meta["mask_files"]``.
 
     Args:
@@ -67,9 +67,6 @@ class LoadMask(Transform):
         color_tolerance: largest Euclidean RGB distance from a class colour that still counts as that colour.
         merge: how class-index masks of one image are merged, ``"max"`` or ``"first"``.
     """
-
-    #: number of empty masks read by this process (all instances together).
-    empty_masks_seen: int = 0
 
     def __init__(
         self,
@@ -123,7 +120,6 @@ class LoadMask(Transform):
         assert merged is not None
         empty = not merged.any()
         if empty:
-            LoadMask.empty_masks_seen += 1
             logger.debug("empty mask (no foreground): %s", ", ".join(map(str, paths)))
         meta = {
             "filename_or_obj": str(paths[0]),

@@ -128,9 +128,6 @@ class FeatureCacheDataset(Dataset):
             logger.warning("Feature cache %s: removed %d temporary files of an interrupted build", self.folder,
                            len(leftovers))  # fmt: skip
 
-    def _file(self, item: Mapping[str, Any], view: int) -> Path:
-        return self.folder / f"{self._entry_key(item, view)[:24]}.pt"
-
     def _entry_key(self, item: Mapping[str, Any], view: int) -> str:
         paths = [str(p) for key in ("image", "label") for p in _as_list(item.get(key))]
         stats = [(os.path.abspath(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths if os.path.exists(p)]
