@@ -20,9 +20,11 @@ import numpy as np
 from PIL import Image
 from skimage import draw, filters
 
+from segdino_monai.atomic import atomic_write
 from segdino_monai.data.datalist import build_datalist, write_datalist
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
+from segdino_monai.writers import write_png_mask
 
 __all__ = ["MODALITIES", "make_demo_dataset", "make_demo_image"]
 
@@ -159,8 +161,9 @@ def make_demo_dataset(
     for index in range(num_images):
         image, mask = make_demo_image(modality, size, seed, index)
         name = f"demo_{index:03d}.png"
-        Image.fromarray(image).save(out / "images" / name)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out / "masks" / name)
+        picture = Image.fromarray(image)
+        atomic_write(out / "images" / name, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+        write_png_mask(mask.astype(np.uint8), out / "masks" / name)
         pairs.append(Pair(out / "images" / name, (out / "masks" / name,)))
     splits = split_pairs(pairs, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     datalist: dict = build_datalist(splits, out)
