@@ -24,6 +24,7 @@ from monai.transforms import MapTransform, Transform
 from PIL import Image
 
 from segdino_monai.data.images import open_image
+from segdino_monai.errors import InputError
 
 __all__ = ["LoadMask", "LoadMaskd", "DEFAULT_CLASS_COLORS"]
 
@@ -79,15 +80,15 @@ class LoadMask(Transform):
         if mode is None:
             mode = "color" if class_colors is not None else "binary"
         if mode not in ("binary", "index", "color"):
-            raise ValueError(f"mode must be 'binary', 'index' or 'color', got {mode!r}")
+            raise InputError(f"mode must be 'binary', 'index' or 'color', got {mode!r}")
         if merge not in ("max", "first"):
-            raise ValueError(f"merge must be 'max' or 'first', got {merge!r}")
+            raise InputError(f"merge must be 'max' or 'first', got {merge!r}")
         if not 0 <= threshold < 255:
-            raise ValueError(f"threshold must be in [0, 255), got {threshold}")
+            raise InputError(f"threshold must be in [0, 255), got {threshold}")
         colors = DEFAULT_CLASS_COLORS if class_colors is None else class_colors
         for color, index in colors.items():
             if len(tuple(color)) != 3 or not 0 < int(index) < 256:
-                raise ValueError(f"class_colors needs RGB triples mapped to indices 1..255, got {color!r}: {index!r}")
+                raise InputError(f"class_colors needs RGB triples mapped to indices 1..255, got {color!r}: {index!r}")
         self.mode: MaskMode = mode
         self.threshold = float(threshold)
         self.class_colors = {tuple(int(c) for c in color): int(index) for color, index in colors.items()}
@@ -105,14 +106,14 @@ class LoadMask(Transform):
         """
         paths = [Path(filename)] if isinstance(filename, (str, Path)) else [Path(f) for f in filename]
         if not paths:
-            raise ValueError("LoadMask needs at least one mask path, got an empty list")
+            raise InputError("LoadMask needs at least one mask path, got an empty list")
         merged: np.ndarray | None = None
         for path in paths:
             mask = self._read_one(path)
             if merged is None:
                 merged = mask
             elif mask.shape != merged.shape:
-                raise ValueError(f"mask {path} has shape {mask.shape} but {paths[0]} has {merged.shape}")
+                raise InputError(f"mask {path} has shape {mask.shape} but {paths[0]} has {merged.shape}")
             elif self.mode == "binary" or self.merge == "max":
                 merged = np.maximum(merged, mask)
             else:
@@ -142,7 +143,7 @@ class LoadMask(Transform):
         if self.mode == "index":
             values = np.asarray(image.convert("L") if image.mode in ("RGB", "RGBA", "LA") else image)
             if values.ndim != 2 or values.max(initial=0) > 255:
-                raise ValueError(f"index mask {path} must be one channel with values 0..255, got mode {image.mode}")
+                raise InputError(f"index mask {path} must be one channel with values 0..255, got mode {image.mode}")
             return values.astype(np.uint8)
         if self.mode == "color":
             return self._colors_to_indices(np.asarray(image.convert("RGB")), path)

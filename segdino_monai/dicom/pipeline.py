@@ -413,11 +413,15 @@ def _header(path: Path) -> Any | None:
     """The DICOM header (no pixels) or ``None`` when it cannot be read (reported later, when reading the image)."""
     if is_itk_file(path):
         return None
+    import struct
+
     from pydicom import dcmread
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
         return dcmread(str(path), stop_before_pixels=True, force=True)
-    except Exception:
+    # what pydicom raises for a file that is not DICOM, truncated or garbled (and OSError for an unreadable one)
+    except (InvalidDicomError, BytesLengthException, OSError, EOFError, struct.error, ValueError):
         return None
 
 
@@ -441,11 +445,12 @@ def _instance_name(path: Path, header: Any | None, output: Path, taken: set[str]
 
 
 def _report_source(report: Path) -> str | None:
+    """The source file an earlier run's ``report.json`` names; ``None`` when there is none or it is not a report."""
     import json
 
     try:
         return str(json.loads(report.read_text(encoding="utf-8"))["source_file"])
-    except Exception:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         return None
 
 
@@ -656,7 +661,7 @@ def _run_one(
         masks = [(number, segmenter(frame)) for number, frame in _frames_of(image)]
         outcome, report = _write_instance(path, image, masks, staging, options, labels)
         _publish(staging, target)
-    except Exception as err:
+    except Exception as err:  # on purpose: one file's failure is reported in the summary and the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         summary.failed.append({"file": str(path), "reason": f"{type(err).__name__}: {err}"})
         logger.error("failed %s: %s", path, err)

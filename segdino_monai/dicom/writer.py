@@ -18,6 +18,7 @@ import numpy as np
 from pydicom.sr.coding import Code
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 from segdino_monai.writers import write_nifti, write_overlay, write_png_mask  # the package's one encoding of each
 
 __all__ = [
@@ -75,7 +76,7 @@ SEGMENT_TASKS: dict[str, SegmentTask] = {
 DEFAULT_TASK = {"endoscopy": "polyp", "dermoscopy": "skin-lesion", "ultrasound": "lesion"}
 
 
-class SegUnsupportedError(ValueError):
+class SegUnsupportedError(InputError):
     """highdicom cannot encode a SEG for this source (e.g. a multi-frame source without a frame of reference)."""
 
 
@@ -141,7 +142,7 @@ class SegOptions:
         if isinstance(self.task, SegmentTask):
             return self.task
         if self.task not in SEGMENT_TASKS:
-            raise ValueError(f"Unknown segmentation task {self.task!r}; choose one of {sorted(SEGMENT_TASKS)}")
+            raise InputError(f"Unknown segmentation task {self.task!r}; choose one of {sorted(SEGMENT_TASKS)}")
         return SEGMENT_TASKS[self.task]
 
     def labels(self, num_segments: int) -> list[str]:

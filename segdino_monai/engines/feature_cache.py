@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 import segdino_monai
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 
 __all__ = ["CachedFeatureNetwork", "FeatureCacheDataset", "training_dataset"]
 
@@ -46,7 +47,7 @@ class CachedFeatureNetwork(nn.Module):
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         if not hasattr(network, "decode"):
-            raise ValueError(
+            raise InputError(
                 "feature_cache needs the SegDINO itself (it calls its decode); DistributedDataParallel is not "
                 "supported with the feature cache yet: train multi-GPU without --feature_cache."
             )
