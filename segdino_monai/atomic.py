@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from segdino_monai.filenames import file_suffix
+
 __all__ = ["atomic_write"]
 
 logger = logging.getLogger(__name__)
@@ -32,8 +34,7 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{file_suffix(path)}", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -191,7 +191,7 @@ def _label_env(args: argparse.Namespace) -> int:
 
     try:
         ensure_label_env(args.path, python=args.python, force=args.force)
-    except RuntimeError as err:
+    except RuntimeError as err:  # pip failed (no registry, no disk space): the environment, not the input; logged
         logger.error("%s", err)
         return 1
     return 0

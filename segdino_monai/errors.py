@@ -24,7 +24,8 @@ _PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirec
 class InputError(ValueError):
     """Bad input from the user: a file, a folder, a datalist or an option; the message names it and says what to do.
 
-    It is a ``ValueError``, so code that guards against bad values catches it too.
+    The one base class of the package's bad-input errors (``DatasetError``, ``SegUnsupportedError``, the MONAI Label
+    app's ``BadImageError``). It is a ``ValueError``, so code that guards against bad values catches it too.
     """
 
 
@@ -43,8 +44,8 @@ def input_error_message(error: BaseException) -> str | None:
 
     The outermost :class:`InputError` in the chain wins, so our own message about a file is never replaced by the
     message of the library error it was raised from (torch's advice to unpickle, say). Errors about a path the user
-    gave (missing, not permitted, a folder where a file belongs) count as bad input; so does a plain ``ValueError``
-    at the root of the chain (MONAI and our older code raise those for bad values).
+    gave (missing, not permitted, a folder where a file belongs) count as bad input. Any other exception, a plain
+    ``ValueError`` included (a shape bug in a transform raises one too), is a bug: ``None``, and its traceback shows.
     """
     chain = _chain(error)
     for item in chain:
@@ -55,9 +56,6 @@ def input_error_message(error: BaseException) -> str | None:
     for item in chain:
         if isinstance(item, _PATH_ERRORS):
             return _one_line(item)
-    root = chain[-1]
-    if isinstance(root, ValueError) and not isinstance(root, UnicodeError):
-        return _one_line(root)
     return None
 
 

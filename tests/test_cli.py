@@ -132,3 +132,54 @@ def test_bundle_commands_report_bad_datalists(tmp_path, tiny_data, errors):
         assert main(argv) == 2, argv
         assert len(errors) == 1 and errors[0].startswith(message), (argv, errors)
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())  # no model.pt
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ValueError("operands could not be broadcast together with shapes (3,4) (4,3)"), None),  # a bug
+        (KeyError("pred"), None),
+        ("input", 2),
+        ("path", 2),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch, caplog, error, code):
+    """Only InputError (and errors about a path the user gave) are bad input; a bare ValueError is a bug."""
+    import segdino_monai.reporting
+    from segdino_monai.errors import InputError
+
+    def write_report(run_dir, *args):
+        if error == "input":
+            raise InputError(f"{run_dir}: not an evaluation folder; pass the --output-dir of evaluate")
+        if error == "path":
+            open(run_dir / "metrics_per_image.csv")  # noqa: SIM115 - raises FileNotFoundError naming the file
+        raise error
+
+    monkeypatch.setattr(segdino_monai.reporting, "write_report", write_report)
+    if code is None:
+        with pytest.raises(type(error)) as raised:  # main re-raises: the interpreter prints the traceback, exit 1
+            main(["report", str(tmp_path)])
+        assert raised.value is error
+        return
+    with caplog.at_level(logging.INFO):
+        assert main(["report", str(tmp_path)]) == code
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(tmp_path) in errors[0] and "\n" not in errors[0]
+    assert "Traceback" not in caplog.text
+
+
+def test_a_bug_in_a_command_exits_1_with_a_traceback_from_the_console(tmp_path):
+    """The console script (``python -m segdino_monai.cli``): a bare ValueError prints its traceback, status 1."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, segdino_monai.reporting as r\n"
+        "def bug(*a): raise ValueError('shape bug')\n"
+        "r.write_report = bug\n"
+        "from segdino_monai.cli import main\n"
+        f"sys.exit(main(['report', {str(tmp_path)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ValueError: shape bug" in done.stderr

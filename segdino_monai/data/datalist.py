@@ -28,7 +28,7 @@ __all__ = ["DatasetError", "build_datalist", "check_output_file", "prepare_datal
 logger = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder with problems; ``report`` lists them by file."""
 
     def __init__(self, report: DatasetReport) -> None:
@@ -141,7 +141,7 @@ def prepare_datalist(
         logger.warning("skipping bad files (--skip-bad):\n%s", report.summary())
     pairs = report.good_pairs(scan.pairs)
     if not pairs:
-        raise ValueError(f"{scan.root}: no valid image/mask pair found with the {scan.layout!r} layout")
+        raise InputError(f"{scan.root}: no valid image/mask pair found with the {scan.layout!r} layout")
     splits = split_pairs(pairs, scan.root, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     datalist: dict[str, Any] = build_datalist(splits, output.resolve().parent)
     summary: dict[str, Any] = {

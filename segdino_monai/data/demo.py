@@ -20,9 +20,12 @@ import numpy as np
 from PIL import Image
 from skimage import draw, filters
 
+from segdino_monai.atomic import atomic_write
 from segdino_monai.data.datalist import build_datalist, write_datalist
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
+from segdino_monai.errors import InputError
+from segdino_monai.writers import write_png_mask
 
 __all__ = ["MODALITIES", "make_demo_dataset", "make_demo_image"]
 
@@ -120,10 +123,10 @@ def make_demo_image(
         The uint8 image and the boolean HxW mask of the lesion.
     """
     if modality not in _GENERATORS:
-        raise ValueError(f"unknown modality {modality!r}: choose one of {', '.join(MODALITIES)}")
+        raise InputError(f"unknown modality {modality!r}: choose one of {', '.join(MODALITIES)}")
     h, w = (int(s) for s in size)
     if h < 32 or w < 32:
-        raise ValueError(f"demo images need at least 32x32 pixels, got {h}x{w}")
+        raise InputError(f"demo images need at least 32x32 pixels, got {h}x{w}")
     return _GENERATORS[modality](np.random.default_rng([seed, index]), h, w)
 
 
@@ -151,7 +154,7 @@ def make_demo_dataset(
         The path of the datalist JSON (relative paths, readable by ``monai.data.load_decathlon_datalist``).
     """
     if num_images < 3:
-        raise ValueError(f"num_images must be at least 3 (one per split), got {num_images}")
+        raise InputError(f"num_images must be at least 3 (one per split), got {num_images}")
     out = Path(out_dir).resolve()
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -159,8 +162,9 @@ def make_demo_dataset(
     for index in range(num_images):
         image, mask = make_demo_image(modality, size, seed, index)
         name = f"demo_{index:03d}.png"
-        Image.fromarray(image).save(out / "images" / name)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out / "masks" / name)
+        picture = Image.fromarray(image)
+        atomic_write(out / "images" / name, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+        write_png_mask(mask.astype(np.uint8), out / "masks" / name)
         pairs.append(Pair(out / "images" / name, (out / "masks" / name,)))
     splits = split_pairs(pairs, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     datalist: dict = build_datalist(splits, out)

@@ -38,6 +38,7 @@ from segdino_monai.data.pairing import (
     pair_files,
     split_masks_from_images,
 )
+from segdino_monai.errors import InputError
 
 __all__ = ["LAYOUTS", "LayoutScan", "detect_layout", "register_layout", "scan_layout"]
 
@@ -277,7 +278,7 @@ def scan_layout(root: str | Path, layout: str = "auto", mask_suffixes: Sequence[
         raise FileNotFoundError(f"dataset folder {root} does not exist")
     name = detect_layout(root) if layout == "auto" else layout
     if name not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(sorted(LAYOUTS))} or auto")
+        raise InputError(f"unknown layout {layout!r}: choose one of {', '.join(sorted(LAYOUTS))} or auto")
     scan = LAYOUTS[name](root, mask_suffixes)
     rank = {split: i for i, split in enumerate(SPLITS)}
     scan.pairs.sort(key=lambda p: (rank.get(p.split, -1), p.image))

@@ -24,6 +24,7 @@ from monai.transforms import MapTransform, Transform
 from PIL import Image
 
 from segdino_monai.data.images import open_image
+from segdino_monai.errors import InputError
 
 __all__ = ["LoadMask", "LoadMaskd", "DEFAULT_CLASS_COLORS"]
 
@@ -54,8 +55,8 @@ class LoadMask(Transform):
     (``merge="max"``, the more severe class wins where lesions overlap) or the first non-zero one in list order
     (``merge="first"``).
 
-    An empty mask (no foreground after thresholding) is allowed: it is flagged with ``meta["empty"] = True``,
-    counted in ``LoadMask.empty_masks_seen`` (per process) and logged at debug level. The first file name is kept in
+    An empty mask (no foreground after thresholding, a normal case: an image without lesion) is allowed: it is
+    flagged with ``meta["empty"] = True`` and logged at debug level. The first file name is kept in
     ``meta["filename_or_obj"]`` and all of them in ``meta["mask_files"]``.
 
     Args:
@@ -68,9 +69,6 @@ class LoadMask(Transform):
         color_tolerance: largest Euclidean RGB distance from a class colour that still counts as that colour.
         merge: how class-index masks of one image are merged, ``"max"`` or ``"first"``.
     """
-
-    #: number of empty masks read by this process (all instances together).
-    empty_masks_seen: int = 0
 
     def __init__(
         self,
@@ -85,15 +83,15 @@ class LoadMask(Transform):
         if mode is None:
             mode = "color" if class_colors is not None else "binary"
         if mode not in ("binary", "index", "color"):
-            raise ValueError(f"mode must be 'binary', 'index' or 'color', got {mode!r}")
+            raise InputError(f"mode must be 'binary', 'index' or 'color', got {mode!r}")
         if merge not in ("max", "first"):
-            raise ValueError(f"merge must be 'max' or 'first', got {merge!r}")
+            raise InputError(f"merge must be 'max' or 'first', got {merge!r}")
         if not 0 <= threshold < 255:
-            raise ValueError(f"threshold must be in [0, 255), got {threshold}")
+            raise InputError(f"threshold must be in [0, 255), got {threshold}")
         colors = DEFAULT_CLASS_COLORS if class_colors is None else class_colors
         for color, index in colors.items():
             if not isinstance(color, Sequence) or len(tuple(color)) != 3 or not 0 < int(index) < 256:
-                raise ValueError(f"class_colors needs RGB triples mapped to indices 1..255, got {color!r}: {index!r}")
+                raise InputError(f"class_colors needs RGB triples mapped to indices 1..255, got {color!r}: {index!r}")
         self.mode: MaskMode = mode
         self.threshold = float(threshold)
         self.class_colors = {tuple(int(c) for c in color): int(index) for color, index in colors.items()}
@@ -111,14 +109,14 @@ class LoadMask(Transform):
         """
         paths = [Path(filename)] if isinstance(filename, (str, Path)) else [Path(f) for f in filename]
         if not paths:
-            raise ValueError("LoadMask needs at least one mask path, got an empty list")
+            raise InputError("LoadMask needs at least one mask path, got an empty list")
         merged: np.ndarray | None = None
         for path in paths:
             mask = self._read_one(path)
             if merged is None:
                 merged = mask
             elif mask.shape != merged.shape:
-                raise ValueError(f"mask {path} has shape {mask.shape} but {paths[0]} has {merged.shape}")
+                raise InputError(f"mask {path} has shape {mask.shape} but {paths[0]} has {merged.shape}")
             elif self.mode == "binary" or self.merge == "max":
                 merged = np.maximum(merged, mask)
             else:
@@ -126,7 +124,6 @@ class LoadMask(Transform):
         assert merged is not None
         empty = not merged.any()
         if empty:
-            LoadMask.empty_masks_seen += 1
             logger.debug("empty mask (no foreground): %s", ", ".join(map(str, paths)))
         meta = {
             "filename_or_obj": str(paths[0]),
@@ -149,7 +146,7 @@ class LoadMask(Transform):
         if self.mode == "index":
             values = np.asarray(image.convert("L") if image.mode in ("RGB", "RGBA", "LA") else image)
             if values.ndim != 2 or values.max(initial=0) > 255:
-                raise ValueError(f"index mask {path} must be one channel with values 0..255, got mode {image.mode}")
+                raise InputError(f"index mask {path} must be one channel with values 0..255, got mode {image.mode}")
             return values.astype(np.uint8)
         if self.mode == "color":
             return self._colors_to_indices(np.asarray(image.convert("RGB")), path)

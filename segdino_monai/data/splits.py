@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segdino_monai.data.pairing import SPLITS, Pair
+from segdino_monai.errors import InputError
 
 __all__ = ["split_pairs"]
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1): a validation split is required, got {val_fraction}")
+        raise InputError(f"val_fraction must be in (0, 1): a validation split is required, got {val_fraction}")
     if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
-        raise ValueError(
+        raise InputError(
             f"test_fraction must be in [0, 1) and val_fraction + test_fraction below 1, got {val_fraction} and "
             f"{test_fraction}"
         )
@@ -38,7 +39,7 @@ def _counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
     """Pairs per split: rounded shares, at least one for every split with a positive fraction."""
     wanted = [s for s, f in fractions.items() if f > 0]
     if n < len(wanted):
-        raise ValueError(f"{n} pair(s) cannot fill the {len(wanted)} splits {wanted}: add images or lower fractions")
+        raise InputError(f"{n} pair(s) cannot fill the {len(wanted)} splits {wanted}: add images or lower fractions")
     counts = {s: max(1, math.floor(n * f + 0.5)) for s, f in fractions.items() if f > 0 and s != "training"}
     while sum(counts.values()) > n - 1:  # training keeps at least one pair
         largest = max(counts, key=lambda s: (counts[s], s))

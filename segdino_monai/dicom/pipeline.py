@@ -54,6 +54,7 @@ from segdino_monai.dicom.writer import (
     write_seg,
 )
 from segdino_monai.errors import InputError
+from segdino_monai.filenames import file_stem
 from segdino_monai.options import as_bool
 
 __all__ = [
@@ -412,11 +413,15 @@ def _header(path: Path) -> Any | None:
     """The DICOM header (no pixels) or ``None`` when it cannot be read (reported later, when reading the image)."""
     if is_itk_file(path):
         return None
+    import struct
+
     from pydicom import dcmread
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
         return dcmread(str(path), stop_before_pixels=True, force=True)
-    except Exception:
+    # what pydicom raises for a file that is not DICOM, truncated or garbled (and OSError for an unreadable one)
+    except (InvalidDicomError, BytesLengthException, OSError, EOFError, struct.error, ValueError):
         return None
 
 
@@ -427,8 +432,7 @@ def _instance_name(path: Path, header: Any | None, output: Path, taken: set[str]
     in several files, same stem in several folders), ``__<stem>`` and then ``-2``, ``-3``, ... are added. Inputs
     are sorted, so a rerun gives every file the same name.
     """
-    stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-    stem = _SAFE_NAME.sub("_", stem).strip(".") or "instance"
+    stem = _SAFE_NAME.sub("_", file_stem(path)).strip(".") or "instance"
     uid = str(header.get("SOPInstanceUID", "") or "").strip() if header is not None else ""
     base = uid if _UID.fullmatch(uid) else stem  # a UID names a folder only when it is a plain UID (no "/", "..")
     source = str(path.resolve())
@@ -441,11 +445,12 @@ def _instance_name(path: Path, header: Any | None, output: Path, taken: set[str]
 
 
 def _report_source(report: Path) -> str | None:
+    """The source file an earlier run's ``report.json`` names; ``None`` when there is none or it is not a report."""
     import json
 
     try:
         return str(json.loads(report.read_text(encoding="utf-8"))["source_file"])
-    except Exception:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         return None
 
 
@@ -506,13 +511,13 @@ def _write_instance(
         seg_note = "not a DICOM source"
     if single:
         write_png_mask(stack[0], folder / "mask.png")
-        write_overlay(frames[0][1].numpy(), stack[0], folder / "overlay.png")
+        write_overlay(np.moveaxis(frames[0][1].numpy(), 0, -1), stack[0], folder / "overlay.png")
         report["outputs"].update({"mask_png": "mask.png", "overlay_png": "overlay.png"})
     else:
         per_frame = []
         for (number, frame), (_, mask) in zip(frames, masks, strict=True):
             write_png_mask(mask, folder / f"frame_{number:04d}_mask.png")
-            write_overlay(frame.numpy(), mask, folder / f"frame_{number:04d}_overlay.png")
+            write_overlay(np.moveaxis(frame.numpy(), 0, -1), mask, folder / f"frame_{number:04d}_overlay.png")
             per_frame.append(
                 {
                     "frame_number": number,
@@ -656,7 +661,7 @@ def _run_one(
         masks = [(number, segmenter(frame)) for number, frame in _frames_of(image)]
         outcome, report = _write_instance(path, image, masks, staging, options, labels)
         _publish(staging, target)
-    except Exception as err:
+    except Exception as err:  # on purpose: one file's failure is reported in the summary and the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         summary.failed.append({"file": str(path), "reason": f"{type(err).__name__}: {err}"})
         logger.error("failed %s: %s", path, err)

@@ -18,6 +18,8 @@ import numpy as np
 from pydicom.sr.coding import Code
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
+from segdino_monai.writers import write_nifti, write_overlay, write_png_mask  # the package's one encoding of each
 
 __all__ = [
     "DEFAULT_TASK",
@@ -74,7 +76,7 @@ SEGMENT_TASKS: dict[str, SegmentTask] = {
 DEFAULT_TASK = {"endoscopy": "polyp", "dermoscopy": "skin-lesion", "ultrasound": "lesion"}
 
 
-class SegUnsupportedError(ValueError):
+class SegUnsupportedError(InputError):
     """highdicom cannot encode a SEG for this source (e.g. a multi-frame source without a frame of reference)."""
 
 
@@ -90,48 +92,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
-
-
-def write_png_mask(mask: np.ndarray, path: str | Path) -> Path:
-    """Write an ``(H, W)`` class-index mask as an 8-bit PNG: 0/255 when binary, the class indices otherwise."""
-    from PIL import Image
-
-    mask = np.asarray(mask)
-    png = (mask > 0).astype(np.uint8) * 255 if mask.max(initial=0) <= 1 else mask.astype(np.uint8)
-    return atomic_write(path, lambda tmp: Image.fromarray(png).save(tmp, format="PNG"))
-
-
-def write_overlay(image: np.ndarray, mask: np.ndarray, path: str | Path, alpha: float = 0.45) -> Path:
-    """Write the ``(3, H, W)`` 0..255 image with the classes of an ``(H, W)`` mask blended in colour, as PNG."""
-    from PIL import Image
-
-    from segdino_monai.transforms.post import PALETTE
-
-    rgb = np.moveaxis(np.asarray(image, dtype=np.float32), 0, -1).copy()
-    if rgb.shape[:2] != mask.shape:
-        raise ValueError(f"{path}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
-    for index in range(1, int(mask.max(initial=0)) + 1):
-        colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
-        region = mask == index
-        rgb[region] = (1 - alpha) * rgb[region] + alpha * colour
-    out = np.clip(rgb, 0, 255).round().astype(np.uint8)
-    return atomic_write(path, lambda tmp: Image.fromarray(out).save(tmp, format="PNG"))
-
-
-def write_nifti(mask: np.ndarray, path: str | Path, pixel_size_mm: Sequence[float] | None = None) -> Path:
-    """Write an ``(H, W)`` or ``(F, H, W)`` mask as NIfTI: x = column, y = row (as MONAI reads PNGs), z = frame.
-
-    The affine holds the pixel size (column spacing on x, row spacing on y, in mm; 1 where unknown).
-    """
-    import nibabel as nib
-
-    mask = np.asarray(mask, dtype=np.uint8)
-    data = mask.T if mask.ndim == 2 else np.transpose(mask, (2, 1, 0))
-    rows_mm, cols_mm = (float(pixel_size_mm[0]), float(pixel_size_mm[1])) if pixel_size_mm else (1.0, 1.0)
-    affine = np.diag([cols_mm, rows_mm, 1.0, 1.0])
-    image = nib.Nifti1Image(np.ascontiguousarray(data), affine)
-    image.header.set_xyzt_units(xyz="mm")
-    return atomic_write(path, lambda tmp: nib.save(image, tmp))
 
 
 def segment_areas(
@@ -182,7 +142,7 @@ class SegOptions:
         if isinstance(self.task, SegmentTask):
             return self.task
         if self.task not in SEGMENT_TASKS:
-            raise ValueError(f"Unknown segmentation task {self.task!r}; choose one of {sorted(SEGMENT_TASKS)}")
+            raise InputError(f"Unknown segmentation task {self.task!r}; choose one of {sorted(SEGMENT_TASKS)}")
         return SEGMENT_TASKS[self.task]
 
     def labels(self, num_segments: int) -> list[str]:

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 import segdino_monai
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 
 __all__ = ["CachedFeatureNetwork", "FeatureCacheDataset", "training_dataset"]
 
@@ -46,7 +47,7 @@ class CachedFeatureNetwork(nn.Module):
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         if not hasattr(network, "decode"):
-            raise ValueError(
+            raise InputError(
                 "feature_cache needs the SegDINO itself (it calls its decode); DistributedDataParallel is not "
                 "supported with the feature cache yet: train multi-GPU without --feature_cache."
             )
@@ -127,9 +128,6 @@ class FeatureCacheDataset(Dataset):
         if leftovers:
             logger.warning("Feature cache %s: removed %d temporary files of an interrupted build", self.folder,
                            len(leftovers))  # fmt: skip
-
-    def _file(self, item: Mapping[str, Any], view: int) -> Path:
-        return self.folder / f"{self._entry_key(item, view)[:24]}.pt"
 
     def _entry_key(self, item: Mapping[str, Any], view: int) -> str:
         paths = [str(p) for key in ("image", "label") for p in _as_list(item.get(key))]

@@ -53,12 +53,12 @@ def read_metrics_csv(path: str | Path) -> tuple[list[str], list[EvaluatedImage]]
         reader = csv.reader(f)
         header = next(reader, None)
         if not header or header[0] != "filename":
-            raise ValueError(f"{path} is not a per-image metrics table (its first column must be 'filename')")
+            raise InputError(f"{path} is not a per-image metrics table (its first column must be 'filename')")
         names = header[1:]
         rows = []
         for line, row in enumerate(reader, 2):
             if len(row) != len(header):
-                raise ValueError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
+                raise InputError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
             rows.append(EvaluatedImage(row[0], {n: _number(v) for n, v in zip(names, row[1:], strict=True)}))
     return names, rows
 

@@ -16,7 +16,7 @@ from skimage.segmentation import find_boundaries
 
 from segdino_monai.reporting.cases import CaseImages
 from segdino_monai.reporting.curves import TrainingCurves
-from segdino_monai.transforms.post import PALETTE
+from segdino_monai.visualize import PALETTE, overlay
 
 __all__ = ["case_figure", "curves_figure", "distributions_figure", "metric_label"]
 
@@ -113,13 +113,11 @@ def case_figure(case: CaseImages, title: str) -> bytes:
 
 def _overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.4) -> np.ndarray:
     """Fill each class of ``mask`` (class 1 in ``colour``, others in the palette) and outline it."""
-    out = image.astype(np.float32).copy()
-    for index in range(1, int(mask.max()) + 1):
-        rgb = np.array(colour if index == 1 else PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
-        region = mask == index
-        out[region] = (1 - alpha) * out[region] + alpha * rgb
-        out[find_boundaries(region, mode="inner")] = rgb
-    return out.round().astype(np.uint8)
+    colours = (colour, *PALETTE[1:])
+    out = overlay(image, mask, alpha, colours)
+    for index in range(1, int(mask.max(initial=0)) + 1):
+        out[find_boundaries(mask == index, mode="inner")] = colours[(index - 1) % len(colours)]
+    return out
 
 
 def _png(fig: Figure) -> bytes:

@@ -102,7 +102,7 @@ def write_report(
     shutil.rmtree(files, ignore_errors=True)  # figures of an earlier report may belong to other cases
     files.mkdir(parents=True)
     for figure in figures:
-        (files / f"{figure.name}.png").write_bytes(figure.png)
+        atomic_write(files / f"{figure.name}.png", lambda tmp, png=figure.png: Path(tmp).write_bytes(png))
     page = _html(sections, figures_by_name, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode())
     markdown = _markdown(sections, figures_by_name)
     atomic_write(run_dir / HTML_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

@@ -10,22 +10,15 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
-from monai.utils import convert_to_dst_type
 
-from segdino_monai.transforms.common import to_numpy
+from segdino_monai.transforms.common import as_float32_like, to_numpy
 
 __all__ = ["RandColorJitter", "RandColorJitterd", "ShadesOfGray", "ShadesOfGrayd"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def _like(out: np.ndarray, img: NdarrayOrTensor) -> NdarrayOrTensor:
-    dtype = torch.float32 if isinstance(img, torch.Tensor) else np.float32
-    return convert_to_dst_type(out.astype(np.float32, copy=False), img, dtype=dtype)[0]
 
 
 class ShadesOfGray(Transform):
@@ -60,7 +53,7 @@ class ShadesOfGray(Transform):
         normed *= gains[:, None, None]
         np.clip(normed, 0.0, 1.0, out=normed)
         normed *= np.float32(self.max_value)
-        return _like(normed, img)
+        return as_float32_like(normed, img)
 
 
 class ShadesOfGrayd(MapTransform):
@@ -141,7 +134,7 @@ class RandColorJitter(RandomizableTransform):
         grey = np.tensordot(_LUMA, array, axes=1)[None]
         array = (array - grey) * saturation + grey
         array = np.tensordot(_hue_rotation(angle), array, axes=1)
-        return _like(np.clip(array, 0.0, 1.0) * self.max_value, img)
+        return as_float32_like(np.clip(array, 0.0, 1.0) * self.max_value, img)
 
 
 def _hue_rotation(angle: float) -> np.ndarray:

@@ -7,6 +7,7 @@ are fractions of full scale: 1 for images already on 0..1, 255 otherwise (what `
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,14 @@ from monai.transforms import (
 )
 from monai.transforms.spatial.functional import resize
 from monai.transforms.utils import scale_affine
-from monai.utils import MetaKeys, TraceKeys, convert_to_tensor, ensure_tuple_rep, get_equivalent_dtype
+from monai.utils import (
+    MetaKeys,
+    TraceKeys,
+    convert_to_dst_type,
+    convert_to_tensor,
+    ensure_tuple_rep,
+    get_equivalent_dtype,
+)
 from PIL import Image
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
@@ -36,6 +44,8 @@ __all__ = [
     "PATCH_SIZE",
     "BoxCrop",
     "BoxCropd",
+    "DetectedBoxCrop",
+    "DetectedBoxCropd",
     "block_mean",
     "box_to_full",
     "upsample_nearest",
@@ -44,10 +54,10 @@ __all__ = [
     "PILResized",
     "ShrinkLongest",
     "ShrinkLongestd",
+    "as_float32_like",
     "full_scale",
     "imagenet_normalize",
     "inpaint",
-    "largest_component",
     "luminance",
     "shrink_to_clean_border",
 ]
@@ -74,6 +84,12 @@ def to_numpy(img: NdarrayOrTensor) -> np.ndarray:
     return np.asarray(img, dtype=np.float32)
 
 
+def as_float32_like(out: np.ndarray, img: NdarrayOrTensor) -> NdarrayOrTensor:
+    """``out`` as float32 of the kind of ``img``: a numpy array, or a tensor (a ``MetaTensor`` keeps its meta data)."""
+    dtype = torch.float32 if isinstance(img, torch.Tensor) else np.float32
+    return convert_to_dst_type(out, img, dtype=dtype)[0]
+
+
 def full_scale(img: np.ndarray) -> float:
     """1.0 for an image on 0..1, else 255.0 (8-bit values)."""
     return 1.0 if float(img.max(initial=0.0)) <= 1.0 else 255.0
@@ -85,16 +101,6 @@ def luminance(img: np.ndarray) -> np.ndarray:
     if img.shape[0] == 3:
         return np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), img, axes=1) / scale
     return img.mean(axis=0, dtype=np.float32) / scale
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a 2D boolean mask (all False when the mask is empty)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
-        return np.zeros_like(mask, dtype=bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == sizes.argmax()
 
 
 def shrink_to_clean_border(
@@ -319,6 +325,50 @@ class BoxCropd(CropForegroundd):
             end_coord_key=None,
             allow_missing_keys=allow_missing_keys,
         )
+
+
+class DetectedBoxCrop(BoxCrop):
+    """Crop to the box that the subclass's detector (``box_class``) finds in the image; invertible.
+
+    A modality's crop is then only its detector: ``EndoscopyBorderCrop(work_size=512)`` passes its arguments to
+    ``EndoscopyContentBox``, whose signature holds the defaults (written once, there).
+
+    Args:
+        box_args: the detector's arguments (see the subclass's ``box_class``).
+    """
+
+    box_class: Callable[..., BoxFn]
+
+    def __init__(self, **box_args: Any) -> None:
+        super().__init__(self.box_class(**box_args))
+
+    @property
+    def box_fn(self) -> BoxFn:
+        """The detector, with its settings (``crop.box_fn.work_size``)."""
+        return self.select_fn.box_fn  # type: ignore[no-any-return]
+
+
+class DetectedBoxCropd(BoxCropd):
+    """Dictionary version of :class:`DetectedBoxCrop`: the box found in ``source_key`` crops every key alike.
+
+    Args:
+        keys: keys to crop (image and label).
+        source_key: the image the box is found in.
+        allow_missing_keys: do not raise when a key is absent.
+        box_args: the detector's arguments (see the subclass's ``box_class``).
+    """
+
+    box_class: Callable[..., BoxFn]
+
+    def __init__(
+        self, keys: KeysCollection, source_key: str = "image", allow_missing_keys: bool = False, **box_args: Any
+    ) -> None:
+        super().__init__(keys, self.box_class(**box_args), source_key, allow_missing_keys)
+
+    @property
+    def box_fn(self) -> BoxFn:
+        """The detector, with its settings (``crop.box_fn.work_size``)."""
+        return self.cropper.select_fn.box_fn  # type: ignore[no-any-return]
 
 
 class PILResized(MapTransform):

@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type
 from skimage.morphology import black_tophat, disk, remove_small_objects
 
 from segdino_monai.transforms.common import (
-    BoxCrop,
-    BoxCropd,
+    DetectedBoxCrop,
+    DetectedBoxCropd,
+    as_float32_like,
     block_mean,
     box_to_full,
     inpaint,
@@ -93,8 +92,7 @@ class HairRemoval(Transform):
         """Return the image without hair."""
         mask = hair_mask(img, self.radius, self.threshold, self.min_size)
         out = inpaint(to_numpy(img), mask, max_size=self.max_size, dilate=self.dilate)
-        dtype = torch.float32 if isinstance(img, torch.Tensor) else np.float32
-        return convert_to_dst_type(out, img, dtype=dtype)[0]
+        return as_float32_like(out, img)
 
 
 class HairRemovald(MapTransform):
@@ -167,39 +165,26 @@ class DermoscopyVignetteBox:
         return box_to_full(start, end, dark.shape, (height, width), factor)
 
 
-class DermoscopyVignetteCrop(BoxCrop):
+class DermoscopyVignetteCrop(DetectedBoxCrop):
     """Crop the dark vignette of a dermoscopy photo (see :class:`DermoscopyVignetteBox`); invertible.
 
     Args:
-        dark_threshold: see :class:`DermoscopyVignetteBox`.
-        max_dark_fraction: see :class:`DermoscopyVignetteBox`.
-        max_shrink: see :class:`DermoscopyVignetteBox`.
+        box_args: :class:`DermoscopyVignetteBox`'s ``dark_threshold``, ``max_dark_fraction``, ``max_shrink`` and
+            ``work_size``.
     """
 
-    def __init__(self, dark_threshold: float = 0.15, max_dark_fraction: float = 0.1, max_shrink: float = 0.2) -> None:
-        super().__init__(DermoscopyVignetteBox(dark_threshold, max_dark_fraction, max_shrink))
+    box_class = DermoscopyVignetteBox
 
 
-class DermoscopyVignetteCropd(BoxCropd):
+class DermoscopyVignetteCropd(DetectedBoxCropd):
     """Dictionary version of :class:`DermoscopyVignetteCrop`: the box of ``source_key`` crops all ``keys``.
 
     Args:
         keys: keys to crop (image and label).
         source_key: the image the box is found in.
-        dark_threshold: see :class:`DermoscopyVignetteBox`.
-        max_dark_fraction: see :class:`DermoscopyVignetteBox`.
-        max_shrink: see :class:`DermoscopyVignetteBox`.
         allow_missing_keys: do not raise when a key is absent.
+        box_args: :class:`DermoscopyVignetteBox`'s ``dark_threshold``, ``max_dark_fraction``, ``max_shrink`` and
+            ``work_size``.
     """
 
-    def __init__(
-        self,
-        keys: KeysCollection,
-        source_key: str = "image",
-        dark_threshold: float = 0.15,
-        max_dark_fraction: float = 0.1,
-        max_shrink: float = 0.2,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        box_fn = DermoscopyVignetteBox(dark_threshold, max_dark_fraction, max_shrink)
-        super().__init__(keys, box_fn, source_key, allow_missing_keys)
+    box_class = DermoscopyVignetteBox

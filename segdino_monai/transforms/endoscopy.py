@@ -11,21 +11,20 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type
+from monai.transforms.utils import get_largest_connected_component_mask
 from scipy import ndimage
 
 from segdino_monai.transforms.common import (
-    BoxCrop,
-    BoxCropd,
+    DetectedBoxCrop,
+    DetectedBoxCropd,
+    as_float32_like,
     block_mean,
     box_to_full,
     full_scale,
     inpaint,
-    largest_component,
     luminance,
     shrink_to_clean_border,
     to_numpy,
@@ -73,7 +72,8 @@ class EndoscopyContentBox:
         height, width = array.shape[1:]
         factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
         dark = block_mean(luminance(array), factor) <= self.dark_threshold
-        view = largest_component(ndimage.binary_opening(~dark, iterations=2))
+        # the largest 8-connected (full connectivity) non-dark region
+        view = get_largest_connected_component_mask(ndimage.binary_opening(~dark, iterations=2))
         if not view.any():
             return [0, 0], [height, width]
         rows, cols = np.nonzero(view)
@@ -82,42 +82,29 @@ class EndoscopyContentBox:
         return box_to_full([r0 + dr0, c0 + dc0], [r0 + dr1, c0 + dc1], dark.shape, (height, width), factor)
 
 
-class EndoscopyBorderCrop(BoxCrop):
+class EndoscopyBorderCrop(DetectedBoxCrop):
     """Crop an endoscopy frame to the scope's view (see :class:`EndoscopyContentBox`); invertible.
 
     Args:
-        dark_threshold: see :class:`EndoscopyContentBox`.
-        max_dark_fraction: see :class:`EndoscopyContentBox`.
-        max_shrink: see :class:`EndoscopyContentBox`.
+        box_args: :class:`EndoscopyContentBox`'s ``dark_threshold``, ``max_dark_fraction``, ``max_shrink`` and
+            ``work_size``.
     """
 
-    def __init__(self, dark_threshold: float = 0.08, max_dark_fraction: float = 0.5, max_shrink: float = 0.2) -> None:
-        super().__init__(EndoscopyContentBox(dark_threshold, max_dark_fraction, max_shrink))
+    box_class = EndoscopyContentBox
 
 
-class EndoscopyBorderCropd(BoxCropd):
+class EndoscopyBorderCropd(DetectedBoxCropd):
     """Dictionary version of :class:`EndoscopyBorderCrop`: the view of ``source_key`` crops all ``keys``.
 
     Args:
         keys: keys to crop (image and label).
         source_key: the image the view is found in.
-        dark_threshold: see :class:`EndoscopyContentBox`.
-        max_dark_fraction: see :class:`EndoscopyContentBox`.
-        max_shrink: see :class:`EndoscopyContentBox`.
         allow_missing_keys: do not raise when a key is absent.
+        box_args: :class:`EndoscopyContentBox`'s ``dark_threshold``, ``max_dark_fraction``, ``max_shrink`` and
+            ``work_size``.
     """
 
-    def __init__(
-        self,
-        keys: KeysCollection,
-        source_key: str = "image",
-        dark_threshold: float = 0.08,
-        max_dark_fraction: float = 0.5,
-        max_shrink: float = 0.2,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        box_fn = EndoscopyContentBox(dark_threshold, max_dark_fraction, max_shrink)
-        super().__init__(keys, box_fn, source_key, allow_missing_keys)
+    box_class = EndoscopyContentBox
 
 
 def specular_highlight_mask(
@@ -166,8 +153,7 @@ class SpecularHighlightRemoval(Transform):
         """Inpaint the highlights of a ``(3, H, W)`` image."""
         mask = specular_highlight_mask(img, self.value_threshold, self.saturation_threshold)
         out = inpaint(to_numpy(img), mask, max_size=self.max_size, dilate=self.dilate)
-        dtype = torch.float32 if isinstance(img, torch.Tensor) else np.float32
-        return convert_to_dst_type(out, img, dtype=dtype)[0]
+        return as_float32_like(out, img)
 
 
 class SpecularHighlightRemovald(MapTransform):

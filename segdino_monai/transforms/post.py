@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.data.utils import affine_to_spacing
 from monai.transforms import (
     Activationsd,
     AsDiscreted,
@@ -30,12 +32,14 @@ from PIL import Image
 
 from segdino_monai.atomic import atomic_write
 from segdino_monai.data.images import read_image
+from segdino_monai.filenames import file_stem
+from segdino_monai.visualize import overlay
+from segdino_monai.writers import mask_png, nifti_image
 
 __all__ = [
     "OUTPUT_NAME_KEY",
     "SaveSegmentationd",
     "display_name",
-    "mask_stem",
     "output_names",
     "prediction_postprocessing",
     "to_onehot_for_metrics",
@@ -46,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 #: The datalist key holding each image's output name (see :func:`with_output_names`); it travels with the sample.
 OUTPUT_NAME_KEY = "output_name"
-# Overlay colours of classes 1, 2, ... (class 0, the background, is not drawn).
-PALETTE = ((0, 255, 0), (255, 0, 0), (0, 128, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255))
 
 
 def prediction_postprocessing(
@@ -84,12 +86,6 @@ def to_onehot_for_metrics(num_classes: int, keys: KeysCollection = ("pred", "lab
     return Compose([AsDiscreted(keys, to_onehot=num_classes)] if num_classes > 1 else [])
 
 
-def mask_stem(source: str | Path) -> str:
-    """The file name stem of the masks written for the image ``source`` (``case.nii.gz`` -> ``case``)."""
-    name = Path(source).name
-    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
-
-
 def output_names(sources: Iterable[str | Path]) -> dict[str, str]:
     """The output name of each image of a run: distinct for distinct files, and the same on every run.
 
@@ -120,14 +116,14 @@ def output_names(sources: Iterable[str | Path]) -> dict[str, str]:
         root = None
     groups: dict[str, list[str]] = defaultdict(list)
     for source in unique:
-        groups[mask_stem(source).lower()].append(source)
+        groups[file_stem(source).lower()].append(source)
     levels = dict.fromkeys(groups, 0)
     while True:
         names = {s: _name_at(s, absolute[s], root, levels[stem]) for stem, members in groups.items() for s in members}
         holders: dict[str, list[str]] = defaultdict(list)
         for source, name in names.items():
             holders[name.lower()].append(source)
-        clashing = {mask_stem(s).lower() for shared in holders.values() if len(shared) > 1 for s in shared}
+        clashing = {file_stem(s).lower() for shared in holders.values() if len(shared) > 1 for s in shared}
         bump = {stem for stem in clashing if levels[stem] < _LAST_LEVEL}
         if not bump:
             return names
@@ -142,14 +138,14 @@ def _name_at(source: str, absolute: str, root: str | None, level: int) -> str:
     """The name of ``source`` under form ``level`` of the rule of :func:`output_names` (0-based)."""
     path = Path(absolute)
     if level == 0:
-        return mask_stem(source)
+        return file_stem(source)
     if level == 1:
         return path.name
     if root is None:
         return f"{path.name}-{_path_hash(absolute)}"
     folder = Path(os.path.relpath(path.parent, root))
     if level == 2:
-        return (folder / mask_stem(path)).as_posix()
+        return (folder / file_stem(path)).as_posix()
     if level == 3:
         return (folder / path.name).as_posix()
     return (folder / f"{path.name}-{_path_hash(absolute)}").as_posix()
@@ -172,7 +168,7 @@ def with_output_names(
 
 def display_name(source: str | Path, name: str) -> str:
     """The output ``name`` of ``source`` with the source's extension when the name lacks it (``train/img.png``)."""
-    stem = mask_stem(source)
+    stem = file_stem(source)
     return name + Path(source).name[len(stem) :] if Path(name).name == stem else name
 
 
@@ -194,7 +190,8 @@ class SaveSegmentationd(MapTransform):
         image_key: the key whose meta data names the source image (for the file stem and the overlay).
         suffix: the mask file name suffix (``mask`` for predictions; e.g. ``label`` for the reference masks).
         overlay: write the overlay on the source image.
-        nifti: also write ``<name>_mask.nii.gz`` (axes x = column, y = row, as MONAI reads PNGs by default).
+        nifti: also write ``<name>_mask.nii.gz`` (:func:`segdino_monai.writers.nifti_image`: x = column, y = row,
+            the pixel size from the mask's affine, so a DICOM's PixelSpacing and 1 for a PNG).
         alpha: opacity of the overlay colours.
         resize_source: masks are at the model's input size, not the original one (evaluation without inversion,
             the paper protocol): the overlay is drawn on the source image resized to the mask (bicubic). Otherwise
@@ -238,16 +235,15 @@ class SaveSegmentationd(MapTransform):
                     f"SaveSegmentationd expects a (1, H, W) class-index mask for {key!r}, got {mask.shape}"
                 )
             mask = mask[0]
-            png = mask * 255 if mask.max() <= 1 else mask
-            mask_png = Image.fromarray(png.astype(np.uint8))
-            files.append((f"{stem}_{self.suffix}.png", lambda tmp, image=mask_png: image.save(tmp, format="PNG")))
+            png = mask_png(mask)
+            files.append((f"{stem}_{self.suffix}.png", lambda tmp, image=png: image.save(tmp, format="PNG")))
             if self.overlay:
-                overlay = self._overlay(source, mask)
-                files.append((f"{stem}_overlay.png", lambda tmp, image=overlay: image.save(tmp, format="PNG")))
+                picture = self._overlay(source, mask)
+                files.append((f"{stem}_overlay.png", lambda tmp, image=picture: image.save(tmp, format="PNG")))
             if self.nifti:
                 import nibabel as nib
 
-                volume = nib.Nifti1Image(mask.T.copy(), np.eye(4))
+                volume = nifti_image(mask, _pixel_size(d[key]))
                 files.append((f"{stem}_{self.suffix}.nii.gz", lambda tmp, image=volume: nib.save(image, tmp)))
         for path, write in files:
             atomic_write(path, write)
@@ -256,7 +252,7 @@ class SaveSegmentationd(MapTransform):
     def _output_name(self, source: str, name: object) -> str:
         """The sample's output name, checked to stay inside the output folder and not to reuse another's."""
         name = str(name if isinstance(name, str) else (name[0] if isinstance(name, Sequence) and name else ""))
-        name = name or mask_stem(source)
+        name = name or file_stem(source)
         parts = Path(name).parts
         if Path(name).is_absolute() or ".." in parts or not parts:
             raise ValueError(f"{source}: output name {name!r} must be a relative path inside the output folder")
@@ -273,22 +269,25 @@ class SaveSegmentationd(MapTransform):
         return name
 
     def _overlay(self, source: str, mask: np.ndarray) -> Image.Image:
-        # the package's reader (TIFF, 16-bit, palette and CMYK sources as the model saw them), blended in 8 bits a
-        # band of rows at a time, only where the mask is: a 24-megapixel source costs two 8-bit copies, no float one
+        # the package's reader: TIFF, 16-bit, palette and CMYK sources as the model saw them
         rgb = read_image(source)
         if self.resize_source:
             rgb = np.asarray(Image.fromarray(rgb).resize(mask.shape[::-1], Image.Resampling.BICUBIC))
         if rgb.shape[:2] != mask.shape:
             raise ValueError(f"{source}: image size {rgb.shape[:2]} differs from its mask {mask.shape}")
-        rgb = rgb if rgb.flags.writeable else rgb.copy()
-        band = 256
-        for index in range(1, int(mask.max()) + 1):
-            colour = np.array(PALETTE[(index - 1) % len(PALETTE)], dtype=np.float32)
-            for top in range(0, mask.shape[0], band):
-                rows, region = rgb[top : top + band], mask[top : top + band] == index
-                blended = (1 - self.alpha) * rows[region].astype(np.float32) + self.alpha * colour
-                rows[region] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        return Image.fromarray(rgb)
+        return Image.fromarray(overlay(rgb, mask, self.alpha))
+
+
+def _pixel_size(mask: object) -> list[float] | None:
+    """``(row, column)`` spacing of a ``(1, H, W)`` mask's grid from its affine (``None`` when not a MetaTensor).
+
+    The reader gives a DICOM's PixelSpacing (or an ITK file's spacing) to the affine, a PNG the identity; after
+    ``Invertd`` the prediction has the source's affine again, and a mask left at the model's size (evaluation
+    without inversion) has the resized grid's spacing.
+    """
+    if not isinstance(mask, MetaTensor):
+        return None
+    return [float(s) for s in affine_to_spacing(mask.affine, r=2)]
 
 
 def _source_path(data: Mapping[Hashable, object], image_key: str) -> str:

@@ -13,18 +13,25 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
-from monai.utils import convert_to_dst_type
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from scipy import ndimage
 from skimage.exposure import equalize_adapthist
 from skimage.morphology import disk
 
-from segdino_monai.transforms.common import BoxCrop, BoxCropd, block_mean, box_to_full, full_scale, luminance, to_numpy
+from segdino_monai.transforms.common import (
+    BoxCrop,
+    BoxCropd,
+    as_float32_like,
+    block_mean,
+    box_to_full,
+    full_scale,
+    luminance,
+    to_numpy,
+)
 
 __all__ = [
     "ULTRASOUND_REGION_KEY",
@@ -234,7 +241,7 @@ class RandSpeckleNoise(RandomizableTransform):
         if not self._do_transform or self._noise is None:
             return img
         out = np.clip(to_numpy(img) * self._noise[None], 0.0, None)
-        return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
+        return as_float32_like(out, img)
 
 
 class RandSpeckleNoised(RandomizableTransform, MapTransform):
@@ -310,7 +317,7 @@ class CLAHE(Transform):
         if grey:
             equalised = np.repeat(equalised, scaled.shape[0], axis=0)
         out = (equalised * scale).astype(np.float32)
-        return convert_to_dst_type(out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
+        return as_float32_like(out, img)
 
 
 class CLAHEd(MapTransform):

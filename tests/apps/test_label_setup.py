@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from pathlib import Path
 
@@ -105,3 +106,18 @@ def test_cli_defaults():
     args = build_parser().parse_args(["label-server", "--studies", "s"])
     assert (args.host, args.port, args.env, args.backbone_weights) == ("127.0.0.1", 8000, ".venv-label", None)
     assert build_parser().parse_args(["label-env"]).path == ".venv-label"
+
+
+def test_label_env_bad_input_exits_2_with_one_line(tmp_path, caplog):
+    from segdino_monai.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with caplog.at_level(logging.INFO):
+        assert main(["label-env", "--path", str(afile)]) == 2
+        assert main(["label-env", "--path", str(tmp_path / "env"), "--python", str(tmp_path / "no-python")]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2
+    assert str(afile) in errors[0] and "is a file" in errors[0]
+    assert "--python" in errors[1] and str(tmp_path / "no-python") in errors[1]
+    assert not (tmp_path / "env").exists() or not any((tmp_path / "env").iterdir())

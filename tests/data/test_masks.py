@@ -85,14 +85,18 @@ def test_several_masks_merge(tmp_path: Path) -> None:
     assert by_max[7, 7] == 2 and first_wins[7, 7] == 1 and by_max[3, 3] == 1 and by_max[14, 14] == 2
 
 
-def test_empty_mask_flagged_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_empty_mask_flagged_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     Image.fromarray(np.full((16, 16), 40, np.uint8)).save(tmp_path / "empty.png")  # below the threshold
-    before = LoadMask.empty_masks_seen
+    lesion = np.full((16, 16), 40, np.uint8)
+    lesion[4:8, 4:8] = 255
+    Image.fromarray(lesion).save(tmp_path / "lesion.png")
     with caplog.at_level(logging.DEBUG, logger="segdino_monai.data.masks"):
         out = LoadMask()(tmp_path / "empty.png")
+        full = LoadMask()(tmp_path / "lesion.png")
     assert out.meta["empty"] is True and not out.any()
-    assert LoadMask.empty_masks_seen == before + 1
-    assert "empty.png" in caplog.text
+    assert full.meta["empty"] is False and int(full.sum()) == 16
+    assert "empty mask (no foreground): " in caplog.text and "empty.png" in caplog.text
+    assert "lesion.png" not in caplog.text
 
 
 def test_errors_name_the_file(tmp_path: Path) -> None:

@@ -131,3 +131,24 @@ def test_vignette_crop_removes_dark_corners(fixtures_dir: Path) -> None:
     assert cropped.size > 0.6 * lum.size  # it did not crop away the skin
     untouched = luminance(DermoscopyVignetteCrop()(skin).numpy())
     assert untouched.shape == lum.shape  # no vignette, no crop
+
+
+def test_crop_wrappers_pass_every_detector_setting_on(fixtures_dir: Path) -> None:
+    """The crops take their detector's arguments (work_size included), whose defaults live in the detector only."""
+    from segdino_monai.transforms import DermoscopyVignetteCropd
+    from segdino_monai.transforms.endoscopy import EndoscopyContentBox
+
+    image = _rgb(fixtures_dir / "endoscopy/cvc_endoscene_512/images/129.jpg")
+    for crop in (
+        EndoscopyBorderCrop(work_size=64, max_shrink=0.1),
+        EndoscopyBorderCropd("image", work_size=64, max_shrink=0.1),
+    ):
+        assert (crop.box_fn.work_size, crop.box_fn.max_shrink, crop.box_fn.dark_threshold) == (64, 0.1, 0.08)
+    start, end = EndoscopyContentBox(work_size=64, max_shrink=0.1)(image)
+    cropped = EndoscopyBorderCropd("image", work_size=64, max_shrink=0.1)({"image": image})["image"]
+    assert tuple(cropped.shape[1:]) == (end[0] - start[0], end[1] - start[1])
+    assert (
+        EndoscopyBorderCrop().box_fn.work_size == 256 and DermoscopyVignetteCropd("image").box_fn.dark_threshold == 0.15
+    )
+    with pytest.raises(TypeError, match="work_sise"):
+        DermoscopyVignetteCrop(work_sise=64)

@@ -16,6 +16,8 @@ import time
 import venv
 from pathlib import Path
 
+from segdino_monai.errors import InputError
+
 __all__ = ["MARKER", "REQUIREMENTS", "PINNED", "env_python", "ensure_label_env", "installed_versions", "repo_root"]
 
 logger = logging.getLogger(__name__)
@@ -91,9 +93,12 @@ def ensure_label_env(path: str | Path = ".venv-label", python: str | None = None
         The environment folder (absolute).
 
     Raises:
+        InputError: when ``path`` is a file or ``python`` cannot create a virtual environment.
         RuntimeError: when pip fails or the result does not hold the pinned versions (pip's output is logged).
     """
     path = Path(path).resolve()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--path {path} is a file, not an environment folder: choose another folder")
     source = repo_root()
     wanted = _wanted(source)
     if not force and _read_marker(path).get("spec") == wanted:
@@ -123,7 +128,13 @@ def _describe(versions: dict[str, str]) -> str:
 def _create(path: Path, python: str | None) -> None:
     logger.info("creating the MONAI Label environment %s", path)
     if python:
-        subprocess.run([python, "-m", "venv", str(path)], check=True)
+        try:
+            subprocess.run([python, "-m", "venv", str(path)], check=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise InputError(
+                f"--python {python}: cannot create a virtual environment with it ({err}); give a Python 3.10 to 3.12 "
+                "interpreter"
+            ) from err
     elif sys.prefix != sys.base_prefix:  # inside a venv: create from its base interpreter
         subprocess.run([_base_python(), "-m", "venv", str(path)], check=True)
     else:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from segdino_monai.apps.monailabel.environment import env_python
+from segdino_monai.atomic import atomic_write
 
 __all__ = ["MODEL_NAME", "OVERRIDES_FILE", "prepare_app", "server_command", "server_environment"]
 
@@ -67,7 +68,7 @@ def prepare_app(
             _replace(bundle_root / name, served / name)
     source_model, served_model = bundle_root / "models" / "model.pt", served / "models" / "model.pt"
     if not served_model.is_file() and source_model.is_file():
-        shutil.copy2(source_model, served_model)
+        atomic_write(served_model, lambda tmp: shutil.copy2(source_model, tmp))
     elif served_model.is_file() and source_model.is_file() and not filecmp.cmp(source_model, served_model, False):
         logger.info("keeping the served (trained) %s; delete it to serve %s again", served_model, source_model)
     if not served_model.is_file():
@@ -78,7 +79,8 @@ def prepare_app(
         "network_def#weights": "$segdino_monai.engines.resolve_backbone_weights(@backbone_weights)",
         **dict(overrides or {}),
     }
-    (served / "configs" / OVERRIDES_FILE).write_text(json.dumps(config, indent=2))
+    text = json.dumps(config, indent=2)
+    atomic_write(served / "configs" / OVERRIDES_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     logger.info("serving %s as %s", bundle_root, served)
     return served
 

@@ -213,10 +213,10 @@ class DINOv3Backbone(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_BACKBONE_SEED)
                 return timm.create_model(name, pretrained=pretrained, num_classes=0, **model_kwargs)
-        except Exception as err:
+        except OSError as err:  # huggingface_hub's and urllib's download errors are all OSErrors
             if not pretrained:
                 raise
-            raise RuntimeError(
+            raise InputError(
                 f"Could not fetch timm's hub weights for {name} ({err}). Offline, download Meta's or timm's weights "
                 "file once and pass its local path as weights."
             ) from err

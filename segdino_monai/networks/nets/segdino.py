@@ -82,9 +82,9 @@ class SegDINO(nn.Module):
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
-            raise ValueError(f"SegDINO is a 2D network: spatial_dims must be 2, got {spatial_dims}.")
+            raise InputError(f"SegDINO is a 2D network: spatial_dims must be 2, got {spatial_dims}.")
         if in_channels != 3:
-            raise ValueError(
+            raise InputError(
                 f"DINOv3 takes RGB input: in_channels must be 3, got {in_channels}. Repeat grey images to 3 channels "
                 "in preprocessing (e.g. monai.transforms.RepeatChanneld(repeats=3))."
             )

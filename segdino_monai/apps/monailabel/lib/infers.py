@@ -15,7 +15,7 @@ from monai.transforms import SaveImaged
 from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
-from segdino_monai.errors import input_error_message
+from segdino_monai.errors import InputError, input_error_message
 from segdino_monai.transforms import SaveSegmentationd
 
 __all__ = ["BadImageError", "SegDINOInfer"]
@@ -23,7 +23,7 @@ __all__ = ["BadImageError", "SegDINOInfer"]
 logger = logging.getLogger(__name__)
 
 
-class BadImageError(ValueError):
+class BadImageError(InputError):
     """The input image could not be read or pre-processed (the request's fault, not the server's).
 
     Args:
@@ -63,7 +63,10 @@ class SegDINOInfer(BundleInferTask):
         return load_bundle_config(path, config, self.const.key_bundle_root())
 
     def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
-        """Run the pre-processing; a failure here is a bad input image and raises :class:`BadImageError`.
+        """Run the pre-processing; bad input (an upload that cannot be read) raises :class:`BadImageError`.
+
+        Only what :func:`~segdino_monai.errors.input_error_message` calls bad input becomes a ``BadImageError`` (the
+        request's fault); any other failure is a bug and propagates as it is (the server's fault).
 
         The bundle's pre-processing reads the upload with the package's image reader
         (:mod:`segdino_monai.data.images`): TIFF, 16-bit, palette and CMYK uploads give the same RGB as training
@@ -72,11 +75,12 @@ class SegDINOInfer(BundleInferTask):
         try:
             return super().run_pre_transforms(data, transforms)
         except Exception as err:
+            message = input_error_message(err)  # our own one-line message (bad file, too large) when there is one
+            if message is None:
+                raise  # not the upload's fault: a bug, reported by the server as such
             path = str(data.get("image_path") or data.get("image"))
             name = os.path.basename(path)
-            # our own one-line message (bad file, too large) when there is one, without the server's temp folder
-            message = input_error_message(err)
-            reason = (message or str(_root_cause(err))).replace(path, name).strip().splitlines()
+            reason = message.replace(path, name).strip().splitlines()  # without the server's temp folder
             raise BadImageError(name, (reason or [type(err).__name__])[0]) from err
 
     def writer(self, data: dict[str, Any], extension=None, dtype=None) -> tuple[str, dict[str, Any]]:
@@ -98,9 +102,3 @@ def _mask_labels(labels: dict[str, int], config: Any) -> dict[str, int]:
     if int(config.get_parsed_content("num_classes")) == 1 and len(labels) == 1:
         return {name: 1 for name in labels}
     return labels
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error

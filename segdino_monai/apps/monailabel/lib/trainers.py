@@ -9,6 +9,8 @@ import monai.bundle
 from lib.configs import config_files, load_bundle_config
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from segdino_monai.errors import InputError
+
 __all__ = ["SegDINOTrain"]
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ class SegDINOTrain(BundleTrainTask):
         overrides["ckpt_dir"] = f"{self.bundle_path}/models"
         own_validation = self.const.key_validate_dataset_data() not in overrides  # the request's val_split < 0
         if own_validation and not (self.bundle_config.get("datalist") or self.bundle_config.get("dataset_dir")):
-            raise ValueError(
+            raise InputError(
                 "val_split < 0 asks for the bundle's own validation set, but the served bundle names none: pass "
                 "val_split >= 0, or start the server with --set datalist=<datalist JSON>."
             )
