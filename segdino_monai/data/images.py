@@ -55,7 +55,7 @@ from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, ImageCms, UnidentifiedImageError
 from tifffile import PHOTOMETRIC
 
-from segdino_monai.dicom.reader import DicomReader
+from segdino_monai.dicom.reader import DicomReader, image_shape
 from segdino_monai.errors import InputError
 
 __all__ = [
@@ -120,6 +120,18 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
         )
 
 
+def _is_dicom_or_itk(path: str | os.PathLike) -> bool:
+    """Whether a file goes to the DICOM reader: not a picture by its name, and DICOM or ITK by name or DICM marker."""
+    return not is_supported_format(str(path).lower(), list(IMAGE_SUFFIXES)) and DicomReader.claims(path)
+
+
+def _dicom_or_itk_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of a DICOM (from its header) or 2D ITK file, after the pixel limit check."""
+    rows, cols = image_shape(path)
+    _check_pixels(path, cols, rows)
+    return cols, rows
+
+
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as file:
         return file.read(4) in _TIFF_MAGIC
@@ -159,6 +171,9 @@ def _open_pil(path: Path) -> Image.Image:
 def image_size(path: str | Path) -> tuple[int, int]:
     """The ``(width, height)`` of an image file from its header, after the decompression-bomb check.
 
+    DICOM and 2D NIfTI/MHA/NRRD files (those :class:`SegDINOImageReader` hands to the DICOM reader) too: DICOM from
+    its header, checked to be an image with pixel data.
+
     Args:
         path: the image file.
 
@@ -167,6 +182,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     _require_file(path)
+    if _is_dicom_or_itk(path):
+        return _dicom_or_itk_size(path)
     if _is_tiff(path):
         try:
             with tifffile.TiffFile(path) as tif:
@@ -185,6 +202,8 @@ def verify_image(path: str | Path) -> tuple[int, int]:
 
     PNG files are checked chunk by chunk with their CRCs without decoding; JPEG files are decoded at 1/8 scale
     (a truncated file still fails); TIFFs and other formats are decoded in full. The pixel limit is checked first.
+    DICOM files are checked from their header only (an image with pixel data; truncated pixel data is found when the
+    DICOM reader decodes it, with an error naming the file); 2D NIfTI/MHA/NRRD files are decoded.
 
     Args:
         path: the image file.
@@ -194,6 +213,8 @@ def verify_image(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     _require_file(path)
+    if _is_dicom_or_itk(path):
+        return _dicom_or_itk_size(path)
     if _is_tiff(path):
         with open_image(path) as image:
             return image.size
@@ -385,18 +406,26 @@ def _cmyk_to_rgb(image: Image.Image, path: Path) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
     """Read any supported 2D image file as ``(H, W, 3)`` ``uint8`` RGB in the file's row/column order.
+
+    DICOM and 2D NIfTI/MHA/NRRD files are read as :class:`SegDINOImageReader` reads them (through
+    :class:`~segdino_monai.dicom.reader.DicomReader`), rounded to 8 bits.
 
     Args:
         path: the image file.
+        frame: the DICOM frame number (from 1) of a multi-frame DICOM file; ignored for pictures.
 
     Returns:
         The RGB array (see the module notes for how each kind of file is converted).
 
     Raises:
-        InputError: naming the file, when it is missing, empty, truncated, not an image, or over the pixel limit.
+        InputError: naming the file, when it is missing, empty, truncated, not an image, or over the pixel limit, or
+            a multi-frame DICOM file without ``frame``.
     """
+    if _is_dicom_or_itk(path):
+        array, _ = DicomReader(frame=frame).get_data(Path(path))
+        return np.clip(np.rint(np.moveaxis(array, 0, -1)), 0, 255).astype(np.uint8)
     with open_image(path) as image:
         return to_rgb(image, path)
 
@@ -461,7 +490,7 @@ class SegDINOImageReader(ImageReader):
         arrays: list[np.ndarray] = []
         compatible: dict = {}
         for path in img if isinstance(img, list) else [img]:
-            if not is_supported_format(str(path).lower(), list(IMAGE_SUFFIXES)) and DicomReader.claims(path):
+            if _is_dicom_or_itk(path):
                 array, header = self.dicom_reader.get_data(path)
             else:
                 array, header = self._picture(path)

@@ -14,8 +14,8 @@ and ``Invertd`` undoes.
 :class:`~segdino_monai.data.images.SegDINOImageReader`, hands them to it. Every bad file raises
 :class:`DicomReadError` (an :class:`~segdino_monai.errors.InputError`) naming the file and the reason.
 
-pydicom (2.4 or 3), its pydicom-3-only functions and ITK are imported where used, so that
-``import segdino_monai.dicom`` is light and works in the MONAI Label environment.
+Only pydicom's error classes are imported at module level; pydicom (2.4 or 3), its pydicom-3-only functions and ITK
+are imported where used, so that ``import segdino_monai.dicom`` is light and works in the MONAI Label environment.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 from monai.data import ImageReader, MetaTensor
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.utils import MetaKeys, ensure_tuple
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from segdino_monai.dicom.regions import ULTRASOUND_REGION_KEY, ultrasound_region
 from segdino_monai.errors import InputError
@@ -43,6 +44,7 @@ __all__ = [
     "DicomReadError",
     "DicomReader",
     "check_image_dataset",
+    "image_shape",
     "is_dicom_file",
     "is_itk_file",
     "pixel_size_mm",
@@ -70,8 +72,11 @@ NON_IMAGE_SOP_CLASSES = {
 }
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PREAMBLE = 128  # a DICOM Part 10 file: 128 bytes of preamble, then b"DICM"
-# what pydicom raises on a file that is not DICOM, truncated or with garbled tags (InvalidDicomError is added at use)
+# what pydicom raises on a file that is missing, not DICOM, truncated or with garbled tags and values (element
+# values are parsed when first used, so these can come from any attribute access, not only from dcmread)
 _PARSE_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
     OSError,
     EOFError,
     ValueError,
@@ -112,20 +117,23 @@ def is_itk_file(path: str | Path) -> bool:
     return str(path).lower().endswith(ITK_EXTENSIONS)
 
 
-def _dcmread(path: str | Path, stop_before_pixels: bool = False) -> Any:
-    """Read a DICOM file; files without a preamble/file meta are read with ``force=True`` when they parse."""
+def _dcmread(path: str | Path, stop_before_pixels: bool = False, defer_size: int | None = None) -> Any:
+    """Read a DICOM file; files without a preamble/file meta are read with ``force=True`` when they parse.
+
+    ``stop_before_pixels`` leaves the pixel data out; ``defer_size`` (bytes) leaves larger values in the file until
+    they are used, so the pixel data element is there without being read.
+    """
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+        return pydicom.dcmread(str(path), defer_size=defer_size, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         pass
     except _PARSE_ERRORS as err:  # missing, unreadable, truncated header, bad tags
         raise _fail(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from err
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels, force=True)
-    except (InvalidDicomError, *_PARSE_ERRORS) as err:
+        ds = pydicom.dcmread(str(path), defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+    except _PARSE_ERRORS as err:
         raise _fail(path, f"not a DICOM file ({type(err).__name__}: {err})") from err
     if "SOPClassUID" not in ds and "Rows" not in ds:
         raise _fail(path, "not a DICOM file (no DICM preamble and no DICOM image attributes)")
@@ -143,6 +151,26 @@ def read_header(path: str | Path) -> Any:
     return _dcmread(path, stop_before_pixels=True)
 
 
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """The ``(rows, columns)`` of a DICOM image from its header (checked to be an image), or of a 2D ITK file.
+
+    Raises:
+        DicomReadError: naming the file, when it is missing, not DICOM, not an image, damaged, or (ITK) not 2D.
+    """
+    path = Path(path)
+    if is_itk_file(path):
+        array, _ = _itk_image(path)  # 2D files are small: decoding them is the check
+        return int(array.shape[1]), int(array.shape[2])
+    ds = _dcmread(path, defer_size=1024)  # the pixel data element without its value: check_image_dataset needs it
+    try:
+        check_image_dataset(ds, path)
+        return int(ds.Rows), int(ds.Columns)
+    except DicomReadError:
+        raise
+    except _DECODE_ERRORS as err:  # a damaged value, parsed on first use
+        raise _fail(path, f"damaged DICOM data ({type(err).__name__}: {err})") from err
+
+
 def ultrasound_region_from_dicom(ds_or_path: Any) -> tuple[list[int], list[int]] | None:
     """The ``(start, end)`` box (row, column; exclusive end) of the image region of an ultrasound DICOM, or ``None``.
 
@@ -154,8 +182,15 @@ def ultrasound_region_from_dicom(ds_or_path: Any) -> tuple[list[int], list[int]]
     Raises:
         DicomReadError: naming the file, when a path is not a readable DICOM file.
     """
-    ds = read_header(ds_or_path) if isinstance(ds_or_path, (str, os.PathLike)) else ds_or_path
-    region = ultrasound_region(ds)
+    if not isinstance(ds_or_path, (str, os.PathLike)):
+        region = ultrasound_region(ds_or_path)
+        return None if region is None else region.box
+    try:
+        region = ultrasound_region(read_header(ds_or_path))
+    except DicomReadError:
+        raise
+    except _DECODE_ERRORS as err:  # a damaged value, parsed on first use
+        raise _fail(ds_or_path, f"damaged Sequence of Ultrasound Regions ({type(err).__name__}: {err})") from err
     return None if region is None else region.box
 
 
@@ -333,14 +368,28 @@ def _affine(spacing: Sequence[float] | None) -> np.ndarray:
     return affine
 
 
-def _number_of_frames(ds: Any) -> int:
-    return int(ds.get("NumberOfFrames", 1) or 1)
+def _number_of_frames(ds: Any, path: str | Path = "<dataset>") -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except _DECODE_ERRORS as err:
+        raise _fail(path, f"damaged DICOM data (NumberOfFrames: {type(err).__name__}: {err})") from err
 
 
 def _dicom_image(
     ds: Any, path: Path, frames: Sequence[int] | int | None, use_itk: bool
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode the chosen frames of a DICOM data set: the image array and its meta data (see :func:`read_dicom`)."""
+    try:
+        return _decode_dataset(ds, path, frames, use_itk)
+    except DicomReadError:
+        raise
+    except _DECODE_ERRORS as err:  # a damaged attribute value (parsed on first use) or lookup table
+        raise _fail(path, f"damaged DICOM data ({type(err).__name__}: {err})") from err
+
+
+def _decode_dataset(
+    ds: Any, path: Path, frames: Sequence[int] | int | None, use_itk: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
     check_image_dataset(ds, path)
     _ensure_transfer_syntax(ds)
     count = _number_of_frames(ds)
@@ -570,7 +619,7 @@ class DicomReader(ImageReader):
                 raise _fail(path, f"frame {self.frame} asked for, but frames apply to DICOM files only")
             return _itk_image(path)
         ds = self._dataset(path)
-        count = _number_of_frames(ds)
+        count = _number_of_frames(ds, path)
         if count > 1 and self.frame is None:
             raise _fail(
                 path,
@@ -592,7 +641,7 @@ class DicomReader(ImageReader):
         if cached is not None and cached[0] == key:
             return cached[1]
         ds = _dcmread(path)
-        self._cached = (key, ds) if _number_of_frames(ds) > 1 else None
+        self._cached = (key, ds) if _number_of_frames(ds, path) > 1 else None
         return ds
 
 
