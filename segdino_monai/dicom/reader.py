@@ -448,7 +448,7 @@ def _with_geometry(meta: dict[str, Any], image: np.ndarray, spacing: Sequence[fl
 
 
 def _as_meta_tensor(image: np.ndarray, meta: dict[str, Any]) -> MetaTensor:
-    return MetaTensor(torch.from_numpy(image), affine=torch.as_tensor(meta[MetaKeys.AFFINE]), meta=meta)
+    return MetaTensor(torch.from_numpy(image), meta={**meta, MetaKeys.AFFINE: torch.as_tensor(meta[MetaKeys.AFFINE])})
 
 
 def read_dicom(path: str | Path, frames: Sequence[int] | int | None = None, use_itk: bool = True) -> MetaTensor:
