@@ -354,3 +354,39 @@ def test_reverse_indexing_swaps_pixels_and_meta(dicom_dir):
     assert swapped.meta["ultrasound_region"] == ([120, 60], [800, 350])
     assert swapped.meta["original_size"] == [800, 350] and tuple(swapped.meta["spatial_shape"]) == (800, 350)
     assert UltrasoundRegionCropd("image")({"image": swapped})["image"].shape == (3, 800 - 120, 350 - 60)
+
+
+def test_bundle_inference_reads_dicom_files_as_they_are(dicom_dir, tmp_path, decoder_checkpoint, segmenter_factory):
+    """inference.json segments DICOM files like segdino dicom; a cine and a damaged file are reported and skipped."""
+    import json
+    import shutil
+
+    from segdino_monai.engines import ImagesSkipped
+    from segdino_monai.transforms.post import with_output_names
+    from tests.bundle.conftest import INFERENCE, tiny_overrides, workflow
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(dicom_dir / "us/pydicom__pydicom-data/OBXXXX1A.dcm", inputs / "OBXXXX1A.dcm")
+    shutil.copy(dicom_dir / "us/pydicom__pydicom-data/US1_UNCR.dcm", inputs / "IM0001")  # no extension
+    shutil.copy(dicom_dir / "us/pydicom__pydicom/examples_ybr_color.dcm", inputs / "cine.dcm")
+    (inputs / "broken.dcm").write_bytes((inputs / "IM0001").read_bytes()[:3000])
+    (tmp_path / "models").mkdir()
+    shutil.copy(decoder_checkpoint, tmp_path / "models" / "model.pt")
+    datalist = with_output_names([{"image": str(p)} for p in sorted(inputs.iterdir())])
+    overrides = tiny_overrides(tmp_path, modality="ultrasound", dataset_dir=str(inputs), datalist=datalist)
+    flow = workflow(INFERENCE, "infer", **overrides)
+    with pytest.raises(ImagesSkipped):
+        flow.run()
+    out = tmp_path / "eval"
+    skipped = {
+        Path(item["file"]).name: item["reason"] for item in json.loads((out / "summary.json").read_text())["skipped"]
+    }
+    assert set(skipped) == {"cine.dcm", "broken.dcm"}
+    assert "30 frames" in skipped["cine.dcm"] and "segdino dicom" in skipped["cine.dcm"]
+    assert "truncated or damaged" in skipped["broken.dcm"]
+    segmenter = segmenter_factory("ultrasound")
+    for name, source in (("OBXXXX1A", "OBXXXX1A.dcm"), ("IM0001", "IM0001")):
+        mask = np.asarray(Image.open(out / f"{name}_mask.png")) > 0
+        expected = segmenter(read_dicom(inputs / source)) > 0
+        assert mask.any() and np.array_equal(mask, expected), name
