@@ -1,9 +1,10 @@
 """Reading 2D image files as the field's datasets ship them, into the one RGB form the model is trained on.
 
-Every image the package reads (``prepare-data``, training, evaluation, inference, MONAI Label) goes through
-:func:`read_image`, or :class:`SegDINOImageReader` (its MONAI ``ImageReader``) inside ``LoadImaged``. The result is
-always ``uint8`` RGB in the file's row/column order (``(H, W, 3)``; channel-first after ``LoadImaged``), whatever
-the file holds:
+Every picture the package reads (``prepare-data``, training, evaluation, inference, MONAI Label) goes through
+:func:`read_image`, or :class:`SegDINOImageReader` (the package's one MONAI ``ImageReader``) inside ``LoadImaged``.
+The result is always ``uint8`` RGB in the file's row/column order (``(H, W, 3)``; channel-first after
+``LoadImaged``), whatever the file holds (DICOM and NIfTI/MHA/NRRD files, which ``SegDINOImageReader`` also reads,
+go through :mod:`segdino_monai.dicom.reader` instead):
 
 - 8-bit grey is repeated to three channels; 16-bit (and 12-bit TIFF) grey is scaled by its full range, rounded, so
   a 16-bit twin of an 8-bit picture (``v * 257``) gives the same values; 32-bit integer grey must fit 16 bits;
@@ -54,6 +55,7 @@ from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, ImageCms, UnidentifiedImageError
 from tifffile import PHOTOMETRIC
 
+from segdino_monai.dicom.reader import DicomReader, image_shape
 from segdino_monai.errors import InputError
 
 __all__ = [
@@ -76,7 +78,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 #: environment variable that overrides :data:`DEFAULT_MAX_IMAGE_PIXELS` (a positive whole number of pixels).
 MAX_PIXELS_ENV = "SEGDINO_MAX_IMAGE_PIXELS"
-#: file name suffixes :class:`SegDINOImageReader` claims (any case).
+#: file name suffixes of the pictures :class:`SegDINOImageReader` reads with :func:`read_image` (any case).
 IMAGE_SUFFIXES: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp")
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -118,6 +120,18 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
         )
 
 
+def _is_dicom_or_itk(path: str | os.PathLike) -> bool:
+    """Whether a file goes to the DICOM reader: not a picture by its name, and DICOM or ITK by name or DICM marker."""
+    return not is_supported_format(str(path).lower(), list(IMAGE_SUFFIXES)) and DicomReader.claims(path)
+
+
+def _dicom_or_itk_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of a DICOM (from its header) or 2D ITK file, after the pixel limit check."""
+    rows, cols = image_shape(path)
+    _check_pixels(path, cols, rows)
+    return cols, rows
+
+
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as file:
         return file.read(4) in _TIFF_MAGIC
@@ -157,6 +171,9 @@ def _open_pil(path: Path) -> Image.Image:
 def image_size(path: str | Path) -> tuple[int, int]:
     """The ``(width, height)`` of an image file from its header, after the decompression-bomb check.
 
+    DICOM and 2D NIfTI/MHA/NRRD files (those :class:`SegDINOImageReader` hands to the DICOM reader) too: DICOM from
+    its header, checked to be an image with pixel data.
+
     Args:
         path: the image file.
 
@@ -165,6 +182,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     _require_file(path)
+    if _is_dicom_or_itk(path):
+        return _dicom_or_itk_size(path)
     if _is_tiff(path):
         try:
             with tifffile.TiffFile(path) as tif:
@@ -183,6 +202,8 @@ def verify_image(path: str | Path) -> tuple[int, int]:
 
     PNG files are checked chunk by chunk with their CRCs without decoding; JPEG files are decoded at 1/8 scale
     (a truncated file still fails); TIFFs and other formats are decoded in full. The pixel limit is checked first.
+    DICOM files are checked from their header only (an image with pixel data; truncated pixel data is found when the
+    DICOM reader decodes it, with an error naming the file); 2D NIfTI/MHA/NRRD files are decoded.
 
     Args:
         path: the image file.
@@ -192,6 +213,8 @@ def verify_image(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     _require_file(path)
+    if _is_dicom_or_itk(path):
+        return _dicom_or_itk_size(path)
     if _is_tiff(path):
         with open_image(path) as image:
             return image.size
@@ -383,86 +406,128 @@ def _cmyk_to_rgb(image: Image.Image, path: Path) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
     """Read any supported 2D image file as ``(H, W, 3)`` ``uint8`` RGB in the file's row/column order.
+
+    DICOM and 2D NIfTI/MHA/NRRD files are read as :class:`SegDINOImageReader` reads them (through
+    :class:`~segdino_monai.dicom.reader.DicomReader`), rounded to 8 bits.
 
     Args:
         path: the image file.
+        frame: the DICOM frame number (from 1) of a multi-frame DICOM file; ignored for pictures.
 
     Returns:
         The RGB array (see the module notes for how each kind of file is converted).
 
     Raises:
-        InputError: naming the file, when it is missing, empty, truncated, not an image, or over the pixel limit.
+        InputError: naming the file, when it is missing, empty, truncated, not an image, or over the pixel limit, or
+            a multi-frame DICOM file without ``frame``.
     """
+    if _is_dicom_or_itk(path):
+        array, _ = DicomReader(frame=frame).get_data(Path(path))
+        return np.clip(np.rint(np.moveaxis(array, 0, -1)), 0, 255).astype(np.uint8)
     with open_image(path) as image:
         return to_rgb(image, path)
 
 
 class SegDINOImageReader(ImageReader):
-    """MONAI ``ImageReader`` over :func:`read_image`: any supported 2D file as ``uint8`` RGB, channel first.
+    """The package's MONAI ``ImageReader``: every image file it reads, channel-first RGB in file row/column order.
 
     ``LoadImaged(keys, reader=SegDINOImageReader, ensure_channel_first=True)`` gives ``(3, H, W)`` in the file's
     row/column order (``spatial_shape`` is ``(H, W)`` too, unlike ``PILReader``'s ``(W, H)``), the same order as
-    :class:`~segdino_monai.data.masks.LoadMask` gives masks.
+    :class:`~segdino_monai.data.masks.LoadMask` gives masks:
+
+    - pictures (:data:`IMAGE_SUFFIXES`, and any file that is not one of the next kinds) through :func:`read_image`,
+      as ``uint8`` on 0..255 (see the module notes);
+    - DICOM files (``.dcm``/``.dicom``, or any name with the ``DICM`` marker, as PACS exports write them without an
+      extension) and 2D NIfTI/MHA/MHD/NRRD files through :class:`~segdino_monai.dicom.reader.DicomReader`, as
+      ``float32`` RGB on 0..255 with their meta data (UIDs, frame numbers, ``pixel_size_mm`` and the affine,
+      ``ultrasound_region``). A multi-frame DICOM needs :attr:`frame` (see ``DicomReader``).
+
+    :meth:`read` only names the files and :meth:`get_data` decodes them, so a bad file raises its
+    :class:`~segdino_monai.errors.InputError` (naming it) out of ``LoadImaged`` instead of MONAI trying its other
+    readers on it.
 
     Args:
         reverse_indexing: swap the two spatial axes (``(W, H, 3)``, the order of MONAI's other readers); ``False``
             by default, for the file's row/column order.
+        frame: the DICOM frame number (from 1) read from multi-frame DICOM files (see :attr:`frame`).
         kwargs: ignored (``LoadImage`` passes its reader options to every reader).
     """
 
-    def __init__(self, reverse_indexing: bool = False, **kwargs: Any) -> None:
+    def __init__(self, reverse_indexing: bool = False, frame: int | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.reverse_indexing = bool(reverse_indexing)
+        self.dicom_reader = DicomReader(frame=frame, reverse_indexing=self.reverse_indexing)
+
+    @property
+    def frame(self) -> int | None:
+        """The DICOM frame number (from 1) read from multi-frame DICOM files; set it before each call.
+
+        ``None`` (the default) reads single-frame files and refuses a multi-frame one with an
+        :class:`~segdino_monai.errors.InputError` naming it and its frame count.
+        """
+        return self.dicom_reader.frame
+
+    @frame.setter
+    def frame(self, value: int | None) -> None:
+        self.dicom_reader.frame = value
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
-        """Whether every file name ends with one of :data:`IMAGE_SUFFIXES` (any case)."""
-        names = [str(f).lower() for f in ensure_tuple(filename)]
-        return is_supported_format(names, list(IMAGE_SUFFIXES))
+        """Whether every file is a picture (:data:`IMAGE_SUFFIXES`, any case) or one the DICOM reader claims."""
+        return all(
+            is_supported_format(str(name).lower(), list(IMAGE_SUFFIXES)) or DicomReader.claims(name)
+            for name in ensure_tuple(filename)
+        )
 
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> Any:
-        """Read one file (or several, stacked by :meth:`get_data`) into ``((3, H, W) array, meta)`` pairs."""
-        loaded = []
-        for name in ensure_tuple(data):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with open_image(name) as image:
-                    meta = {"format": image.format, "mode": image.mode, "width": image.width, "height": image.height}
-                    # channel first and contiguous here, on 8 bits (the channel-last array is dropped at once):
-                    # moving the channel after the float conversion would leave a strided view that the first
-                    # resize or crop copies again at four bytes a value
-                    loaded.append((np.ascontiguousarray(np.moveaxis(to_rgb(image, name), -1, 0)), meta))
-        return loaded if len(loaded) > 1 else loaded[0]
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> list[Path] | Path:
+        """The files to read (decoded by :meth:`get_data`, so that a bad file's own error reaches the caller)."""
+        paths = [Path(name) for name in ensure_tuple(data)]
+        return paths if len(paths) > 1 else paths[0]
 
-    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
-        """The contiguous ``(3, H, W)`` array (several files: stacked first) and its meta data."""
-        items = img if isinstance(img, list) else [img]
+    def get_data(self, img: list[Path] | Path) -> tuple[np.ndarray, dict]:
+        """Decode the files: the contiguous ``(3, H, W)`` array (several files: stacked first) and its meta data."""
         arrays: list[np.ndarray] = []
         compatible: dict = {}
-        for array, meta in items:
-            header = dict(meta)
-            if self.reverse_indexing:
-                array = np.ascontiguousarray(np.swapaxes(array, 1, 2))
-            header[MetaKeys.SPATIAL_SHAPE] = np.asarray(array.shape[1:])
-            header[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+        for path in img if isinstance(img, list) else [img]:
+            if _is_dicom_or_itk(path):
+                array, header = self.dicom_reader.get_data(path)
+            else:
+                array, header = self._picture(path)
             arrays.append(array)
             _copy_compatible_dict(header, compatible)
         return _stack_images(arrays, compatible), compatible
+
+    def _picture(self, path: Path) -> tuple[np.ndarray, dict]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_image(path) as image:
+                header = {"format": image.format, "mode": image.mode, "width": image.width, "height": image.height}
+                # channel first and contiguous here, on 8 bits (the channel-last array is dropped at once): moving
+                # the channel after the float conversion would leave a strided view that the first resize or crop
+                # copies again at four bytes a value
+                array = np.ascontiguousarray(np.moveaxis(to_rgb(image, path), -1, 0))
+        if self.reverse_indexing:
+            array = np.ascontiguousarray(np.swapaxes(array, 1, 2))
+        header[MetaKeys.SPATIAL_SHAPE] = np.asarray(array.shape[1:])
+        header[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+        return array, header
 
 
 class LoadRGBImaged(LoadImaged):
     """``LoadImaged`` that always reads with :class:`SegDINOImageReader`: ``(3, H, W)`` RGB in file row/column order.
 
-    Unlike ``LoadImaged(reader=SegDINOImageReader)``, whose fallback loop turns a reader's error into a
-    ``RuntimeError`` ("cannot find a suitable reader") carrying tracebacks as text, the reader is passed at call
-    time, so a bad file raises the reader's :class:`~segdino_monai.errors.InputError` naming it. Pixel values stay
-    on 0..255 (``float32`` by default, as ``LoadImaged``'s).
+    The reader is passed at call time, so a bad file raises the reader's :class:`~segdino_monai.errors.InputError`
+    naming it, never MONAI's "cannot find a suitable reader" (whose fallback loop would also let another reader read
+    a file ours refuses, a multi-frame DICOM as a volume say). Pixel values stay on 0..255 (``float32`` by default,
+    as ``LoadImaged``'s).
 
     Args:
         keys: image keys.
-        dtype: the output dtype (``None`` keeps ``uint8``).
+        dtype: the output dtype (``None`` keeps the reader's: ``uint8`` for pictures, ``float32`` for DICOM).
         allow_missing_keys: do not raise when a key is absent.
+        reader: the :class:`SegDINOImageReader` to read with (default: a new one); pass one to share it, e.g. to
+            set its ``frame`` for each frame of a multi-frame DICOM file.
         kwargs: other ``LoadImaged`` arguments (``image_only``, ``meta_keys`` ...).
     """
 
@@ -471,12 +536,13 @@ class LoadRGBImaged(LoadImaged):
         keys: Any,
         dtype: Any = np.float32,
         allow_missing_keys: bool = False,
+        reader: SegDINOImageReader | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("image_only", True)
         kwargs.setdefault("ensure_channel_first", True)
-        super().__init__(keys, reader=SegDINOImageReader, dtype=dtype, allow_missing_keys=allow_missing_keys, **kwargs)
-        self.rgb_reader = SegDINOImageReader()
+        self.rgb_reader = reader if reader is not None else SegDINOImageReader()
+        super().__init__(keys, reader=self.rgb_reader, dtype=dtype, allow_missing_keys=allow_missing_keys, **kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any], reader: ImageReader | None = None) -> dict[Hashable, Any]:
         """Load each key's file with :class:`SegDINOImageReader` (or ``reader`` when given)."""

@@ -7,25 +7,37 @@ inside the functions that need them (SEG writing), so the MONAI Label environmen
 from __future__ import annotations
 
 from segdino_monai.dicom.reader import (
+    DICOM_SUFFIXES,
     ITK_EXTENSIONS,
+    DicomReader,
     DicomReadError,
-    LoadDicomd,
     check_image_dataset,
+    image_shape,
+    is_dicom_file,
     is_itk_file,
     pixel_size_mm,
     read_dicom,
-    read_image,
+    read_header,
     read_itk,
+    ultrasound_region_from_dicom,
 )
+from segdino_monai.dicom.regions import ULTRASOUND_REGION_KEY, UltrasoundRegion, ultrasound_region
 
 __all__ = [
+    "DICOM_SUFFIXES",
     "ITK_EXTENSIONS",
+    "ULTRASOUND_REGION_KEY",
     "DicomReadError",
-    "LoadDicomd",
+    "DicomReader",
+    "UltrasoundRegion",
     "check_image_dataset",
+    "image_shape",
+    "is_dicom_file",
     "is_itk_file",
     "pixel_size_mm",
     "read_dicom",
-    "read_image",
+    "read_header",
     "read_itk",
+    "ultrasound_region",
+    "ultrasound_region_from_dicom",
 ]

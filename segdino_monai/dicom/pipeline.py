@@ -2,7 +2,7 @@
 
 The network, its weights, the inferer and the modality's eval preprocessing all come from the bundle's
 ``inference.json`` (through :func:`segdino_monai.engines.bundle_workflow`), so what runs here is what the bundle
-runs; only the loader differs (:func:`~segdino_monai.dicom.reader.read_image` instead of ``LoadImaged``). Predictions
+runs; only the loader differs (:func:`~segdino_monai.dicom.reader.read_dicom` instead of ``LoadImaged``). Predictions
 are inverted to the source grid (``Invertd`` on probabilities, then the threshold), so every output is
 pixel-aligned with the source.
 
@@ -40,7 +40,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged
 
-from segdino_monai.dicom.reader import DicomReadError, _dcmread, is_itk_file, read_image
+from segdino_monai.dicom.reader import DicomReadError, _dcmread, is_itk_file, read_dicom, read_itk
 from segdino_monai.dicom.writer import (
     DEFAULT_TASK,
     SegOptions,
@@ -392,7 +392,7 @@ class RunSummary:
 
 
 def _is_image_file(path: Path) -> bool:
-    """Whether a file may be an image for :func:`read_image`.
+    """Whether a file may be an image for :func:`read_dicom` or :func:`read_itk`.
 
     True for a NIfTI/MHA/NRRD name, a DICOM preamble, or a DICOM data set without preamble (old ACR-NEMA style)
     with image attributes.
@@ -651,7 +651,7 @@ def _run_one(
         summary.done.append(entry)
         return
     try:
-        image = read_image(path, _frames_for(header, frames))
+        image = read_itk(path) if is_itk_file(path) else read_dicom(path, _frames_for(header, frames))
     except DicomReadError as err:
         summary.skipped.append({"file": str(path), "reason": str(err).removeprefix(f"{path}: ")})
         logger.warning("skipped %s", err)

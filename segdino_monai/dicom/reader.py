@@ -1,47 +1,63 @@
-"""Read DICOM images (and other medical image files) as channel-first RGB MONAI ``MetaTensor`` objects.
+"""Read DICOM images (and 2D NIfTI/MHA/NRRD files) as channel-first RGB: the decoder and its MONAI ``ImageReader``.
 
 pydicom decodes the pixel data through its plugins (pylibjpeg, pillow, pyjpegls, RLE); where none of them can
 decode a transfer syntax, ITK (GDCM) gets a try before the file is given up. Every image comes out as float32 RGB
 on 0..255 in the file's row/column order: ``(3, H, W)`` for one frame, ``(3, F, H, W)`` for several (grey is
 repeated to three channels, palette colour goes through its lookup table, YBR becomes RGB, MONOCHROME1 is
 inverted, a VOI LUT or window is applied where present). The meta data keep what is needed to reference the
-source (its UIDs and frame numbers), the physical pixel size in mm and the ultrasound image region, which
-:class:`~segdino_monai.transforms.UltrasoundRegionCropd` crops and ``Invertd`` undoes.
+source (its UIDs and frame numbers), the physical pixel size in mm and the ultrasound image region (chosen by the
+rule of :mod:`segdino_monai.dicom.regions`), which :class:`~segdino_monai.transforms.UltrasoundRegionCropd` crops
+and ``Invertd`` undoes.
 
-Only pydicom (2.4 or 3) and ITK are imported at module level; pydicom-3-only functions are imported where used,
-so that ``import segdino_monai.dicom`` works in the MONAI Label environment.
+:class:`DicomReader` is the MONAI ``ImageReader`` over :func:`read_dicom` and :func:`read_itk`, so
+``LoadImaged(keys="image", reader=DicomReader)`` reads these files in any pipeline; the package's one reader,
+:class:`~segdino_monai.data.images.SegDINOImageReader`, hands them to it. Every bad file raises
+:class:`DicomReadError` (an :class:`~segdino_monai.errors.InputError`) naming the file and the reason.
+
+Only pydicom's error classes are imported at module level; pydicom (2.4 or 3), its pydicom-3-only functions and ITK
+are imported where used, so that ``import segdino_monai.dicom`` is light and works in the MONAI Label environment.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+import os
+import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.data import ImageReader, MetaTensor
+from monai.data.image_reader import _copy_compatible_dict, _stack_images
+from monai.utils import MetaKeys, ensure_tuple
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
-from segdino_monai.transforms.ultrasound import ULTRASOUND_REGION_KEY, ultrasound_region_from_dicom
+from segdino_monai.dicom.regions import ULTRASOUND_REGION_KEY, ultrasound_region
+from segdino_monai.errors import InputError
 
 __all__ = [
+    "DICOM_SUFFIXES",
     "ITK_EXTENSIONS",
     "NON_IMAGE_SOP_CLASSES",
     "DicomReadError",
-    "LoadDicomd",
+    "DicomReader",
     "check_image_dataset",
+    "image_shape",
+    "is_dicom_file",
     "is_itk_file",
     "pixel_size_mm",
     "read_dicom",
-    "read_image",
+    "read_header",
     "read_itk",
+    "ultrasound_region_from_dicom",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: file name suffixes of DICOM files (any case); files without one are recognised by their DICM preamble.
+DICOM_SUFFIXES = (".dcm", ".dicom")
 #: non-DICOM files read through ITK.
 ITK_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 #: SOP class UIDs (and sub-classes, UID + ".x") of objects without an image to segment, with a reason.
@@ -55,10 +71,28 @@ NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.1.3.10": "DICOMDIR (media directory, not an image)",
 }
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-_CM_UNITS = 3  # PhysicalUnitsX/YDirection 3: cm
+_PREAMBLE = 128  # a DICOM Part 10 file: 128 bytes of preamble, then b"DICM"
+# what pydicom raises on a file that is missing, not DICOM, truncated or with garbled tags and values (element
+# values are parsed when first used, so these can come from any attribute access, not only from dcmread)
+_PARSE_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    NotImplementedError,
+    struct.error,
+)
+# what the pixel-data plugins (pylibjpeg, Pillow, pyjpegls, RLE) and ITK/GDCM raise on data they cannot decode
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, *_PARSE_ERRORS)
 
 
-class DicomReadError(ValueError):
+class DicomReadError(InputError):
     """A file that cannot be read as an image; the message names the file and the reason."""
 
 
@@ -66,26 +100,98 @@ def _fail(path: str | Path, reason: str) -> DicomReadError:
     return DicomReadError(f"{path}: {' '.join(reason.split())}")  # one line: decoder messages span several
 
 
-def _dcmread(path: Path) -> Any:
-    """Read a DICOM file; files without a preamble/file meta are read with ``force=True`` when they parse."""
+def is_dicom_file(path: str | Path) -> bool:
+    """Whether a file starts like a DICOM Part 10 file (the ``DICM`` marker after the 128-byte preamble).
+
+    This is how files without a ``.dcm`` name, as PACS exports often write them, are told from other files.
+    """
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(_PREAMBLE + 4)[_PREAMBLE:] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_itk_file(path: str | Path) -> bool:
+    """Whether a file is read through ITK rather than as DICOM (by its extension)."""
+    return str(path).lower().endswith(ITK_EXTENSIONS)
+
+
+def _dcmread(path: str | Path, stop_before_pixels: bool = False, defer_size: int | None = None) -> Any:
+    """Read a DICOM file; files without a preamble/file meta are read with ``force=True`` when they parse.
+
+    ``stop_before_pixels`` leaves the pixel data out; ``defer_size`` (bytes) leaves larger values in the file until
+    they are used, so the pixel data element is there without being read.
+    """
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(path))
+        return pydicom.dcmread(str(path), defer_size=defer_size, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         pass
-    except Exception as err:  # truncated header, bad tags
+    except _PARSE_ERRORS as err:  # missing, unreadable, truncated header, bad tags
         raise _fail(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from err
     try:
-        ds = pydicom.dcmread(str(path), force=True)
-    except Exception as err:
+        ds = pydicom.dcmread(str(path), defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+    except _PARSE_ERRORS as err:
         raise _fail(path, f"not a DICOM file ({type(err).__name__}: {err})") from err
     if "SOPClassUID" not in ds and "Rows" not in ds:
         raise _fail(path, "not a DICOM file (no DICM preamble and no DICOM image attributes)")
     _ensure_transfer_syntax(ds)
     logger.info("%s has no DICOM file meta header: read with force=True", path)
     return ds
+
+
+def read_header(path: str | Path) -> Any:
+    """The DICOM data set of a file without its pixel data (files without file meta are read as by the reader).
+
+    Raises:
+        DicomReadError: naming the file, when it is missing or not DICOM.
+    """
+    return _dcmread(path, stop_before_pixels=True)
+
+
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """The ``(rows, columns)`` of a DICOM image from its header (checked to be an image), or of a 2D ITK file.
+
+    Raises:
+        DicomReadError: naming the file, when it is missing, not DICOM, not an image, damaged, or (ITK) not 2D.
+    """
+    path = Path(path)
+    if is_itk_file(path):
+        array, _ = _itk_image(path)  # 2D files are small: decoding them is the check
+        return int(array.shape[1]), int(array.shape[2])
+    ds = _dcmread(path, defer_size=1024)  # the pixel data element without its value: check_image_dataset needs it
+    try:
+        check_image_dataset(ds, path)
+        return int(ds.Rows), int(ds.Columns)
+    except DicomReadError:
+        raise
+    except _DECODE_ERRORS as err:  # a damaged value, parsed on first use
+        raise _fail(path, f"damaged DICOM data ({type(err).__name__}: {err})") from err
+
+
+def ultrasound_region_from_dicom(ds_or_path: Any) -> tuple[list[int], list[int]] | None:
+    """The ``(start, end)`` box (row, column; exclusive end) of the image region of an ultrasound DICOM, or ``None``.
+
+    The region is chosen by the rule of :mod:`segdino_monai.dicom.regions` (:func:`ultrasound_region`).
+
+    Args:
+        ds_or_path: a pydicom ``Dataset`` or a DICOM file path (read without pixel data).
+
+    Raises:
+        DicomReadError: naming the file, when a path is not a readable DICOM file.
+    """
+    if not isinstance(ds_or_path, (str, os.PathLike)):
+        region = ultrasound_region(ds_or_path)
+        return None if region is None else region.box
+    try:
+        region = ultrasound_region(read_header(ds_or_path))
+    except DicomReadError:
+        raise
+    except _DECODE_ERRORS as err:  # a damaged value, parsed on first use
+        raise _fail(ds_or_path, f"damaged Sequence of Ultrasound Regions ({type(err).__name__}: {err})") from err
+    return None if region is None else region.box
 
 
 def _ensure_transfer_syntax(ds: Any) -> None:
@@ -145,7 +251,7 @@ def _check_pixel_data_length(ds: Any, path: str | Path) -> None:
         return
     try:
         expected = int(get_expected_length(ds, unit="bytes"))
-    except Exception as err:  # attributes the size is computed from are missing or invalid
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # the attributes it is computed from
         raise _fail(path, f"pixel data size cannot be computed from its attributes ({err})") from err
     stored = len(ds.PixelData or b"")
     if stored < expected:
@@ -180,7 +286,7 @@ def _decode_pydicom(ds: Any, numbers: list[int], count: int) -> tuple[np.ndarray
             else:
                 array = np.stack([pixel_array(ds, index=n - 1, decoding_plugin=plugin) for n in numbers])
             return array, f"pydicom:{plugin or 'native'}"
-        except Exception as err:
+        except _DECODE_ERRORS as err:
             errors.append(f"{plugin or 'native'}: {err}")
     raise RuntimeError("; ".join(errors))
 
@@ -241,80 +347,65 @@ def _to_rgb_255(array: np.ndarray, ds: Any, samples: int, decoder: str) -> np.nd
 def pixel_size_mm(ds: Any) -> tuple[list[float] | None, str | None]:
     """The physical size (row, column) in mm of a pixel and where it came from.
 
-    In order: PixelSpacing, ImagerPixelSpacing, then the Sequence of Ultrasound Regions (PhysicalDeltaY/X of the
-    largest 2D tissue region measured in cm).
+    In order: PixelSpacing, ImagerPixelSpacing, then the image region of the Sequence of Ultrasound Regions (its
+    PhysicalDeltaY/X when measured in cm; the region is chosen by the rule of :mod:`segdino_monai.dicom.regions`,
+    so the size is the one of the pixels that the ultrasound crop keeps).
     """
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
             return [float(value[0]), float(value[1])], keyword
-    regions = [
-        r
-        for r in ds.get("SequenceOfUltrasoundRegions", None) or []
-        if r.get("PhysicalUnitsXDirection") == _CM_UNITS
-        and r.get("PhysicalUnitsYDirection") == _CM_UNITS
-        and float(r.get("PhysicalDeltaX", 0) or 0) > 0
-        and float(r.get("PhysicalDeltaY", 0) or 0) > 0
-    ]
-    if not regions:
+    region = ultrasound_region(ds)
+    if region is None or region.pixel_size_mm is None:
         return None, None
-    tissue = [r for r in regions if r.get("RegionSpatialFormat") == 1] or regions
-
-    def area(r: Any) -> int:
-        return (int(r.RegionLocationMaxX1) - int(r.RegionLocationMinX0)) * (
-            int(r.RegionLocationMaxY1) - int(r.RegionLocationMinY0)
-        )
-
-    region = max(tissue, key=area)
-    return [float(region.PhysicalDeltaY) * 10.0, float(region.PhysicalDeltaX) * 10.0], "SequenceOfUltrasoundRegions"
+    return list(region.pixel_size_mm), "SequenceOfUltrasoundRegions"
 
 
-def _affine(spacing: Sequence[float] | None) -> torch.Tensor:
-    affine = torch.eye(4, dtype=torch.float64)
+def _affine(spacing: Sequence[float] | None) -> np.ndarray:
+    affine = np.eye(4, dtype=np.float64)
     if spacing is not None:
         affine[0, 0], affine[1, 1] = float(spacing[0]), float(spacing[1])
     return affine
 
 
-def read_dicom(path: str | Path, frames: Sequence[int] | int | None = None, use_itk: bool = True) -> MetaTensor:
-    """Read a DICOM image as float32 RGB on 0..255, ``(3, H, W)`` for one frame or ``(3, F, H, W)`` for several.
+def _number_of_frames(ds: Any, path: str | Path = "<dataset>") -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except _DECODE_ERRORS as err:
+        raise _fail(path, f"damaged DICOM data (NumberOfFrames: {type(err).__name__}: {err})") from err
 
-    Args:
-        path: the DICOM file (with or without file meta header).
-        frames: DICOM frame numbers (from 1) to read; an int reads that one frame as ``(3, H, W)``; ``None`` all.
-        use_itk: try ITK (GDCM) when no pydicom plugin decodes the pixel data.
 
-    Returns:
-        The image with meta data: the source UIDs (``StudyInstanceUID``, ``SeriesInstanceUID``,
-        ``SOPInstanceUID``, ``SOPClassUID``), ``Modality``, ``frame_numbers``, ``number_of_frames``,
-        ``original_size`` (rows, columns), ``pixel_size_mm`` (row, column; ``None`` when unknown) and its source,
-        ``ultrasound_region`` (when the file has regions), ``photometric_interpretation``, ``decoder`` and
-        ``filename_or_obj``.
+def _dicom_image(
+    ds: Any, path: Path, frames: Sequence[int] | int | None, use_itk: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode the chosen frames of a DICOM data set: the image array and its meta data (see :func:`read_dicom`)."""
+    try:
+        return _decode_dataset(ds, path, frames, use_itk)
+    except DicomReadError:
+        raise
+    except _DECODE_ERRORS as err:  # a damaged attribute value (parsed on first use) or lookup table
+        raise _fail(path, f"damaged DICOM data ({type(err).__name__}: {err})") from err
 
-    Raises:
-        DicomReadError: naming the file and the reason (not DICOM, not an image, truncated, pixel data shorter than
-            its attributes say, frame numbers outside the file's frames, no decoder, ...).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "file not found")
-    ds = _dcmread(path)
+
+def _decode_dataset(
+    ds: Any, path: Path, frames: Sequence[int] | int | None, use_itk: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
     check_image_dataset(ds, path)
     _ensure_transfer_syntax(ds)
-    count = int(ds.get("NumberOfFrames", 1) or 1)
+    count = _number_of_frames(ds)
     numbers = _frame_numbers(ds, frames, path)
     _check_pixel_data_length(ds, path)
     samples = int(ds.get("SamplesPerPixel", 1))
     try:
         array, decoder = _decode_pydicom(ds, numbers, count)
-    except Exception as err:
+    except _DECODE_ERRORS as err:
         reason = f"pydicom cannot decode {ds.file_meta.TransferSyntaxUID.name} ({err})"
         if not use_itk:
             raise _fail(path, reason) from err
         logger.info("%s: %s; trying ITK (GDCM)", path, reason)
         try:
             array, decoder = _decode_itk(path, numbers, count, samples), "itk:gdcm"
-        except Exception as itk_err:
+        except _DECODE_ERRORS as itk_err:
             raise _fail(path, f"{reason}; ITK (GDCM) failed too ({itk_err})") from itk_err
     rows, cols = int(ds.Rows), int(ds.Columns)
     if tuple(array.shape[1:3]) != (rows, cols):
@@ -335,33 +426,63 @@ def read_dicom(path: str | Path, frames: Sequence[int] | int | None = None, use_
         "frame_numbers": numbers,
         "number_of_frames": count,
         "original_size": [rows, cols],
-        "spatial_shape": np.array([rows, cols]),
-        "original_channel_dim": 0,
         "samples_per_pixel": samples,
         "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")),
         "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
-        "pixel_size_mm": spacing,
-        "pixel_size_source": spacing_source,
         "decoder": decoder,
     }
+    if spacing is not None:
+        meta.update(pixel_size_mm=spacing, pixel_size_source=spacing_source)
     region = ultrasound_region_from_dicom(ds)
     if region is not None:
         meta[ULTRASOUND_REGION_KEY] = region
-    return MetaTensor(torch.from_numpy(np.ascontiguousarray(image)), affine=_affine(spacing), meta=meta)
+    return np.ascontiguousarray(image), _with_geometry(meta, image, spacing)
 
 
-def read_itk(path: str | Path) -> MetaTensor:
-    """Read a 2D (or 2D+channels) NIfTI, MHA/MHD or NRRD file through ITK as ``(3, H, W)`` float32 on 0..255.
+def _with_geometry(meta: dict[str, Any], image: np.ndarray, spacing: Sequence[float] | None) -> dict[str, Any]:
+    """``meta`` with MONAI's keys: the affine (pixel size on its diagonal), spatial shape and channel dimension."""
+    meta[MetaKeys.AFFINE] = _affine(spacing)
+    meta[MetaKeys.SPATIAL_SHAPE] = np.asarray(image.shape[-2:])  # (rows, columns), for one frame or several
+    meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+    return meta
 
-    Grey images are scaled from their minimum and maximum (8-bit images are kept as they are) and repeated to three
-    channels. ``pixel_size_mm`` comes from the ITK spacing (row, column).
+
+def _as_meta_tensor(image: np.ndarray, meta: dict[str, Any]) -> MetaTensor:
+    return MetaTensor(torch.from_numpy(image), meta={**meta, MetaKeys.AFFINE: torch.as_tensor(meta[MetaKeys.AFFINE])})
+
+
+def read_dicom(path: str | Path, frames: Sequence[int] | int | None = None, use_itk: bool = True) -> MetaTensor:
+    """Read a DICOM image as float32 RGB on 0..255, ``(3, H, W)`` for one frame or ``(3, F, H, W)`` for several.
+
+    Args:
+        path: the DICOM file (with or without file meta header).
+        frames: DICOM frame numbers (from 1) to read; an int reads that one frame as ``(3, H, W)``; ``None`` all.
+        use_itk: try ITK (GDCM) when no pydicom plugin decodes the pixel data.
+
+    Returns:
+        The image with meta data: the source UIDs (``StudyInstanceUID``, ``SeriesInstanceUID``,
+        ``SOPInstanceUID``, ``SOPClassUID``, ``FrameOfReferenceUID``; empty when the file has none), ``Modality``,
+        ``frame_numbers``, ``number_of_frames``, ``original_size`` (rows, columns), ``pixel_size_mm`` (row, column)
+        and ``pixel_size_source`` (both absent when the size is unknown: ``None`` cannot go through a DataLoader's
+        collation), ``ultrasound_region`` (when the file has regions), ``photometric_interpretation``,
+        ``transfer_syntax``, ``decoder``, ``filename_or_obj``, and the affine with the pixel size on its diagonal.
+
+    Raises:
+        DicomReadError: naming the file and the reason (not DICOM, not an image, truncated, pixel data shorter than
+            its attributes say, frame numbers outside the file's frames, no decoder, ...).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    return _as_meta_tensor(*_dicom_image(_dcmread(path), path, frames, use_itk))
+
+
+def _itk_image(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     import itk
 
-    path = Path(path)
     try:
         image = itk.imread(str(path))
-    except Exception as err:
+    except _DECODE_ERRORS as err:
         raise _fail(path, f"ITK cannot read it ({err})") from err
     array = np.asarray(itk.array_from_image(image))
     components = int(image.GetNumberOfComponentsPerPixel())
@@ -378,58 +499,163 @@ def read_itk(path: str | Path) -> MetaTensor:
     rgb = values[..., :3] if components > 1 else np.repeat(values[..., None], 3, axis=-1)
     if rgb.shape[-1] != 3:
         rgb = np.repeat(rgb[..., :1], 3, axis=-1)
-    out = np.moveaxis(rgb.astype(np.float32), -1, 0)
+    out = np.ascontiguousarray(np.moveaxis(rgb.astype(np.float32), -1, 0))
     spacing = [spacing_xy[1], spacing_xy[0]]
     meta = {
         "filename_or_obj": str(path),
         "frame_numbers": [1],
         "number_of_frames": 1,
         "original_size": [int(out.shape[1]), int(out.shape[2])],
-        "spatial_shape": np.array(out.shape[1:]),
-        "original_channel_dim": 0,
         "samples_per_pixel": components,
         "pixel_size_mm": spacing,
         "pixel_size_source": "itk spacing",
         "decoder": "itk",
     }
-    return MetaTensor(torch.from_numpy(np.ascontiguousarray(out)), affine=_affine(spacing), meta=meta)
+    return out, _with_geometry(meta, out, spacing)
 
 
-def is_itk_file(path: str | Path) -> bool:
-    """Whether a file is read through ITK rather than as DICOM (by its extension)."""
-    return str(path).lower().endswith(ITK_EXTENSIONS)
+def read_itk(path: str | Path) -> MetaTensor:
+    """Read a 2D (or 2D+channels) NIfTI, MHA/MHD or NRRD file through ITK as ``(3, H, W)`` float32 on 0..255.
+
+    Grey images are scaled from their minimum and maximum (8-bit images are kept as they are) and repeated to three
+    channels. ``pixel_size_mm`` comes from the ITK spacing (row, column).
+
+    Raises:
+        DicomReadError: naming the file, when ITK cannot read it or it is not 2D.
+    """
+    return _as_meta_tensor(*_itk_image(Path(path)))
 
 
-def read_image(path: str | Path, frames: Sequence[int] | int | None = None) -> MetaTensor:
-    """Read a DICOM file (:func:`read_dicom`) or a NIfTI/MHA/MHD/NRRD file (:func:`read_itk`)."""
-    if is_itk_file(path):
-        if frames not in (None, 1, [1]):
-            raise _fail(path, "frame selection applies to DICOM files only")
-        return read_itk(path)
-    return read_dicom(path, frames)
+class DicomReader(ImageReader):
+    """MONAI ``ImageReader`` for DICOM images and 2D NIfTI/MHA/MHD/NRRD files: ``(3, H, W)`` float32 RGB on 0..255.
 
+    ``LoadImaged(keys="image", reader=DicomReader(), image_only=True)`` gives what :func:`read_dicom` (or
+    :func:`read_itk`) gives for one frame, with the same meta data. :meth:`read` only names the files;
+    :meth:`get_data` decodes them, so a bad file raises :class:`DicomReadError` (an
+    :class:`~segdino_monai.errors.InputError` naming the file) out of ``LoadImaged`` as it is, instead of MONAI
+    trying its other readers on it and raising "cannot find a suitable reader".
 
-class LoadDicomd(MapTransform):
-    """Load DICOM (or NIfTI/MHA/NRRD) files named in ``keys`` with :func:`read_image`.
+    Files: names ending in ``.dcm``/``.dicom`` or an ITK extension (:data:`ITK_EXTENSIONS`), and files of any other
+    name that start with the ``DICM`` marker (:func:`is_dicom_file`; DICOM files without an extension, as PACS
+    exports write them, or named after their UID). A DICOM data set without preamble and file meta (old ACR-NEMA
+    style) is read when its name ends in ``.dcm``/``.dicom``.
 
-    Use it in place of ``LoadImaged`` + ``EnsureRGBd`` at the start of a preset's pipeline: the output is already
-    channel-first RGB ``(3, H, W)`` on 0..255 (``(3, F, H, W)`` for several frames).
+    Frames: segmentation works on one 2D frame. ``frame`` picks the DICOM frame number (from 1) of a multi-frame file
+    (set it before each call, ``reader.frame = n``, as ``segdino dicom`` does frame by frame; the DICOM data set of
+    the last multi-frame file is kept, so reading its frames one by one parses it once). A multi-frame file read with
+    ``frame=None`` raises :class:`DicomReadError` naming the file and its frame count and pointing to
+    ``segdino dicom``, rather than segmenting its first frame with a warning: the inference engine reports and
+    skips such a file and goes on, where a first-frame mask would silently stand for a whole cine loop (a warning is
+    easily lost in a batch log). Single-frame files read the same with ``frame=None`` or ``frame=1``.
 
     Args:
-        keys: keys holding file paths.
-        frames: DICOM frame numbers (from 1) to read; an int for one frame; ``None`` for all.
-        allow_missing_keys: do not raise when a key is absent.
+        frame: the DICOM frame number (from 1) to read from multi-frame files; ``None`` for single-frame files only.
+        use_itk: try ITK (GDCM) when no pydicom plugin decodes the pixel data.
+        reverse_indexing: swap the two spatial axes (``(3, W, H)``, the order of MONAI's other readers), with the
+            affine, ``original_size``, ``pixel_size_mm`` and the ultrasound region; ``False`` by default, for the
+            file's row/column order.
+        kwargs: ignored (``LoadImage`` passes its reader options to every reader).
     """
 
     def __init__(
-        self, keys: KeysCollection, frames: Sequence[int] | int | None = None, allow_missing_keys: bool = False
+        self, frame: int | None = None, use_itk: bool = True, reverse_indexing: bool = False, **kwargs: Any
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.frames = frames
+        super().__init__()
+        self.frame = frame
+        self.use_itk = bool(use_itk)
+        self.reverse_indexing = bool(reverse_indexing)
+        self._cached: tuple[tuple[str, int, int], Any] | None = None
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Replace each path by its image."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = read_image(d[key], self.frames)
-        return d
+    @property
+    def frame(self) -> int | None:
+        """The DICOM frame number (from 1) read from multi-frame files, or ``None``."""
+        return self._frame
+
+    @frame.setter
+    def frame(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise InputError(f"frame={value!r}: a DICOM frame number is a whole number from 1 (or None)")
+        self._frame = None if value is None else int(value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (DataLoader workers, spawn) without the cached data set."""
+        return {**self.__dict__, "_cached": None}
+
+    @staticmethod
+    def claims(filename: str | os.PathLike) -> bool:
+        """Whether this reader reads a file: by its name, else (any other name) by its DICM marker."""
+        name = str(filename).lower()
+        return name.endswith(DICOM_SUFFIXES + ITK_EXTENSIONS) or is_dicom_file(filename)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """Whether every file is one this reader reads (:meth:`claims`)."""
+        return all(self.claims(name) for name in ensure_tuple(filename))
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> list[Path] | Path:
+        """The files to read (decoded by :meth:`get_data`, so that a bad file's own error reaches the caller)."""
+        paths = [Path(name) for name in ensure_tuple(data)]
+        return paths if len(paths) > 1 else paths[0]
+
+    def get_data(self, img: list[Path] | Path) -> tuple[np.ndarray, dict]:
+        """Decode the files: the ``(3, H, W)`` array (several files: concatenated on channels) and its meta data.
+
+        Raises:
+            DicomReadError: naming the file and the reason (see :func:`read_dicom`), also for a multi-frame file
+                without a ``frame``, and for a ``frame`` outside the file's frames.
+        """
+        arrays: list[np.ndarray] = []
+        compatible: dict = {}
+        for path in img if isinstance(img, list) else [img]:
+            array, meta = self._load(path)
+            if self.reverse_indexing:
+                array, meta = _transposed(array, meta)
+            arrays.append(array)
+            _copy_compatible_dict(meta, compatible)
+        return _stack_images(arrays, compatible), compatible
+
+    def _load(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+        if is_itk_file(path):
+            if self.frame not in (None, 1):
+                raise _fail(path, f"frame {self.frame} asked for, but frames apply to DICOM files only")
+            return _itk_image(path)
+        ds = self._dataset(path)
+        count = _number_of_frames(ds, path)
+        if count > 1 and self.frame is None:
+            raise _fail(
+                path,
+                f"a multi-frame DICOM ({count} frames) and no frame chosen: this pipeline segments one 2D image per "
+                f"file; segment its frames with `segdino dicom {path}` (every frame, or --frames to choose)",
+            )
+        return _dicom_image(ds, path, self.frame, self.use_itk)
+
+    def _dataset(self, path: Path) -> Any:
+        """The file's DICOM data set; the last multi-frame one is kept while the file is unchanged."""
+        try:
+            stat = path.stat()
+        except OSError as err:
+            raise _fail(path, f"cannot read it ({err.strerror or err})") from err
+        if not path.is_file():
+            raise _fail(path, "not a file")
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ds = _dcmread(path)
+        self._cached = (key, ds) if _number_of_frames(ds, path) > 1 else None
+        return ds
+
+
+def _transposed(array: np.ndarray, meta: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Swap the two spatial axes of a ``(3, H, W)`` image and of every row/column pair in its meta data."""
+    meta = dict(meta)
+    affine = np.array(meta[MetaKeys.AFFINE])
+    affine[:, [0, 1]] = affine[:, [1, 0]]
+    meta[MetaKeys.AFFINE] = affine
+    meta[MetaKeys.SPATIAL_SHAPE] = np.asarray(meta[MetaKeys.SPATIAL_SHAPE])[::-1].copy()
+    for key in ("original_size", "pixel_size_mm"):
+        if key in meta:
+            meta[key] = list(meta[key])[::-1]
+    if ULTRASOUND_REGION_KEY in meta:
+        start, end = meta[ULTRASOUND_REGION_KEY]
+        meta[ULTRASOUND_REGION_KEY] = (list(start)[::-1], list(end)[::-1])
+    return np.ascontiguousarray(np.swapaxes(array, 1, 2)), meta

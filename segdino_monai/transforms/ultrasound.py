@@ -16,12 +16,12 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
-from pydicom import dcmread
-from pydicom.dataset import Dataset
 from scipy import ndimage
 from skimage.exposure import equalize_adapthist
 from skimage.morphology import disk
 
+from segdino_monai.dicom.reader import is_dicom_file, ultrasound_region_from_dicom
+from segdino_monai.dicom.regions import ULTRASOUND_REGION_KEY
 from segdino_monai.transforms.common import (
     BoxCrop,
     BoxCropd,
@@ -47,62 +47,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: meta key of a known image region, ``((row0, col0), (row1, col1))`` with exclusive ends.
-ULTRASOUND_REGION_KEY = "ultrasound_region"
-_TISSUE_FORMAT = 1  # RegionSpatialFormat 1: 2D tissue or flow image
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-
-
-def ultrasound_region_from_dicom(ds_or_path: Dataset | str | Path) -> tuple[list[int], list[int]] | None:
-    """The image region of an ultrasound DICOM from its Sequence of Ultrasound Regions (pydicom 2.4 and 3).
-
-    The box is the union of the 2D tissue regions (RegionSpatialFormat 1); if there are none, the largest region.
-    Regions are clipped to the image, as some files declare regions larger than their pixel data.
-
-    Args:
-        ds_or_path: a pydicom ``Dataset`` or a DICOM file path (read without pixel data).
-
-    Returns:
-        ``(start, end)`` in (row, column) order with exclusive ends, or ``None`` when the file has no regions.
-    """
-    if isinstance(ds_or_path, Dataset):
-        ds = ds_or_path
-    else:
-        try:
-            ds = dcmread(str(ds_or_path), stop_before_pixels=True)
-        except Exception as err:
-            raise ValueError(f"cannot read DICOM file {ds_or_path}: {err}") from err
-    regions = ds.get("SequenceOfUltrasoundRegions")
-    if not regions:
-        return None
-    boxes = [
-        (int(r.RegionLocationMinY0), int(r.RegionLocationMinX0), int(r.RegionLocationMaxY1), int(r.RegionLocationMaxX1))
-        for r in regions
-    ]
-    tissue = [box for box, r in zip(boxes, regions, strict=True) if r.get("RegionSpatialFormat") == _TISSUE_FORMAT]
-    chosen = tissue or [max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))]
-    rows, cols = int(ds.get("Rows", 1 << 16)), int(ds.get("Columns", 1 << 16))
-    start = [max(0, min(b[0] for b in chosen)), max(0, min(b[1] for b in chosen))]
-    end = [min(rows, max(b[2] for b in chosen) + 1), min(cols, max(b[3] for b in chosen) + 1)]
-    if end[0] <= start[0] or end[1] <= start[1]:
-        return None
-    return start, end
-
 
 class UltrasoundRegionBox:
     """Find the ultrasound image region of a ``(C, H, W)`` image.
 
-    In order: ``meta["ultrasound_region"]``; the Sequence of Ultrasound Regions of the DICOM file named in
-    ``meta["filename_or_obj"]``; else detection: on a copy at most ``work_size`` pixels wide, pixels brighter than
-    ``dark_threshold`` (fraction of full scale), opened with a disk of ``text_radius`` to remove thin text, rulers
-    and markers, and the bounding box of the largest connected region.
+    In order: ``meta["ultrasound_region"]`` (set by the package's DICOM reader); the image region of the Sequence of
+    Ultrasound Regions of the DICOM file named in ``meta["filename_or_obj"]`` (a DICOM file read by another reader),
+    chosen by the rule of :mod:`segdino_monai.dicom.regions`; else detection: on a copy at most ``work_size`` pixels
+    wide, pixels brighter than ``dark_threshold`` (fraction of full scale), opened with a disk of ``text_radius`` to
+    remove thin text, rulers and markers, and the bounding box of the largest connected region.
 
     Args:
         dark_threshold: luminance (0..1) above which a pixel can be image.
@@ -123,7 +76,7 @@ class UltrasoundRegionBox:
             start, end = meta[ULTRASOUND_REGION_KEY]
             return [int(s) for s in start], [int(e) for e in end]
         filename = meta.get("filename_or_obj")
-        if isinstance(filename, (str, Path)) and _is_dicom_file(Path(filename)):
+        if isinstance(filename, (str, Path)) and is_dicom_file(filename):
             region = ultrasound_region_from_dicom(filename)
             if region is not None:
                 return region

@@ -23,6 +23,7 @@ from segdino_monai.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_PIXELS_ENV,
     LoadRGBImaged,
+    SegDINOImageReader,
     image_size,
     max_image_pixels,
     read_image,
@@ -278,3 +279,44 @@ def test_cvc_style_tiff_pair_images_and_masks_agree(picture, tmp_path) -> None:
     out = pipeline({"image": str(tmp_path / "1.tif"), "label": str(tmp_path / "1_mask.tif")})
     assert out["image"].shape == (3, 288, 384) and out["label"].shape == (1, 288, 384)
     np.testing.assert_array_equal(out["label"][0].numpy(), mask > 0)
+
+
+def test_one_reader_for_pictures_and_dicom(picture, fixtures_dir, tmp_path) -> None:
+    """The package's reader (and its picture functions) read DICOM as the DICOM reader does, pictures as before."""
+    from segdino_monai.dicom import read_dicom
+
+    dicom = fixtures_dir / "dicom/us/pydicom__pydicom-data/OBXXXX1A.dcm"
+    Image.fromarray(picture).save(tmp_path / "frame.png")
+    reader = SegDINOImageReader()
+    load = LoadRGBImaged("image", reader=reader)
+    assert reader.verify_suffix([str(tmp_path / "frame.png"), str(dicom)])
+    png = load({"image": str(tmp_path / "frame.png")})["image"]
+    np.testing.assert_array_equal(png.numpy(), np.moveaxis(picture, -1, 0).astype(np.float32))
+    image = load({"image": str(dicom)})["image"]
+    expected = read_dicom(dicom)
+    np.testing.assert_array_equal(image.numpy(), expected.numpy())
+    assert image.meta["ultrasound_region"] == ([60, 120], [519, 800])
+    assert image.meta["pixel_size_mm"] == pytest.approx([0.26228787661969977] * 2)
+    # the picture functions: the DICOM image rounded to 8 bits, its size from the header
+    rgb = read_image(dicom)
+    assert rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, np.clip(np.rint(np.moveaxis(expected.numpy(), 0, -1)), 0, 255))
+    assert image_size(dicom) == check_image(dicom) == (800, 600)
+    cine = fixtures_dir / "dicom/us/pydicom__pydicom/examples_ybr_color.dcm"
+    np.testing.assert_array_equal(read_image(cine, frame=4), np.rint(np.moveaxis(read_dicom(cine, 4).numpy(), 0, -1)))
+    with pytest.raises(InputError, match="30 frames"):
+        read_image(cine)
+    # a DICOM object that is not an image is refused by the file check, naming it
+    seg = fixtures_dir / "dicom/seg/ImagingDataCommons__highdicom/seg_image_ct_binary.dcm"
+    with pytest.raises(InputError, match=rf"{seg.name}: SOP class .* segmentation"):
+        check_image(seg)
+
+
+def test_dicom_through_the_ultrasound_preset(fixtures_dir) -> None:
+    """The preset's own loader reads DICOM, and its region crop uses the region the reader found."""
+    dicom = fixtures_dir / "dicom/us/pydicom__pydicom-data/OBXXXX1A.dcm"
+    _, pipeline = get_transforms("ultrasound", spatial_size=None, with_label=False)
+    out = pipeline({"image": str(dicom)})["image"]
+    crop = next(op for op in out.applied_operations if "Crop" in op["class"])
+    assert out.shape[1:] == (464, 688)  # 459 x 680 cropped, padded to a multiple of 16
+    assert crop["orig_size"] == (600, 800)

@@ -5,9 +5,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
+from monai.transforms import LoadImaged
+from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_voi_lut, convert_color_space
 
-from segdino_monai.dicom import DicomReadError, LoadDicomd, read_dicom, read_image
+from segdino_monai.data.images import LoadRGBImaged, SegDINOImageReader
+from segdino_monai.dicom import DicomReader, DicomReadError, read_dicom, read_itk
+from segdino_monai.errors import InputError
 from segdino_monai.transforms import UltrasoundRegionCropd
 
 IMAGES = ["us", "vl"]
@@ -99,7 +104,7 @@ def test_ultrasound_physical_size_and_region(dicom_dir):
     assert cine.meta["ultrasound_region"] == ([31, 84], [240, 320])  # clipped to the image
     aloka = read_dicom(dicom_dir / "us/pydicom__pydicom-data/gdcm-US-ALOKA-16.dcm")
     assert aloka.meta["pixel_size_mm"] == pytest.approx([0.3826530650258064] * 2)
-    assert read_dicom(dicom_dir / "us/pydicom__pydicom-data/US1_UNCR.dcm").meta["pixel_size_mm"] is None
+    assert "pixel_size_mm" not in read_dicom(dicom_dir / "us/pydicom__pydicom-data/US1_UNCR.dcm").meta
     # the region crop of the ultrasound preset uses the meta, and the affine carries the spacing
     one = read_dicom(dicom_dir / "us/pydicom__pydicom/examples_palette.dcm")
     cropped = UltrasoundRegionCropd("image")({"image": one})["image"]
@@ -109,7 +114,7 @@ def test_ultrasound_physical_size_and_region(dicom_dir):
 
 def test_single_frame_selection_and_loadd(dicom_dir):
     path = dicom_dir / "us/pydicom__pydicom/examples_ybr_color.dcm"
-    out = LoadDicomd("image", frames=3)({"image": str(path)})["image"]
+    out = LoadImaged("image", reader=DicomReader(frame=3))({"image": str(path)})["image"]
     assert tuple(out.shape) == (3, 240, 320) and out.meta["frame_numbers"] == [3]
     with pytest.raises(DicomReadError, match="outside 1..30"):
         read_dicom(path, frames=[31])
@@ -151,14 +156,14 @@ def test_itk_path_for_nifti_and_mha(tmp_path):
 
     grey = (np.arange(20 * 30).reshape(20, 30) % 256).astype(np.uint8)
     nib.save(nib.Nifti1Image(grey.T.copy(), np.diag([0.5, 0.25, 1.0, 1.0])), tmp_path / "a.nii.gz")
-    image = read_image(tmp_path / "a.nii.gz")
+    image = read_itk(tmp_path / "a.nii.gz")
     assert tuple(image.shape) == (3, 20, 30) and image.meta["decoder"] == "itk"
     assert np.array_equal(image.numpy()[0], grey.astype(np.float32))
     assert image.meta["pixel_size_mm"] == pytest.approx([0.25, 0.5])
     mha = itk.image_from_array(grey)
     mha.SetSpacing([0.3, 0.7])
     itk.imwrite(mha, str(tmp_path / "b.mha"))
-    image = read_image(tmp_path / "b.mha")
+    image = read_itk(tmp_path / "b.mha")
     assert np.array_equal(image.numpy()[1], grey.astype(np.float32))
     assert image.meta["pixel_size_mm"] == pytest.approx([0.7, 0.3])
 
@@ -183,3 +188,205 @@ def test_package_imports_without_loading_highdicom():
     code = "import sys, segdino_monai.dicom, segdino_monai.dicom.pipeline; print('highdicom' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+# pixel size in mm of the fixture files that have one (all from their ultrasound regions); the others have none
+FIXTURE_PIXEL_SIZE = {
+    "examples_palette.dcm": 0.26228787661969977,
+    "examples_ybr_color.dcm": 0.5104970559477806,
+    "JPGLosslessP14SV1_1s_1f_8b.dcm": 0.25476696592378156,
+    "OBXXXX1A.dcm": 0.26228787661969977,
+    "OBXXXX1A_rle.dcm": 0.26228787661969977,
+    "gdcm-US-ALOKA-16.dcm": 0.3826530650258064,
+}
+
+
+def _readers(frame: int | None) -> list:
+    return [DicomReader(frame=frame), SegDINOImageReader(frame=frame)]
+
+
+def test_load_imaged_reads_every_fixture_dicom_like_pydicom(dicom_dir):
+    for path in _files(dicom_dir):
+        ds = pydicom.dcmread(path)
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+        reference = reference_rgb(path)[0]  # frame 1, independently of our decoder
+        decoded = read_dicom(path, frames=1)
+        loaders = [LoadImaged(keys="image", reader=r) for r in _readers(1 if count > 1 else None)]
+        loaders.append(LoadRGBImaged("image", reader=SegDINOImageReader(frame=1)))
+        for load in loaders:
+            image = load({"image": str(path)})["image"]
+            assert tuple(image.shape) == (3, ds.Rows, ds.Columns) and image.dtype == torch.float32, path.name
+            np.testing.assert_array_equal(image.numpy(), decoded.numpy(), err_msg=path.name)
+            difference = np.abs(np.moveaxis(image.numpy(), 0, -1) - reference)
+            if ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit:
+                assert difference.max() <= 4.0 and difference.mean() < 0.5, path.name
+            else:
+                assert difference.max() < 1e-3, path.name
+            size = FIXTURE_PIXEL_SIZE.get(path.name)
+            assert image.meta.get("pixel_size_mm") == (None if size is None else pytest.approx([size, size]))
+            assert float(image.affine[0, 0]) == pytest.approx(size or 1.0), path.name
+            assert float(image.affine[1, 1]) == pytest.approx(size or 1.0), path.name
+            meta = image.meta
+            assert meta["SOPInstanceUID"] == ds.SOPInstanceUID and meta["StudyInstanceUID"] == ds.StudyInstanceUID
+            assert meta["SeriesInstanceUID"] == ds.SeriesInstanceUID and meta["SOPClassUID"] == ds.SOPClassUID
+            assert meta["frame_numbers"] == [1] and meta["number_of_frames"] == count
+            assert meta["filename_or_obj"] == str(path)
+            assert tuple(meta["spatial_shape"]) == (ds.Rows, ds.Columns)
+
+
+def test_load_imaged_reads_a_2d_itk_file(tmp_path):
+    import nibabel as nib
+
+    grey = (np.arange(20 * 30).reshape(20, 30) % 256).astype(np.uint8)
+    nib.save(nib.Nifti1Image(grey.T.copy(), np.diag([0.5, 0.25, 1.0, 1.0])), tmp_path / "a.nii.gz")
+    for reader in _readers(None):
+        assert reader.verify_suffix(str(tmp_path / "a.nii.gz"))
+        image = LoadImaged(keys="image", reader=reader)({"image": str(tmp_path / "a.nii.gz")})["image"]
+        np.testing.assert_array_equal(image.numpy(), np.repeat(grey[None].astype(np.float32), 3, axis=0))
+        assert image.meta["pixel_size_mm"] == pytest.approx([0.25, 0.5]) and image.meta["decoder"] == "itk"
+        assert float(image.affine[0, 0]) == pytest.approx(0.25) and float(image.affine[1, 1]) == pytest.approx(0.5)
+    with pytest.raises(InputError, match=r"a\.nii\.gz: frame 2 asked for, but frames apply to DICOM files only"):
+        LoadImaged(keys="image", reader=DicomReader(frame=2))({"image": str(tmp_path / "a.nii.gz")})
+
+
+def test_dicom_without_extension_is_read_by_its_dicm_marker(dicom_dir, tmp_path):
+    source = dicom_dir / "us/pydicom__pydicom/examples_rgb_color.dcm"
+    expected = read_dicom(source).numpy()
+    # PACS exports: no extension, or the SOP Instance UID as the name (whose last part looks like an extension)
+    for name in ("IM000001", "1.2.840.113619.2.55.3.604688119.969"):
+        path = tmp_path / name
+        path.write_bytes(source.read_bytes())
+        for reader in _readers(None):
+            assert reader.verify_suffix(str(path)), name
+            image = LoadImaged(keys="image", reader=reader)({"image": str(path)})["image"]
+            np.testing.assert_array_equal(image.numpy(), expected)
+            assert image.meta["SOPInstanceUID"] == pydicom.dcmread(source).SOPInstanceUID
+    # a picture without extension is not taken for DICOM: the package's reader reads it as a picture
+    picture = (np.arange(12 * 16 * 3) % 256).astype(np.uint8).reshape(12, 16, 3)
+    Image.fromarray(picture).save(tmp_path / "photo", format="PNG")
+    assert not DicomReader().verify_suffix(str(tmp_path / "photo"))
+    image = LoadImaged(keys="image", reader=SegDINOImageReader())({"image": str(tmp_path / "photo")})["image"]
+    np.testing.assert_array_equal(image.numpy(), np.moveaxis(picture, -1, 0).astype(np.float32))
+
+
+def test_multi_frame_file_reads_the_chosen_frame(dicom_dir, monkeypatch):
+    from segdino_monai.dicom import reader as reader_module
+
+    path = dicom_dir / "us/pydicom__pydicom/examples_ybr_color.dcm"
+    reference = reference_rgb(path)
+    parsed = []
+    real_dcmread = reader_module._dcmread
+    monkeypatch.setattr(reader_module, "_dcmread", lambda *a, **k: parsed.append(a[0]) or real_dcmread(*a, **k))
+    reader = SegDINOImageReader(frame=3)
+    load = LoadImaged(keys="image", reader=reader)
+    for frame in (3, 17, 30):
+        reader.frame = frame  # as segdino dicom sets it, frame by frame
+        image = load({"image": str(path)})["image"]
+        assert tuple(image.shape) == (3, 240, 320) and image.meta["frame_numbers"] == [frame]
+        assert image.meta["number_of_frames"] == 30
+        difference = np.abs(np.moveaxis(image.numpy(), 0, -1) - reference[frame - 1])
+        assert difference.max() <= 4.0 and difference.mean() < 0.5, frame  # lossy JPEG, as above
+        assert image.meta["ultrasound_region"] == ([31, 84], [240, 320])
+    assert len(parsed) == 1  # the data set is parsed once for all its frames
+    # no frame chosen: refused with the file, its frame count and what to run instead
+    for reader in _readers(None):
+        with pytest.raises(InputError) as info:
+            LoadImaged(keys="image", reader=reader)({"image": str(path)})
+        message = str(info.value)
+        assert str(path) in message and "30 frames" in message and "segdino dicom" in message, message
+    with pytest.raises(InputError, match=r"examples_ybr_color\.dcm: frame numbers \[31\] outside 1\.\.30"):
+        LoadImaged(keys="image", reader=DicomReader(frame=31))({"image": str(path)})
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(InputError, match="frame="):
+            DicomReader(frame=bad)
+    # a single-frame file reads the same with frame 1 or no frame, and refuses frame 2
+    single = dicom_dir / "us/pydicom__pydicom/examples_rgb_color.dcm"
+    one, none = (LoadImaged(keys="image", reader=DicomReader(frame=f))({"image": str(single)}) for f in (1, None))
+    np.testing.assert_array_equal(one["image"].numpy(), none["image"].numpy())
+    with pytest.raises(InputError, match=r"outside 1\.\.1: the file has 1 frame"):
+        LoadImaged(keys="image", reader=DicomReader(frame=2))({"image": str(single)})
+
+
+def test_changed_file_is_parsed_again(dicom_dir, tmp_path):
+    cine = tmp_path / "cine.dcm"
+    cine.write_bytes((dicom_dir / "us/pydicom__pydicom/examples_ybr_color.dcm").read_bytes())
+    reader = DicomReader(frame=2)
+    first = reader.get_data(reader.read(str(cine)))[0]
+    ds = pydicom.dcmread(cine)  # the same file written again with another SOP Instance UID
+    ds.SOPInstanceUID = "1.2.3.4"
+    ds.save_as(cine)
+    array, meta = reader.get_data(reader.read(str(cine)))
+    assert meta["SOPInstanceUID"] == "1.2.3.4"
+    np.testing.assert_array_equal(array, first)
+
+
+def test_bad_files_raise_input_error_naming_them_out_of_load_imaged(dicom_dir, tmp_path):
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes((dicom_dir / "us/pydicom__pydicom-data/US1_UNCR.dcm").read_bytes()[:200000])
+    text = tmp_path / "notes.dcm"
+    text.write_text("this is not DICOM\n" * 20)
+    header_only = tmp_path / "IM0002"  # a DICM marker and nothing after it
+    header_only.write_bytes(b"\0" * 128 + b"DICM")
+    seg = dicom_dir / "seg/ImagingDataCommons__highdicom/seg_image_ct_binary.dcm"
+    missing = tmp_path / "missing.dcm"
+    for path in (truncated, text, header_only, seg, missing):
+        for reader in _readers(1):
+            # read() only names the file: MONAI does not try its other readers, our message comes out as it is
+            with pytest.raises(InputError) as info:
+                LoadImaged(keys="image", reader=reader)({"image": str(path)})
+            message = str(info.value)
+            assert isinstance(info.value, DicomReadError) and message.startswith(f"{path}: ") and "\n" not in message
+    # inside a whole preset pipeline too
+    from segdino_monai.errors import input_error_message
+    from segdino_monai.transforms import get_transforms
+
+    pipeline = get_transforms("ultrasound", spatial_size=(64, 64), with_label=False)[1]
+    with pytest.raises(Exception) as info:
+        pipeline({"image": str(truncated)})
+    assert f"{truncated}: pixel data is" in input_error_message(info.value)
+
+
+def test_reverse_indexing_swaps_pixels_and_meta(dicom_dir):
+    path = dicom_dir / "us/pydicom__pydicom/examples_palette.dcm"
+    rows_first = LoadImaged(keys="image", reader=DicomReader())({"image": str(path)})["image"]
+    swapped = LoadImaged(keys="image", reader=DicomReader(reverse_indexing=True))({"image": str(path)})["image"]
+    np.testing.assert_array_equal(swapped.numpy(), rows_first.numpy().transpose(0, 2, 1))
+    assert swapped.meta["ultrasound_region"] == ([120, 60], [800, 350])
+    assert swapped.meta["original_size"] == [800, 350] and tuple(swapped.meta["spatial_shape"]) == (800, 350)
+    assert UltrasoundRegionCropd("image")({"image": swapped})["image"].shape == (3, 800 - 120, 350 - 60)
+
+
+def test_bundle_inference_reads_dicom_files_as_they_are(dicom_dir, tmp_path, decoder_checkpoint, segmenter_factory):
+    """inference.json segments DICOM files like segdino dicom; a cine and a damaged file are reported and skipped."""
+    import json
+    import shutil
+
+    from segdino_monai.engines import ImagesSkipped
+    from segdino_monai.transforms.post import with_output_names
+    from tests.bundle.conftest import INFERENCE, tiny_overrides, workflow
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(dicom_dir / "us/pydicom__pydicom-data/OBXXXX1A.dcm", inputs / "OBXXXX1A.dcm")
+    shutil.copy(dicom_dir / "us/pydicom__pydicom-data/US1_UNCR.dcm", inputs / "IM0001")  # no extension
+    shutil.copy(dicom_dir / "us/pydicom__pydicom/examples_ybr_color.dcm", inputs / "cine.dcm")
+    (inputs / "broken.dcm").write_bytes((inputs / "IM0001").read_bytes()[:3000])
+    (tmp_path / "models").mkdir()
+    shutil.copy(decoder_checkpoint, tmp_path / "models" / "model.pt")
+    datalist = with_output_names([{"image": str(p)} for p in sorted(inputs.iterdir())])
+    overrides = tiny_overrides(tmp_path, modality="ultrasound", dataset_dir=str(inputs), datalist=datalist)
+    flow = workflow(INFERENCE, "infer", **overrides)
+    with pytest.raises(ImagesSkipped):
+        flow.run()
+    out = tmp_path / "eval"
+    skipped = {
+        Path(item["file"]).name: item["reason"] for item in json.loads((out / "summary.json").read_text())["skipped"]
+    }
+    assert set(skipped) == {"cine.dcm", "broken.dcm"}
+    assert "30 frames" in skipped["cine.dcm"] and "segdino dicom" in skipped["cine.dcm"]
+    assert "truncated or damaged" in skipped["broken.dcm"]
+    segmenter = segmenter_factory("ultrasound")
+    for name, source in (("OBXXXX1A", "OBXXXX1A.dcm"), ("IM0001", "IM0001")):
+        mask = np.asarray(Image.open(out / f"{name}_mask.png")) > 0
+        expected = segmenter(read_dicom(inputs / source)) > 0
+        assert mask.any() and np.array_equal(mask, expected), name
