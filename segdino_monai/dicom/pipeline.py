@@ -1,10 +1,10 @@
 """DICOM in, segmentation out: run the bundle's inference on every image instance of a set of files and folders.
 
-The network, its weights, the inferer and the modality's eval preprocessing all come from the bundle's
-``inference.json`` (through :func:`segdino_monai.engines.bundle_workflow`), so what runs here is what the bundle
-runs; only the loader differs (:func:`~segdino_monai.dicom.reader.read_dicom` instead of ``LoadImaged``). Predictions
-are inverted to the source grid (``Invertd`` on probabilities, then the threshold), so every output is
-pixel-aligned with the source.
+Every image is segmented by the bundle's ``inference.json`` pipeline as it is (:class:`DicomSegmenter`): its loader
+(the package's reader, which reads DICOM), preprocessing, network, inferer and postprocessing, with the modality's
+config file and the overrides merged, so a change to the config reaches these outputs too; only the bundle's file
+writer is left out, for the writers here. Predictions are inverted to the source grid (``Invertd`` on
+probabilities, then the threshold), so every output is pixel-aligned with the source.
 
 Per instance, ``OUT/<SOPInstanceUID or file stem>/`` holds ``seg.dcm`` (single-frame sources, or multi-frame ones
 with a frame of reference), ``mask.png``, ``overlay.png``, ``mask.nii.gz`` and ``report.json``; for multi-frame
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd, LoadImaged
+from monai.transforms import Compose
 
-from segdino_monai.dicom.reader import DicomReadError, _dcmread, is_itk_file, read_dicom, read_itk
+from segdino_monai.dicom.reader import _dcmread, _frame_numbers, is_itk_file
 from segdino_monai.dicom.writer import (
     DEFAULT_TASK,
     SegOptions,
@@ -53,9 +53,8 @@ from segdino_monai.dicom.writer import (
     write_png_mask,
     write_seg,
 )
-from segdino_monai.errors import InputError
+from segdino_monai.errors import InputError, input_error_message
 from segdino_monai.filenames import file_stem
-from segdino_monai.options import as_bool
 
 __all__ = [
     "DicomSegmenter",
@@ -293,13 +292,20 @@ def _alive(pid: int) -> bool:
 
 
 class DicomSegmenter:
-    """The bundle's network, preprocessing, inferer and postprocessing, applied to one image frame at a time.
+    """The bundle's ``inference.json`` pipeline, run on one image frame at a time: what the bundle runs, unchanged.
+
+    The configs are ``inference.json``, the modality's ``configs/<modality>.json`` and the overrides, as for
+    ``monai.bundle run inference``. The image is read by the config's own loader (its ``image_reader``, the
+    package's reader, which reads DICOM and 2D ITK files; the frame of a multi-frame file is set on it per call), the
+    config's ``preprocessing``, ``inferer`` and ``postprocessing`` follow, the last without its file writer
+    (``SaveSegmentationd``): this pipeline writes DICOM SEG and its own files instead, as MONAI Label leaves a
+    bundle's writers out (``post_filter``). Predictions are inverted to the source grid by the config's ``Invertd``.
 
     Args:
         bundle_root: the bundle folder (default: found from the working directory).
         backbone_weights: DINOv3 weights file (default: the bundle's); ``"random"`` for tests.
         checkpoint: decoder checkpoint (default: the bundle's ``models/model.pt``).
-        modality: preprocessing preset (default: the bundle's).
+        modality: the modality whose config file is merged (default: the bundle's default, endoscopy).
         overrides: further bundle config overrides (``{"network_def#backbone_kwargs": {...}}``, ...).
     """
 
@@ -312,7 +318,7 @@ class DicomSegmenter:
         overrides: Mapping[str, Any] | None = None,
     ) -> None:
         from segdino_monai.engines import bundle_workflow, require_file
-        from segdino_monai.transforms import prediction_postprocessing
+        from segdino_monai.transforms import SaveSegmentationd
 
         # a non-empty dataset_dir makes a missing weights file an error rather than the demo's random backbone
         settings = {"backbone_weights": backbone_weights, "modality": modality, "dataset_dir": "dicom-input"}
@@ -332,32 +338,39 @@ class DicomSegmenter:
         self.network.load_decoder(self.checkpoint)
         self.network.eval()
         self.inferer = parser.get_parsed_content("inferer")
-        bundle_preprocessing = parser.get_parsed_content("preprocessing")
-        # the preset without its loader: images arrive already loaded as (3, H, W) RGB MetaTensors
-        self.preprocessing = Compose([t for t in bundle_preprocessing.transforms if not isinstance(t, LoadImaged)])
-        invert = Invertd("pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True)
-        self.postprocessing = prediction_postprocessing(
-            self.num_classes,
-            largest_component=as_bool(parser.get_parsed_content("largest_component"), "largest_component"),
-            fill_holes=as_bool(parser.get_parsed_content("fill_holes"), "fill_holes"),
-            invert=invert,
-        )
+        self.reader = parser.get_parsed_content("image_reader")
+        self.preprocessing: Compose = parser.get_parsed_content("preprocessing")
+        # the config's preprocessing starts with its `load` steps: their output is the source frame the writers draw on
+        self.load_steps = len(parser.get_parsed_content("load"))
+        postprocessing = parser.get_parsed_content("postprocessing").transforms
+        self.postprocessing = Compose([t for t in postprocessing if not isinstance(t, SaveSegmentationd)])
         self.model_name = f"SegDINO {parser.get_parsed_content('backbone')} ({Path(self.checkpoint).name})"
 
     @torch.no_grad()
-    def __call__(self, image: MetaTensor) -> np.ndarray:
-        """Segment one ``(3, H, W)`` frame on 0..255; returns the ``(H, W)`` uint8 class-index mask at its size."""
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected a (3, H, W) frame, got {tuple(image.shape)}")
-        data = self.preprocessing({"image": image})
-        batch = data["image"].unsqueeze(0).to(self.device)
-        logits = self.inferer(batch, self.network)
+    def segment(self, path: str | Path, frame: int | None = None) -> tuple[MetaTensor, np.ndarray]:
+        """Read and segment one image (one ``frame``, from 1, of a multi-frame file).
+
+        Returns:
+            The source frame as the bundle's loader gives it, ``(3, H, W)`` on 0..255 with its meta data, and the
+            ``(H, W)`` uint8 class-index mask at its size.
+
+        Raises:
+            InputError: (in the chain of the error) the file cannot be read as an image.
+        """
+        self.reader.frame = frame
+        loaded = self.preprocessing({"image": str(path)}, end=self.load_steps)
+        source = loaded["image"].clone()
+        data = self.preprocessing(loaded, start=self.load_steps)
+        logits = self.inferer(data["image"].unsqueeze(0).to(self.device), self.network)
         data["pred"] = torch.as_tensor(logits[0]).detach().cpu()
-        mask = self.postprocessing(data)["pred"]
-        out = np.asarray(torch.as_tensor(mask).cpu()).astype(np.uint8)[0]
-        if out.shape != tuple(image.shape[1:]):
-            raise RuntimeError(f"prediction {out.shape} is not at the image size {tuple(image.shape[1:])}")
-        return out
+        mask = np.asarray(torch.as_tensor(self.postprocessing(data)["pred"]).cpu()).astype(np.uint8)[0]
+        if mask.shape != tuple(source.shape[1:]):
+            raise RuntimeError(f"prediction {mask.shape} is not at the image size {tuple(source.shape[1:])}")
+        return source, mask
+
+    def __call__(self, path: str | Path, frame: int | None = None) -> np.ndarray:
+        """The ``(H, W)`` uint8 class-index mask of one image (see :meth:`segment`)."""
+        return self.segment(path, frame)[1]
 
 
 @dataclass
@@ -392,7 +405,7 @@ class RunSummary:
 
 
 def _is_image_file(path: Path) -> bool:
-    """Whether a file may be an image for :func:`read_dicom` or :func:`read_itk`.
+    """Whether a file may be an image for the bundle's reader (DICOM or a 2D ITK file).
 
     True for a NIfTI/MHA/NRRD name, a DICOM preamble, or a DICOM data set without preamble (old ACR-NEMA style)
     with image attributes.
@@ -454,27 +467,15 @@ def _report_source(report: Path) -> str | None:
         return None
 
 
-def _frames_of(image: MetaTensor) -> list[tuple[int, MetaTensor]]:
-    """``(frame number, (3, H, W) frame)`` pairs of a ``(3, H, W)`` or ``(3, F, H, W)`` image."""
-    numbers = list(image.meta["frame_numbers"])
-    if image.ndim == 3:
-        return [(numbers[0], image)]
-    frames = []
-    for index, number in enumerate(numbers):
-        meta = dict(image.meta)
-        meta["frame_numbers"] = [number]
-        frames.append((number, MetaTensor(image.as_tensor()[:, index].clone(), affine=image.affine, meta=meta)))
-    return frames
-
-
-def _source_info(path: Path, image: MetaTensor) -> dict[str, Any]:
+def _source_info(path: Path, image: MetaTensor, numbers: list[int]) -> dict[str, Any]:
+    """What the report says of the source: its UIDs, size, pixel size and the frames segmented (``numbers``)."""
     meta = image.meta
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
     return {
         "source_file": str(path.resolve()),
         **{k: meta.get(k) or None for k in keys},  # None: the source has no such attribute
         "number_of_frames": meta["number_of_frames"],
-        "frame_numbers": list(meta["frame_numbers"]),
+        "frame_numbers": numbers,
         "original_size": list(meta["original_size"]),
         "pixel_size_mm": meta.get("pixel_size_mm"),
         "pixel_size_source": meta.get("pixel_size_source"),
@@ -485,14 +486,27 @@ def _source_info(path: Path, image: MetaTensor) -> dict[str, Any]:
 
 
 def _write_instance(
-    path: Path, image: MetaTensor, masks: list[tuple[int, np.ndarray]], folder: Path, options: SegOptions, labels: list
+    path: Path,
+    segmented: list[tuple[int, MetaTensor, np.ndarray]],
+    folder: Path,
+    options: SegOptions,
+    labels: list,
 ) -> tuple[str, dict[str, Any]]:
-    """Write the outputs of one instance into ``folder``; returns the outcome (processed/fallback) and its report."""
-    info = _source_info(path, image)
+    """Write the outputs of one instance into ``folder``; returns the outcome (processed/fallback) and its report.
+
+    Args:
+        path: the source file.
+        segmented: ``(frame number, source frame (3, H, W) on 0..255, mask)`` of each segmented frame.
+        folder: the (staging) output folder.
+        options: SEG descriptions.
+        labels: the segment labels.
+    """
+    masks = [(number, mask) for number, _, mask in segmented]
+    frames = [(number, frame) for number, frame, _ in segmented]
+    info = _source_info(path, frames[0][1], [number for number, _ in masks])
     spacing = info["pixel_size_mm"]
     stack = np.stack([m for _, m in masks])
-    frames = _frames_of(image)
-    single = image.ndim == 3
+    single = int(info["number_of_frames"]) == 1
     report: dict[str, Any] = {**info, "outputs": {}, "segments": []}
     is_dicom = not is_itk_file(path)
     whole = len(masks) == int(info["number_of_frames"])
@@ -651,15 +665,20 @@ def _run_one(
         summary.done.append(entry)
         return
     try:
-        image = read_itk(path) if is_itk_file(path) else read_dicom(path, _frames_for(header, frames))
-    except DicomReadError as err:
-        summary.skipped.append({"file": str(path), "reason": str(err).removeprefix(f"{path}: ")})
-        logger.warning("skipped %s", err)
+        numbers = _frames_for(path, header, frames)
+        segmented = [(number or 1, *segmenter.segment(path, number)) for number in numbers]
+    except Exception as err:  # a file that does not read is skipped with its reason; anything else failed
+        reason = input_error_message(err)
+        if reason is None:
+            summary.failed.append({"file": str(path), "reason": f"{type(err).__name__}: {err}"})
+            logger.error("failed %s: %s", path, err)
+        else:
+            summary.skipped.append({"file": str(path), "reason": reason.removeprefix(f"{path}: ")})
+            logger.warning("skipped %s", reason)
         return
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-{name}-", dir=output))
     try:
-        masks = [(number, segmenter(frame)) for number, frame in _frames_of(image)]
-        outcome, report = _write_instance(path, image, masks, staging, options, labels)
+        outcome, report = _write_instance(path, segmented, staging, options, labels)
         _publish(staging, target)
     except Exception as err:  # on purpose: one file's failure is reported in the summary and the run goes on
         shutil.rmtree(staging, ignore_errors=True)
@@ -669,7 +688,7 @@ def _run_one(
     except BaseException:  # Ctrl-C, SIGTERM: nothing half-written stays behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    entry.update({"SOPInstanceUID": report.get("SOPInstanceUID") or None, "frames": len(masks)})
+    entry.update({"SOPInstanceUID": report.get("SOPInstanceUID") or None, "frames": len(segmented)})
     if outcome == "fallback":
         entry["reason"] = report["seg_not_written"]
     if report.get("seg_repairs"):
@@ -677,11 +696,15 @@ def _run_one(
     getattr(summary, outcome).append(entry)
 
 
-def _frames_for(header: Any | None, frames: list[int] | None) -> list[int] | None:
-    """The frames to read: ``frames`` for a multi-frame DICOM file, ``None`` (its one frame) for the others."""
-    if frames is None or header is None or int(header.get("NumberOfFrames", 1) or 1) == 1:
-        return None
-    return frames
+def _frames_for(path: Path, header: Any | None, frames: list[int] | None) -> list[int | None]:
+    """The frames to segment: the chosen ``frames`` (default all) of a multi-frame DICOM file, else ``[None]``.
+
+    Raises:
+        DicomReadError: a chosen frame is not in the file.
+    """
+    if header is None or int(header.get("NumberOfFrames", 1) or 1) == 1:
+        return [None]
+    return list(_frame_numbers(header, frames, path))
 
 
 def _log_summary(summary: RunSummary, output: Path) -> None:

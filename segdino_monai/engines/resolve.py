@@ -294,7 +294,9 @@ def check_modality(modality: str, preprocessing_modality: str) -> None:
 def list_images(folder: str | Path) -> list[dict[str, str]]:
     """Datalist entries ``{"image": path}`` for every image file directly in a folder (sorted by name).
 
-    Files are images by their extension (:data:`~segdino_monai.data.pairing.IMAGE_EXTENSIONS`, any case); hidden
+    Files are images by their extension (:data:`~segdino_monai.data.pairing.IMAGE_EXTENSIONS`, any case), or files
+    the package's reader takes for DICOM or 2D ITK images (``.dcm``, ``.nii.gz``, ``.mha``, ..., and DICOM files of
+    any name that start with the DICM marker, as PACS exports write them); hidden
     files, among them macOS's ``.DS_Store`` and ``._photo.jpg`` AppleDouble files, are ignored (debug log), as
     are other files and sub-folders. Whether an image reads is checked later, image by image.
 
@@ -312,11 +314,13 @@ def list_images(folder: str | Path) -> list[dict[str, str]]:
         raise InputError(
             f"Cannot list the image folder {folder} ({err.strerror or err}): check its permissions."
         ) from err
+    from segdino_monai.dicom.reader import DicomReader
+
     images, ignored = [], []
     for path in entries:
         if path.name.startswith("."):
             logger.debug("ignoring hidden file %s", path)
-        elif path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        elif not path.is_file() or (path.suffix.lower() not in IMAGE_EXTENSIONS and not DicomReader.claims(path)):
             logger.debug("ignoring %s: not an image file (%s)", path, ", ".join(IMAGE_EXTENSIONS))
             ignored.append(path)
         else:
