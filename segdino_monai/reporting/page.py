@@ -1,8 +1,9 @@
 """The evaluation report: one self-contained HTML page (figures embedded) and a markdown twin (figures as files).
 
-Everything on the page comes from the run folder: ``metrics_per_image.csv`` (the numbers), ``metrics_summary.json``
-(what was evaluated), the predictions folder (each case's predicted and reference masks) and the TensorBoard logs
-(training curves). :func:`write_report` can therefore be run again at any time: ``segdino report RUN_DIR``.
+Everything on the page comes from the run folder (:class:`~segdino_monai.reporting.layout.RunLayout`):
+``metrics_per_image.csv`` (the numbers), ``metrics_summary.json`` (what was evaluated), the predictions folder (each
+case's predicted and reference masks) and the TensorBoard logs (training curves). :func:`write_report` can therefore
+be run again at any time: ``segdino report RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from segdino_monai.atomic import atomic_write
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
 from segdino_monai.reporting.curves import read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
+from segdino_monai.reporting.layout import RunLayout
 from segdino_monai.reporting.summary import summarise
 from segdino_monai.transforms.post import display_name, output_names
 
@@ -29,7 +31,6 @@ __all__ = ["write_report"]
 
 logger = logging.getLogger(__name__)
 
-HTML_NAME, MARKDOWN_NAME, FILES_DIR = "report.html", "report.md", "report_files"
 POOR_OVERLAP = 0.5
 HOW_TO_READ = (
     ("Dice", "overlap of the predicted and the reference outline: 0 = no overlap, 1 = identical. Higher is better."),
@@ -81,34 +82,33 @@ def write_report(
     Raises:
         FileNotFoundError: ``run_dir`` holds no ``metrics_per_image.csv``.
     """
-    run_dir = Path(run_dir)
-    table = run_dir / "metrics_per_image.csv"
+    layout = RunLayout(run_dir, predictions_dir)
+    run_dir, table = layout.root, layout.metrics_csv
     if not table.is_file():
         raise FileNotFoundError(
             f"{table} not found: {run_dir} is not an evaluation folder. Run `segdino evaluate --output-dir "
             f"{run_dir}` (or the bundle's evaluating workflow) first."
         )
-    predictions_dir = Path(predictions_dir) if predictions_dir else run_dir / "predictions"
     names, rows = read_metrics_csv(table)
-    summary_file = run_dir / "metrics_summary.json"
+    summary_file = layout.summary_json
     context = json.loads(summary_file.read_text()).get("context", {}) if summary_file.is_file() else {}
     key = next((n for n in names if metric_label(n) == "Dice"), names[0] if names else "")
-    log_dir = Path(log_dir) if log_dir else run_dir / "tensorboard"
-    figures, notes = _figures(names, rows, key, predictions_dir, log_dir, num_cases)
+    log_dir = Path(log_dir) if log_dir else layout.tensorboard
+    figures, notes = _figures(names, rows, key, layout.predictions, log_dir, num_cases)
     figures_by_name = {f.name: f for f in figures}
     sections = _sections(names, rows, key, context, figures, notes)
 
-    files = run_dir / FILES_DIR
+    files = layout.report_files
     shutil.rmtree(files, ignore_errors=True)  # figures of an earlier report may belong to other cases
     files.mkdir(parents=True)
     for figure in figures:
         (files / f"{figure.name}.png").write_bytes(figure.png)
     page = _html(sections, figures_by_name, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode())
-    markdown = _markdown(sections, figures_by_name)
-    atomic_write(run_dir / HTML_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    atomic_write(run_dir / MARKDOWN_NAME, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
-    logger.info("Evaluation report: %s (markdown: %s)", run_dir / HTML_NAME, run_dir / MARKDOWN_NAME)
-    return run_dir / HTML_NAME
+    markdown = _markdown(sections, figures_by_name, files.name)
+    atomic_write(layout.report_html, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(layout.report_md, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
+    logger.info("Evaluation report: %s (markdown: %s)", layout.report_html, layout.report_md)
+    return layout.report_html
 
 
 def _figures(
@@ -202,7 +202,11 @@ def _sections(
     ]
     table_rows = [[row[0], (shown[row[1]], row[1]), *row[2:]] for row in table_rows]
     every = [
-        ("p", f"One row per evaluated image, lowest {metric_label(key)} first (values of metrics_per_image.csv)."),
+        (
+            "p",
+            f"One row per evaluated image, lowest {metric_label(key)} first "
+            f"(values of {RunLayout('.').metrics_csv.name}).",
+        ),
         ("table", ["rank", "image", *labels], table_rows, ["per-image"]),
     ]
     training = [("figure", "training_curves")] if any(f.name == "training_curves" for f in figures) else []
@@ -265,7 +269,7 @@ def _html_table(
     return f"<table{css}>{head}<tbody>{''.join(body)}</tbody></table>"
 
 
-def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> str:
+def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure], files_dir: str) -> str:
     out = ["# Segmentation report", ""]
     for heading, blocks in sections:
         out += [f"## {heading}", ""]
@@ -285,7 +289,7 @@ def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> 
                 out.append("")
             elif kind == "figure" and block[1] in figures:
                 figure = figures[block[1]]
-                out += [f"![{figure.caption}]({FILES_DIR}/{figure.name}.png)", "", f"*{figure.caption}*", ""]
+                out += [f"![{figure.caption}]({files_dir}/{figure.name}.png)", "", f"*{figure.caption}*", ""]
     return "\n".join(out)
 
 
