@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from segdino_monai.engines.checkpoint import BestModelSaver, QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
-from segdino_monai.engines.report import SegmentationReport
 from segdino_monai.engines.resolve import (
     PATCH_SIZE,
     RANDOM_WEIGHTS,
@@ -34,16 +32,12 @@ __all__ = [
     "SkippingDataset",
     "check_output_dir",
     "skipping_collate",
-    "BestModelSaver",
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",
     "PATCH_SIZE",
     "PRESETS",
-    "QuietStop",
     "RANDOM_WEIGHTS",
-    "ResumableCheckpoint",
-    "SegmentationReport",
     "TASKS",
     "bundle_workflow",
     "check_command_line_ids",
