@@ -2,8 +2,8 @@
 
 Everything on the page comes from the run folder (:class:`~segdino_monai.reporting.layout.RunLayout`):
 ``metrics_per_image.csv`` (the numbers), ``metrics_summary.json`` (what was evaluated), the predictions folder (each
-case's predicted and reference masks) and the TensorBoard logs (training curves). :func:`write_report` can therefore
-be run again at any time: ``segdino report RUN_DIR``.
+case's predicted and reference masks) and the training's ``epoch_metrics.json`` (training curves).
+:func:`write_report` can therefore be run again at any time: ``segdino report RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
-from segdino_monai.reporting.curves import read_training_curves
+from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
 from segdino_monai.reporting.layout import RunLayout
 from segdino_monai.reporting.summary import summarise
@@ -65,7 +66,7 @@ class _Figure:
 def write_report(
     run_dir: str | Path,
     predictions_dir: str | Path | None = None,
-    log_dir: str | Path | None = None,
+    epoch_metrics: str | Path | None = None,
     num_cases: int = 4,
 ) -> Path:
     """Write ``report.html``, ``report.md`` and ``report_files/`` into the run folder of an evaluation.
@@ -73,7 +74,7 @@ def write_report(
     Args:
         run_dir: the evaluation's output folder (holding ``metrics_per_image.csv``).
         predictions_dir: the folder of the masks (default ``<run_dir>/predictions``).
-        log_dir: the training's TensorBoard folder (default ``<run_dir>/tensorboard``).
+        epoch_metrics: the training's per-epoch metrics file (default ``<run_dir>/epoch_metrics.json``).
         num_cases: how many worst and best cases to show.
 
     Returns:
@@ -93,8 +94,8 @@ def write_report(
     summary_file = layout.summary_json
     context = json.loads(summary_file.read_text()).get("context", {}) if summary_file.is_file() else {}
     key = next((n for n in names if metric_label(n) == "Dice"), names[0] if names else "")
-    log_dir = Path(log_dir) if log_dir else layout.tensorboard
-    figures, notes = _figures(names, rows, key, layout.predictions, log_dir, num_cases)
+    epoch_metrics = Path(epoch_metrics) if epoch_metrics else layout.epoch_metrics
+    figures, notes = _figures(names, rows, key, layout.predictions, epoch_metrics, num_cases)
     figures_by_name = {f.name: f for f in figures}
     sections = _sections(names, rows, key, context, figures, notes)
 
@@ -112,7 +113,7 @@ def write_report(
 
 
 def _figures(
-    names: list[str], rows: list[EvaluatedImage], key: str, predictions_dir: Path, log_dir: Path, num_cases: int
+    names: list[str], rows: list[EvaluatedImage], key: str, predictions_dir: Path, epoch_metrics: Path, num_cases: int
 ) -> tuple[list[_Figure], dict[str, list[str]]]:
     """The figures, and notes on what could not be shown by the section they belong to."""
     figures: list[_Figure] = []
@@ -133,15 +134,19 @@ def _figures(
             scores = ", ".join(f"{metric_label(n)} {_fmt(row.values[n], n)}" for n in names)
             title = f"{kind} {rank}: {display_name(row.filename, output[row.filename])} ({scores})"
             figures.append(_Figure(f"{kind}_{rank}", title, case_figure(case, title)))
-    curves = read_training_curves(log_dir)
+    try:
+        curves = read_training_curves(epoch_metrics)
+    except InputError as err:  # the evaluation's numbers do not depend on it: the page says so and goes on
+        notes["Training"].append(str(err))
+        curves = TrainingCurves()
     if curves:
         caption = "Training loss (mean per epoch) and the metrics logged per epoch during training."
         best_epoch = curves.best_epoch("val_mean_dice")
         if best_epoch:
             caption += f" Best validation Dice {best_epoch[1]:.4f} at epoch {best_epoch[0]} (the model evaluated here)."
         figures.append(_Figure("training_curves", caption, curves_figure(curves)))
-    else:
-        notes["Training"].append(f"No training logs in {log_dir}: the training curves are not shown.")
+    elif not notes["Training"]:
+        notes["Training"].append(f"No training logs in {epoch_metrics}: the training curves are not shown.")
     return figures, notes
 
 
