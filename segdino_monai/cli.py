@@ -56,7 +56,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from segdino_monai.engines.benchmark import QUICK, BenchmarkConfig, run_benchmark
+    from segdino_monai.tools.benchmark import QUICK, BenchmarkConfig, run_benchmark
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
