@@ -56,7 +56,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from segdino_monai.engines.benchmark import QUICK, BenchmarkConfig, run_benchmark
+    from segdino_monai.tools.benchmark import QUICK, BenchmarkConfig, run_benchmark
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
@@ -112,7 +112,7 @@ def _set_overrides(items: Sequence[str] | None) -> dict[str, object]:
 def _report(args: argparse.Namespace) -> int:
     from segdino_monai.reporting import write_report
 
-    write_report(args.run_dir, args.predictions_dir, args.log_dir, args.cases)
+    write_report(args.run_dir, args.predictions_dir, args.epoch_metrics, args.cases)
     return 0
 
 
@@ -325,11 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="(re)write the evaluation report of a run: report.html, report.md and report_files/",
         description="Write RUN_DIR/report.html (self-contained) and report.md from RUN_DIR/metrics_per_image.csv, "
-        "metrics_summary.json, the masks in RUN_DIR/predictions and the training logs in RUN_DIR/tensorboard.",
+        "metrics_summary.json, the masks in RUN_DIR/predictions and the training curves in "
+        "RUN_DIR/epoch_metrics.json.",
     )
     report.add_argument("run_dir", type=Path, help="the evaluation's output folder (--output-dir of evaluate)")
     report.add_argument("--predictions-dir", type=Path, help="the masks folder (default RUN_DIR/predictions)")
-    report.add_argument("--log-dir", type=Path, help="the TensorBoard folder (default RUN_DIR/tensorboard)")
+    report.add_argument(
+        "--epoch-metrics", type=Path, help="the training's per-epoch metrics (default RUN_DIR/epoch_metrics.json)"
+    )
     report.add_argument("--cases", type=int, default=4, help="worst and best cases to show (default 4)")
     report.set_defaults(func=_report)
     dicom = commands.add_parser(

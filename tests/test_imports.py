@@ -1,4 +1,4 @@
-"""The package's import graph: no cycle, and the report package stands on its own (no import from engines/)."""
+"""The package's import graph: no cycle; reporting/ imports neither engines/ nor handlers/, engines/ no handlers/."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 50 and "segdino_monai.engines.report" in graph  # the whole package was read
+    assert len(graph) > 50 and "segdino_monai.handlers.segmentation_report" in graph  # the whole package was read
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
@@ -77,16 +77,27 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a", "c"}}) is None
     graph = import_graph()
-    graph["segdino_monai.reporting.page"].add("segdino_monai.engines.report")  # the import this package used to have
+    graph["segdino_monai.reporting.page"].add("segdino_monai.handlers.segmentation_report")  # the report's writer
     cycle = find_cycle(graph)
-    assert cycle is not None and "segdino_monai.engines.report" in cycle
+    assert cycle is not None and "segdino_monai.handlers.segmentation_report" in cycle
 
 
-def test_reporting_imports_nothing_from_engines():
-    graph = import_graph()
-    reporting = {m: deps for m, deps in graph.items() if m.startswith("segdino_monai.reporting")}
-    assert len(reporting) >= 6
-    from_engines = {
-        m: sorted(d for d in deps if d.startswith("segdino_monai.engines")) for m, deps in reporting.items()
+def _imports_from(graph: dict[str, set[str]], package: str, others: tuple[str, ...]) -> dict[str, list[str]]:
+    """The modules of ``package`` that import from any of ``others``, with those imports."""
+    found = {
+        module: sorted(d for d in deps if d.startswith(others))
+        for module, deps in graph.items()
+        if module.startswith(package)
     }
-    assert {m: deps for m, deps in from_engines.items() if deps} == {}
+    return {module: deps for module, deps in found.items() if deps}
+
+
+def test_reporting_imports_nothing_from_engines_or_handlers():
+    graph = import_graph()
+    assert len([m for m in graph if m.startswith("segdino_monai.reporting")]) >= 7
+    assert _imports_from(graph, "segdino_monai.reporting", ("segdino_monai.engines", "segdino_monai.handlers")) == {}
+
+
+def test_engines_import_nothing_from_handlers_or_tools():
+    graph = import_graph()
+    assert _imports_from(graph, "segdino_monai.engines", ("segdino_monai.handlers", "segdino_monai.tools")) == {}

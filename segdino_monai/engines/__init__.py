@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 from segdino_monai.configs import find_bundle_root
-from segdino_monai.engines.checkpoint import BestModelSaver, QuietStop, ResumableCheckpoint
 from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
 from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
-from segdino_monai.engines.report import SegmentationReport
 from segdino_monai.engines.resolve import (
     PATCH_SIZE,
     RANDOM_WEIGHTS,
@@ -38,16 +36,12 @@ __all__ = [
     "check_modality",
     "check_output_dir",
     "skipping_collate",
-    "BestModelSaver",
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",
     "PATCH_SIZE",
     "PRESETS",
-    "QuietStop",
     "RANDOM_WEIGHTS",
-    "ResumableCheckpoint",
-    "SegmentationReport",
     "TASKS",
     "bundle_workflow",
     "check_command_line_ids",

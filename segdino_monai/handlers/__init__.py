@@ -1,5 +1,19 @@
+"""Ignite handlers of the bundle's workflows: checkpoints, the evaluation report, per-epoch metrics, loading."""
+
 from __future__ import annotations
 
+from segdino_monai.handlers.best_model_saver import BestModelSaver
 from segdino_monai.handlers.decoder_loader import DecoderLoader
+from segdino_monai.handlers.metrics_json import EpochMetricsJSON
+from segdino_monai.handlers.quiet_stop import QuietStop
+from segdino_monai.handlers.resumable_checkpoint import ResumableCheckpoint
+from segdino_monai.handlers.segmentation_report import SegmentationReport
 
-__all__ = ["DecoderLoader"]
+__all__ = [
+    "BestModelSaver",
+    "DecoderLoader",
+    "EpochMetricsJSON",
+    "QuietStop",
+    "ResumableCheckpoint",
+    "SegmentationReport",
+]

@@ -1,8 +1,9 @@
 """The evaluation report: one self-contained HTML page (figures embedded) and a markdown twin (figures as files).
 
-Everything on the page comes from the run folder: ``metrics_per_image.csv`` (the numbers), ``metrics_summary.json``
-(what was evaluated), the predictions folder (each case's predicted and reference masks) and the TensorBoard logs
-(training curves). :func:`write_report` can therefore be run again at any time: ``segdino report RUN_DIR``.
+Everything on the page comes from the run folder (:class:`~segdino_monai.reporting.layout.RunLayout`):
+``metrics_per_image.csv`` (the numbers), ``metrics_summary.json`` (what was evaluated), the predictions folder (each
+case's predicted and reference masks) and the training's ``epoch_metrics.json`` (training curves).
+:func:`write_report` can therefore be run again at any time: ``segdino report RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
-from segdino_monai.reporting.curves import read_training_curves
+from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
+from segdino_monai.reporting.layout import RunLayout
 from segdino_monai.reporting.summary import summarise
 from segdino_monai.transforms.post import display_name, output_names
 
@@ -29,7 +32,6 @@ __all__ = ["write_report"]
 
 logger = logging.getLogger(__name__)
 
-HTML_NAME, MARKDOWN_NAME, FILES_DIR = "report.html", "report.md", "report_files"
 POOR_OVERLAP = 0.5
 HOW_TO_READ = (
     ("Dice", "overlap of the predicted and the reference outline: 0 = no overlap, 1 = identical. Higher is better."),
@@ -64,7 +66,7 @@ class _Figure:
 def write_report(
     run_dir: str | Path,
     predictions_dir: str | Path | None = None,
-    log_dir: str | Path | None = None,
+    epoch_metrics: str | Path | None = None,
     num_cases: int = 4,
 ) -> Path:
     """Write ``report.html``, ``report.md`` and ``report_files/`` into the run folder of an evaluation.
@@ -72,7 +74,7 @@ def write_report(
     Args:
         run_dir: the evaluation's output folder (holding ``metrics_per_image.csv``).
         predictions_dir: the folder of the masks (default ``<run_dir>/predictions``).
-        log_dir: the training's TensorBoard folder (default ``<run_dir>/tensorboard``).
+        epoch_metrics: the training's per-epoch metrics file (default ``<run_dir>/epoch_metrics.json``).
         num_cases: how many worst and best cases to show.
 
     Returns:
@@ -81,38 +83,37 @@ def write_report(
     Raises:
         FileNotFoundError: ``run_dir`` holds no ``metrics_per_image.csv``.
     """
-    run_dir = Path(run_dir)
-    table = run_dir / "metrics_per_image.csv"
+    layout = RunLayout(run_dir, predictions_dir)
+    run_dir, table = layout.root, layout.metrics_csv
     if not table.is_file():
         raise FileNotFoundError(
             f"{table} not found: {run_dir} is not an evaluation folder. Run `segdino evaluate --output-dir "
             f"{run_dir}` (or the bundle's evaluating workflow) first."
         )
-    predictions_dir = Path(predictions_dir) if predictions_dir else run_dir / "predictions"
     names, rows = read_metrics_csv(table)
-    summary_file = run_dir / "metrics_summary.json"
+    summary_file = layout.summary_json
     context = json.loads(summary_file.read_text()).get("context", {}) if summary_file.is_file() else {}
     key = next((n for n in names if metric_label(n) == "Dice"), names[0] if names else "")
-    log_dir = Path(log_dir) if log_dir else run_dir / "tensorboard"
-    figures, notes = _figures(names, rows, key, predictions_dir, log_dir, num_cases)
+    epoch_metrics = Path(epoch_metrics) if epoch_metrics else layout.epoch_metrics
+    figures, notes = _figures(names, rows, key, layout.predictions, epoch_metrics, num_cases)
     figures_by_name = {f.name: f for f in figures}
     sections = _sections(names, rows, key, context, figures, notes)
 
-    files = run_dir / FILES_DIR
+    files = layout.report_files
     shutil.rmtree(files, ignore_errors=True)  # figures of an earlier report may belong to other cases
     files.mkdir(parents=True)
     for figure in figures:
         atomic_write(files / f"{figure.name}.png", lambda tmp, png=figure.png: Path(tmp).write_bytes(png))
     page = _html(sections, figures_by_name, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode())
-    markdown = _markdown(sections, figures_by_name)
-    atomic_write(run_dir / HTML_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    atomic_write(run_dir / MARKDOWN_NAME, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
-    logger.info("Evaluation report: %s (markdown: %s)", run_dir / HTML_NAME, run_dir / MARKDOWN_NAME)
-    return run_dir / HTML_NAME
+    markdown = _markdown(sections, figures_by_name, files.name)
+    atomic_write(layout.report_html, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(layout.report_md, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
+    logger.info("Evaluation report: %s (markdown: %s)", layout.report_html, layout.report_md)
+    return layout.report_html
 
 
 def _figures(
-    names: list[str], rows: list[EvaluatedImage], key: str, predictions_dir: Path, log_dir: Path, num_cases: int
+    names: list[str], rows: list[EvaluatedImage], key: str, predictions_dir: Path, epoch_metrics: Path, num_cases: int
 ) -> tuple[list[_Figure], dict[str, list[str]]]:
     """The figures, and notes on what could not be shown by the section they belong to."""
     figures: list[_Figure] = []
@@ -133,15 +134,19 @@ def _figures(
             scores = ", ".join(f"{metric_label(n)} {_fmt(row.values[n], n)}" for n in names)
             title = f"{kind} {rank}: {display_name(row.filename, output[row.filename])} ({scores})"
             figures.append(_Figure(f"{kind}_{rank}", title, case_figure(case, title)))
-    curves = read_training_curves(log_dir)
+    try:
+        curves = read_training_curves(epoch_metrics)
+    except InputError as err:  # the evaluation's numbers do not depend on it: the page says so and goes on
+        notes["Training"].append(str(err))
+        curves = TrainingCurves()
     if curves:
         caption = "Training loss (mean per epoch) and the metrics logged per epoch during training."
         best_epoch = curves.best_epoch("val_mean_dice")
         if best_epoch:
             caption += f" Best validation Dice {best_epoch[1]:.4f} at epoch {best_epoch[0]} (the model evaluated here)."
         figures.append(_Figure("training_curves", caption, curves_figure(curves)))
-    else:
-        notes["Training"].append(f"No training logs in {log_dir}: the training curves are not shown.")
+    elif not notes["Training"]:
+        notes["Training"].append(f"No training logs in {epoch_metrics}: the training curves are not shown.")
     return figures, notes
 
 
@@ -202,7 +207,11 @@ def _sections(
     ]
     table_rows = [[row[0], (shown[row[1]], row[1]), *row[2:]] for row in table_rows]
     every = [
-        ("p", f"One row per evaluated image, lowest {metric_label(key)} first (values of metrics_per_image.csv)."),
+        (
+            "p",
+            f"One row per evaluated image, lowest {metric_label(key)} first "
+            f"(values of {RunLayout('.').metrics_csv.name}).",
+        ),
         ("table", ["rank", "image", *labels], table_rows, ["per-image"]),
     ]
     training = [("figure", "training_curves")] if any(f.name == "training_curves" for f in figures) else []
@@ -265,7 +274,7 @@ def _html_table(
     return f"<table{css}>{head}<tbody>{''.join(body)}</tbody></table>"
 
 
-def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> str:
+def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure], files_dir: str) -> str:
     out = ["# Segmentation report", ""]
     for heading, blocks in sections:
         out += [f"## {heading}", ""]
@@ -285,7 +294,7 @@ def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure]) -> 
                 out.append("")
             elif kind == "figure" and block[1] in figures:
                 figure = figures[block[1]]
-                out += [f"![{figure.caption}]({FILES_DIR}/{figure.name}.png)", "", f"*{figure.caption}*", ""]
+                out += [f"![{figure.caption}]({files_dir}/{figure.name}.png)", "", f"*{figure.caption}*", ""]
     return "\n".join(out)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import math
 from html.parser import HTMLParser
 from pathlib import Path
@@ -147,4 +148,22 @@ def test_missing_masks_are_noted_not_fatal(evaluated_run, tmp_path):
     notes, training, every = (text.index(f"<h2>{h}</h2>") for h in ("Notes", "Training", "Every image"))
     assert text.index("is missing: evaluate again") > notes  # each note under its own section
     assert training < text.index("No training logs") < every
+    assert len(_Page(text).tables["per-image"]) - 1 == len(_csv(evaluated_run))
+
+
+def test_training_curves_come_from_the_epoch_metrics_file(evaluated_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics_per_image.csv").write_text((evaluated_run / "metrics_per_image.csv").read_text())
+    epochs = json.loads((evaluated_run / "epoch_metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]  # the 2-epoch training of the fixture run
+    assert all(e["loss"] > 0 and 0 <= e["metrics"]["val_mean_dice"] <= 1 for e in epochs)
+    best = max(epochs, key=lambda e: e["metrics"]["val_mean_dice"])
+    assert main(["report", str(run), "--epoch-metrics", str(evaluated_run / "epoch_metrics.json")]) == 0
+    caption = next(c for c in _Page((run / "report.html").read_text()).captions if c.startswith("Training loss"))
+    assert f"Best validation Dice {best['metrics']['val_mean_dice']:.4f} at epoch {best['epoch']}" in caption
+
+    (run / "epoch_metrics.json").write_text("{not json")
+    text = Path(write_report(run)).read_text()  # a damaged file: noted under Training, the rest of the page stays
+    assert text.index("<h2>Training</h2>") < text.index("is not an epoch metrics file") < text.index("Every image")
     assert len(_Page(text).tables["per-image"]) - 1 == len(_csv(evaluated_run))

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+import torch
+
 from segdino_monai.cli import main
+from segdino_monai.networks import SegDINO
+from segdino_monai.tools.benchmark import QUICK, _precision_agreement
 
 
 def test_quick_benchmark_writes_a_complete_report(tmp_path):
@@ -16,8 +22,27 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     assert all(r["full_images_per_s"] > 0 and r["peak_full_mib"] >= r["peak_backbone_mib"] > 0 for r in rows)
     assert set(report["training"]) == {"reference", "frozen", "cache"}
     assert report["training"]["cache"]["samples"] == 8
-    assert 0.0 <= report["training"]["cache"]["agreement_dice_bf16_vs_fp32"] <= 1.0
+    agreement = report["training"]["cache"]["agreement_dice_bf16_vs_fp32"]
+    assert report["summary"]["bf16_vs_fp32_mask_dice"] == agreement > 0.9  # bf16 flips few pixels, not most
     assert set(report["summary"]) >= {"cache_vs_reference_speed", "full_vs_backbone_speed_fp32", "bf16_vs_fp32_speed"}
     table = (tmp_path / "benchmark.md").read_text()
     assert "(c) feature cache" in table and "| 32 | 2 | bfloat16 |" in table
     assert not list(tmp_path.glob("feature_cache/*/*.pt"))  # the benchmark's own cache is removed
+
+
+def test_precision_agreement_is_the_dice_of_the_fp32_and_bf16_masks_over_all_samples():
+    torch.manual_seed(0)
+    net = SegDINO(backbone_kwargs=QUICK["backbone_kwargs"])
+    samples = [{"image": torch.rand(3, 64, 64)} for _ in range(4)]
+    masks = {}
+    with torch.no_grad():
+        for precision in ("float32", "bfloat16"):
+            net.backbone.precision = precision
+            masks[precision] = np.concatenate([net(s["image"][None]).numpy() > 0 for s in samples])
+    net.backbone.precision = "float32"
+    fp32, bf16 = masks["float32"], masks["bfloat16"]
+    expected = 2 * np.logical_and(fp32, bf16).sum() / (fp32.sum() + bf16.sum())
+    assert 0.9 < expected < 1.0  # bf16 changes a few pixels near the threshold of this random decoder
+
+    assert _precision_agreement(net, samples, torch.device("cpu")) == pytest.approx(expected, abs=1e-12)
+    assert net.backbone.precision == "float32"  # left as it was found

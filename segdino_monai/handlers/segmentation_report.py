@@ -14,16 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ignite.distributed as idist
 import torch
-from monai.utils import min_version, optional_import, string_list_all_gather
+from ignite.engine import Events
+from monai.utils import string_list_all_gather
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.reporting import RunLayout, summarise, write_report
 
-Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
-else:
-    Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
 __all__ = ["SegmentationReport"]
 
@@ -34,31 +34,31 @@ class SegmentationReport:
     """Write the per-image metrics CSV, the summary JSON and the report page when an evaluation completes.
 
     The files are ``<output_dir>/metrics_per_image.csv``, ``metrics_summary.json`` and ``report.html`` with its
-    markdown twin (see :func:`segdino_monai.reporting.write_report`).
+    markdown twin (see :class:`segdino_monai.reporting.RunLayout` and :func:`segdino_monai.reporting.write_report`).
 
     It reads the per-image values that MONAI's metric handlers keep (``engine.state.metric_details``, so the
     metric handlers need ``save_details=True``, their default) and the image file names from the batch meta data.
 
     Args:
         output_dir: the folder to write into (created if needed).
+        predictions_dir: the folder the evaluation writes its masks into (default ``<output_dir>/predictions``); the
+            report shows each case from there.
         image_key: the batch key whose meta data holds the file name.
         context: what was evaluated (model, weights, split, ...), stored in the summary and shown in the report.
-        html_report: also write the report page (it needs the masks in ``<output_dir>/predictions``).
+        html_report: also write the report page.
         num_cases: worst and best cases shown in the report.
     """
-
-    csv_name = "metrics_per_image.csv"
-    json_name = "metrics_summary.json"
 
     def __init__(
         self,
         output_dir: str | Path,
+        predictions_dir: str | Path | None = None,
         image_key: str = "image",
         context: Mapping[str, Any] | None = None,
         html_report: bool = True,
         num_cases: int = 4,
     ) -> None:
-        self.output_dir = Path(output_dir)
+        self.layout = RunLayout(output_dir, predictions_dir)
         self.image_key = image_key
         self.context = {str(k): v if isinstance(v, (int, float, bool)) else str(v) for k, v in (context or {}).items()}
         self.html_report = html_report
@@ -80,7 +80,7 @@ class SegmentationReport:
 
     def _write(self, engine: Engine) -> None:
         filenames = string_list_all_gather(self._filenames)
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+        if idist.get_rank() != 0:
             return
         details = {name: _per_image(value) for name, value in (engine.state.metric_details or {}).items()}
         if not details:
@@ -90,8 +90,6 @@ class SegmentationReport:
         for name, values in details.items():
             if len(values) != rows:
                 raise RuntimeError(f"metric {name} has {len(values)} per-image values for {rows} images")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        from segdino_monai.reporting import summarise, write_report  # reporting reads what this handler writes
 
         def write_csv(tmp: str) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -106,12 +104,12 @@ class SegmentationReport:
             "metrics": {name: summarise(values) for name, values in details.items()},
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
-        atomic_write(self.output_dir / self.csv_name, write_csv)
-        atomic_write(self.output_dir / self.json_name, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+        atomic_write(self.layout.metrics_csv, write_csv)
+        atomic_write(self.layout.summary_json, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
-        logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.output_dir / self.csv_name)
+        logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.layout.metrics_csv)
         if self.html_report:
-            write_report(self.output_dir, num_cases=self.num_cases)
+            write_report(self.layout.root, self.layout.predictions, num_cases=self.num_cases)
 
 
 def _per_image(value: Any) -> list[float]:

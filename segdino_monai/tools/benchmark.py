@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from segdino_monai.atomic import atomic_write
+
 __all__ = ["QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
 
 logger = logging.getLogger(__name__)
@@ -318,7 +320,7 @@ def _child(function: str, config: BenchmarkConfig, *args: Any) -> dict[str, floa
     if not config.isolate:
         return globals()[function](config, *args)
     payload = json.dumps({"function": function, "config": asdict(config), "args": args})
-    code = "import sys; from segdino_monai.engines.benchmark import _child_main; _child_main(sys.argv[1])"
+    code = "import sys; from segdino_monai.tools.benchmark import _child_main; _child_main(sys.argv[1])"
     done = subprocess.run([sys.executable, "-c", code, payload], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"benchmark step {function}{args} failed:\n{done.stderr[-2000:]}")
@@ -362,9 +364,10 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
     for mode in ("reference", "frozen", "cache"):
         logger.info("training epoch: %s", mode)
         report["training"][mode] = _child("training_speed", config, mode)
-    report["summary"] = summarise(report)
-    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
-    (out / "benchmark.md").write_text(markdown_table(report))
+    report["summary"] = summary_ratios(report)
+    text, table = json.dumps(report, indent=2), markdown_table(report)
+    atomic_write(out / "benchmark.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(out / "benchmark.md", lambda tmp: Path(tmp).write_text(table, encoding="utf-8"))
     return report
 
 
@@ -373,7 +376,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
-def summarise(report: dict[str, Any]) -> dict[str, float | None]:
+def summary_ratios(report: dict[str, Any]) -> dict[str, float | None]:
     """The ratios the targets are stated in."""
     rows = {(r["size"], r["batch"], r["precision"]): r for r in report["inference"]}
     train = report["training"]
