@@ -14,7 +14,6 @@ from PIL import Image
 
 import segdino_monai
 from segdino_monai.cli import main
-from segdino_monai.dicom import read_dicom
 from segdino_monai.dicom.pipeline import run_dicom
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 
@@ -48,7 +47,7 @@ def test_seg_round_trip(dicom_dir, segmenter_factory, dciodvfy, tmp_path, relati
     folder = tmp_path / "out" / ds.SOPInstanceUID
     report = json.loads((folder / "report.json").read_text())
     # the prediction, recomputed independently on the same image, is what the SEG and PNG hold
-    expected = segmenter(read_dicom(source))
+    expected = segmenter(source)
     assert 0 < expected.sum() < expected.size  # a real mask: neither empty nor full
     seg = hd.seg.segread(folder / "seg.dcm")
     stored = seg.get_pixels_by_source_instance(source_sop_instance_uids=[ds.SOPInstanceUID], segment_numbers=[1])
@@ -101,7 +100,7 @@ def test_seg_round_trip(dicom_dir, segmenter_factory, dciodvfy, tmp_path, relati
 
 def test_ultrasound_crop_is_inverted_to_background(dicom_dir, segmenter_factory):
     source = dicom_dir / US_SINGLE  # region rows 60.., columns 120..: outside is padding, never foreground
-    mask = segmenter_factory("ultrasound")(read_dicom(source))
+    mask = segmenter_factory("ultrasound")(source)
     assert mask.shape == (350, 800)
     assert mask[:60].sum() == 0 and mask[:, :120].sum() == 0 and mask[60:, 120:].sum() > 0
 

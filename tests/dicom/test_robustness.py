@@ -131,7 +131,7 @@ def test_frames_outside_a_file_skip_that_file_only(dicom_dir, segmenter_factory,
     # the single-frame image is segmented whole: --frames applies to multi-frame files
     uid = pydicom.dcmread(single, stop_before_pixels=True).SOPInstanceUID
     mask = np.asarray(Image.open(tmp_path / "out" / uid / "mask.png"))
-    assert np.array_equal(mask > 0, segmenter(read_dicom(single)) > 0)
+    assert np.array_equal(mask > 0, segmenter(single) > 0)
     assert not (tmp_path / "out" / pydicom.dcmread(cine, stop_before_pixels=True).SOPInstanceUID).exists()
 
 
@@ -201,7 +201,7 @@ def test_sources_without_uids_get_everything_but_the_seg(dicom_dir, segmenter_fa
     assert folders == {"no_study.dcm": sop_uid, "a/IM0001.dcm": "IM0001", "b/IM0001.dcm": "IM0001-2",
                        "c/evil.dcm": "evil"}  # fmt: skip
     assert not (tmp_path / "escape").exists() and sorted(p.name for p in _instances(out)) == sorted(folders.values())
-    expected = segmenter(read_dicom(source))
+    expected = segmenter(source)
     for path in (no_study, no_uid_a, no_uid_b, evil):
         folder = out / folders[path.relative_to(inputs).as_posix()]
         report = json.loads((folder / "report.json").read_text())
@@ -309,16 +309,16 @@ def test_sigterm_is_handled_like_ctrl_c(dicom_dir, decoder_checkpoint, tmp_path,
     sources = _copies(dicom_dir, inputs, 3)
     out = tmp_path / "out"
     calls = []
-    original = DicomSegmenter.__call__
+    original = DicomSegmenter.segment
 
-    def segment_then_terminated(self, image):
+    def segment_then_terminated(self, path, frame=None):
         calls.append(1)
         if len(calls) == 2:  # SIGTERM while the second instance is being segmented
             os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, image)
+        return original(self, path, frame)
 
     handler = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(DicomSegmenter, "__call__", segment_then_terminated)
+    monkeypatch.setattr(DicomSegmenter, "segment", segment_then_terminated)
     assert main(_cli(out, decoder_checkpoint, inputs)) == 143
     captured = capsys.readouterr()
     text = caplog.text + captured.out + captured.err  # the bundle's logging.conf logs to stdout
@@ -326,6 +326,6 @@ def test_sigterm_is_handled_like_ctrl_c(dicom_dir, decoder_checkpoint, tmp_path,
     assert signal.getsignal(signal.SIGTERM) == handler  # restored
     assert len(_instances(out)) == 1 and _hidden(out) == []
     assert json.loads((out / "summary.json").read_text())["interrupted"] == "terminated (SIGTERM)"
-    monkeypatch.setattr(DicomSegmenter, "__call__", original)
+    monkeypatch.setattr(DicomSegmenter, "segment", original)
     assert main(_cli(out, decoder_checkpoint, inputs)) == 0
     assert len(_instances(out)) == len(sources) and _hidden(out) == []
