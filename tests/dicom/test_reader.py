@@ -337,8 +337,8 @@ def test_bad_files_raise_input_error_naming_them_out_of_load_imaged(dicom_dir, t
             message = str(info.value)
             assert isinstance(info.value, DicomReadError) and message.startswith(f"{path}: ") and "\n" not in message
     # inside a whole preset pipeline too
-    from segdino_monai.errors import input_error_message
     from segdino_monai.configs import get_transforms
+    from segdino_monai.errors import input_error_message
 
     pipeline = get_transforms("ultrasound", spatial_size=(64, 64), with_label=False)[1]
     with pytest.raises(Exception) as info:
