@@ -14,7 +14,7 @@ from monai.transforms import Compose, Invertd, Resized
 from PIL import Image
 
 from segdino_monai.data.images import LoadRGBImaged
-from segdino_monai.dicom.reader import read_image as read_dicom
+from segdino_monai.dicom.reader import read_dicom
 from segdino_monai.transforms import SaveSegmentationd
 from segdino_monai.visualize import PALETTE, overlay
 from segdino_monai.writers import mask_png, write_nifti

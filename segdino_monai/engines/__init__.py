@@ -7,6 +7,7 @@ from segdino_monai.engines.resolve import (
     PATCH_SIZE,
     RANDOM_WEIGHTS,
     Datalist,
+    check_class_names,
     check_modality,
     check_output_dir,
     check_spatial_size,
@@ -30,6 +31,7 @@ from segdino_monai.engines.runner import (
 
 __all__ = [
     "Datalist",
+    "check_class_names",
     "ImagesSkipped",
     "InferenceSummary",
     "SkippingDataset",

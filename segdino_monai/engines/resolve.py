@@ -19,6 +19,7 @@ from segdino_monai.options import as_bool
 
 __all__ = [
     "Datalist",
+    "check_class_names",
     "PATCH_SIZE",
     "RANDOM_WEIGHTS",
     "check_output_dir",
@@ -272,6 +273,26 @@ def check_spatial_size(value: Any, name: str = "spatial_size") -> list[int]:
             f'{value!r}. On the command line: --{name} "[256,256]" (segdino: --spatial-size 256 256).'
         )
     return sides
+
+
+def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> None:
+    """``class_names``, when given, names each foreground class in order: ``num_classes - 1`` names (1 for binary).
+
+    Raises:
+        InputError: naming both options, for a count that does not fit or a name that is not text.
+    """
+    if class_names is None:
+        return
+    expected = max(1, int(num_classes) - 1)
+    if isinstance(class_names, str) or not all(isinstance(n, str) and n.strip() for n in class_names):
+        raise InputError(
+            f"class_names must be a list of names, e.g. --class_names \"['benign','malignant']\"; got {class_names!r}"
+        )
+    if len(class_names) != expected:
+        raise InputError(
+            f"class_names has {len(class_names)} names but num_classes {num_classes} has {expected} foreground "
+            f"class(es): give one name per class, in class order (class 1 first)"
+        )
 
 
 def check_modality(modality: str, preprocessing_modality: str) -> None:

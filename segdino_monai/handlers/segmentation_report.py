@@ -10,7 +10,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from ignite.engine import Events
 from monai.utils import string_list_all_gather
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 from segdino_monai.reporting import RunLayout, summarise, write_report
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ class SegmentationReport:
 
     It reads the per-image values that MONAI's metric handlers keep (``engine.state.metric_details``, so the
     metric handlers need ``save_details=True``, their default) and the image file names from the batch meta data.
+    Each metric's column is the mean over the classes scored (NaN classes left out); with more than one class
+    (multi-class models score the foreground classes), each class also gets its own column,
+    ``<metric>_<class name>``, in the CSV, the summary and the report.
 
     Args:
         output_dir: the folder to write into (created if needed).
@@ -47,6 +51,8 @@ class SegmentationReport:
         context: what was evaluated (model, weights, split, ...), stored in the summary and shown in the report.
         html_report: also write the report page.
         num_cases: worst and best cases shown in the report.
+        class_names: the names of the classes scored, in order (class 1, 2, ...: a multi-class metric's channels);
+            default ``class1``, ``class2``, ...
     """
 
     def __init__(
@@ -57,13 +63,25 @@ class SegmentationReport:
         context: Mapping[str, Any] | None = None,
         html_report: bool = True,
         num_cases: int = 4,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.layout = RunLayout(output_dir, predictions_dir)
         self.image_key = image_key
         self.context = {str(k): v if isinstance(v, (int, float, bool)) else str(v) for k, v in (context or {}).items()}
         self.html_report = html_report
         self.num_cases = num_cases
+        self.class_names = [_column_name(n) for n in class_names] if class_names else None
         self._filenames: list[str] = []
+
+    def _names(self, array: torch.Tensor) -> list[str]:
+        """The class names of an ``(N, C)`` buffer's channels."""
+        count = int(array.shape[1])
+        if self.class_names is not None and len(self.class_names) != count:
+            raise InputError(
+                f"class_names has {len(self.class_names)} names ({', '.join(self.class_names)}) but the metrics score "
+                f"{count} classes: give one name per foreground class, in class order"
+            )
+        return self.class_names or [f"class{i}" for i in range(1, count + 1)]
 
     def attach(self, engine: Engine) -> None:
         """Register with an evaluator."""
@@ -82,7 +100,16 @@ class SegmentationReport:
         filenames = string_list_all_gather(self._filenames)
         if idist.get_rank() != 0:
             return
-        details = {name: _per_image(value) for name, value in (engine.state.metric_details or {}).items()}
+        details: dict[str, list[float]] = {}
+        per_class: dict[str, list[float]] = {}
+        classes: list[str] = []
+        for name, value in (engine.state.metric_details or {}).items():
+            array = _per_image_per_class(value)
+            details[name] = [float(torch.nanmean(row)) for row in array]
+            if array.shape[1] > 1:
+                classes = self._names(array)
+                per_class.update({f"{name}_{c}": array[:, i].tolist() for i, c in enumerate(classes)})
+        details.update(per_class)
         if not details:
             logger.warning("No per-image metric values to report (metric handlers need save_details=True)")
             return
@@ -101,6 +128,7 @@ class SegmentationReport:
         summary = {
             "num_images": rows,
             "context": self.context,
+            **({"classes": classes} if classes else {}),
             "metrics": {name: summarise(values) for name, values in details.items()},
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
@@ -112,10 +140,14 @@ class SegmentationReport:
             write_report(self.layout.root, self.layout.predictions, num_cases=self.num_cases)
 
 
-def _per_image(value: Any) -> list[float]:
-    """One number per image: the mean over channels of a ``(N, C)`` per-image, per-class buffer."""
-    array = torch.as_tensor(value, dtype=torch.float64).reshape(len(value), -1)
-    return [float(torch.nanmean(row)) for row in array]
+def _per_image_per_class(value: Any) -> torch.Tensor:
+    """A metric's per-image, per-class buffer as an ``(N, C)`` float64 tensor."""
+    return torch.as_tensor(value, dtype=torch.float64).reshape(len(value), -1)
+
+
+def _column_name(name: str) -> str:
+    """A class name as a CSV column suffix: no spaces, commas or underscores (the suffix follows the last ``_``)."""
+    return "-".join(str(name).replace("_", " ").replace(",", " ").split()) or "class"
 
 
 def _fmt(value: float | None) -> str:

@@ -29,10 +29,18 @@ _LABELS = (("hd95", "HD95 (px)"), ("hausdorff", "HD95 (px)"), ("dice", "Dice"), 
 def metric_label(name: str, with_split: bool = False) -> str:
     """A reader's name for a metric key (``test_mean_dice`` -> ``Dice``); unknown keys are returned as they are.
 
-    With ``with_split`` the training or validation prefix is kept in words (``val_mean_dice`` -> ``validation Dice``).
+    A class's own column (``test_mean_dice_benign``, see :class:`~segdino_monai.handlers.SegmentationReport`) names
+    its class: ``Dice (benign)``. With ``with_split`` the training or validation prefix is kept in words
+    (``val_mean_dice`` -> ``validation Dice``).
     """
     lowered = name.lower()
-    label = next((label for key, label in _LABELS if key in lowered), name)
+    found = next(((key, label) for key, label in _LABELS if key in lowered), None)
+    if found is None:
+        return name
+    key, label = found
+    suffix = name[lowered.index(key) + len(key) :]
+    if suffix.startswith("_") and len(suffix) > 1:
+        label = f"{label} ({suffix[1:]})"
     split = next((words for prefix, words in _SPLITS if lowered.startswith(prefix)), "")
     return f"{split} {label}" if with_split and split and label != name else label
 
@@ -45,7 +53,7 @@ def distributions_figure(values: Mapping[str, Sequence[float]]) -> bytes:
         finite = np.asarray(raw, dtype=float)
         finite = finite[np.isfinite(finite)]
         label = metric_label(name)
-        bounded = label in ("Dice", "IoU")
+        bounded = label.startswith(("Dice", "IoU"))
         hist.hist(finite, bins=np.linspace(0, 1, 21) if bounded else 20, color="#4878a8", edgecolor="white")
         hist.set_xlabel(label)
         hist.set_ylabel("images")

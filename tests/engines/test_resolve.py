@@ -180,3 +180,16 @@ def test_parsing_the_configs_makes_no_files_until_a_list_is_read(tmp_path):
     demo = tmp_path / "eval" / "demo_endoscopy"
     assert (demo / "datalist.json").is_file() and len(entries) > 0
     assert all(Path(e["image"]).is_relative_to(demo) and Path(e["label"]).is_file() for e in entries)
+
+
+def test_class_names_must_name_each_foreground_class():
+    from segdino_monai.engines import check_class_names
+    from segdino_monai.errors import InputError
+
+    check_class_names(None, 3)
+    check_class_names(["benign", "malignant"], 3)
+    check_class_names(["polyp"], 1)
+    with pytest.raises(InputError, match="class_names has 1 names but num_classes 3 has 2 foreground"):
+        check_class_names(["benign"], 3)
+    with pytest.raises(InputError, match="must be a list of names"):
+        check_class_names("benign,malignant", 3)

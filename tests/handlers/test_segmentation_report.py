@@ -43,3 +43,46 @@ def test_report_shows_the_cases_from_an_overridden_predictions_dir(tmp_path):
     assert shown[0].startswith(f"worst 1: {worst} (Dice {dice[worst]:.4f}")
     summary = json.loads(layout.summary_json.read_text())
     assert summary["metrics"]["test_mean_dice"]["mean"] == pytest.approx(np.mean(list(dice.values())))
+
+
+def _engine_with(details: dict):
+    from ignite.engine import Engine
+
+    engine = Engine(lambda e, b: None)
+    engine.state.metric_details = details
+    engine.state.metrics = {}
+    return engine
+
+
+def test_each_class_gets_its_own_columns_named_by_class_names(tmp_path):
+    import torch
+
+    from segdino_monai.errors import InputError
+    from segdino_monai.handlers import SegmentationReport
+
+    dice = torch.tensor([[0.5, float("nan")], [1.0, 0.25]])  # (images, foreground classes)
+    report = SegmentationReport(tmp_path, html_report=False, class_names=["benign lesion", "malignant"])
+    report._filenames = ["a.png", "b.png"]
+    report._write(_engine_with({"test_mean_dice": dice}))
+    with open(RunLayout(tmp_path).metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["filename", "test_mean_dice", "test_mean_dice_benign-lesion", "test_mean_dice_malignant"]
+    assert [r["test_mean_dice"] for r in rows] == ["0.500000", "0.625000"]  # NaN classes left out of the mean
+    assert [r["test_mean_dice_malignant"] for r in rows] == ["nan", "0.250000"]
+    summary = json.loads(RunLayout(tmp_path).summary_json.read_text())
+    assert summary["classes"] == ["benign-lesion", "malignant"]
+    assert summary["metrics"]["test_mean_dice_benign-lesion"]["mean"] == pytest.approx(0.75)
+
+    default = SegmentationReport(tmp_path / "default", html_report=False)
+    default._filenames = ["a.png", "b.png"]
+    default._write(_engine_with({"test_mean_dice": dice}))
+    assert json.loads(RunLayout(tmp_path / "default").summary_json.read_text())["classes"] == ["class1", "class2"]
+
+    wrong = SegmentationReport(tmp_path / "wrong", html_report=False, class_names=["only one"])
+    wrong._filenames = ["a.png", "b.png"]
+    with pytest.raises(InputError, match="class_names has 1 names"):
+        wrong._write(_engine_with({"test_mean_dice": dice}))
+    binary = SegmentationReport(tmp_path / "binary", html_report=False)
+    binary._filenames = ["a.png", "b.png"]
+    binary._write(_engine_with({"test_mean_dice": dice[:, :1]}))
+    assert "classes" not in json.loads(RunLayout(tmp_path / "binary").summary_json.read_text())
