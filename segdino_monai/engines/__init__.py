@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 from segdino_monai.configs import find_bundle_root
-from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset, training_dataset
+from segdino_monai.engines.feature_cache import (
+    CachedFeatureNetwork,
+    FeatureCacheDataset,
+    training_dataset,
+    training_network,
+)
 from segdino_monai.engines.inference import ImagesSkipped, InferenceSummary, SkippingDataset, skipping_collate
 from segdino_monai.engines.resolve import (
     PATCH_SIZE,
@@ -41,6 +46,7 @@ __all__ = [
     "CachedFeatureNetwork",
     "FeatureCacheDataset",
     "training_dataset",
+    "training_network",
     "PATCH_SIZE",
     "PRESETS",
     "RANDOM_WEIGHTS",

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 import segdino_monai
 from segdino_monai.atomic import atomic_write
 from segdino_monai.errors import InputError
+from segdino_monai.options import as_bool
 
 __all__ = ["CachedFeatureNetwork", "FeatureCacheDataset", "training_dataset"]
 
@@ -219,6 +220,16 @@ class FeatureCacheDataset(Dataset):
                 "dtype": dtype,
             }
         )
+
+
+def training_network(network: nn.Module, feature_cache: Any = False) -> nn.Module:
+    """The network the trainer runs: the SegDINO itself, or its aligner and decoder on cached features.
+
+    Args:
+        network: the SegDINO.
+        feature_cache: train from the feature cache (:class:`CachedFeatureNetwork`); an on/off option as typed.
+    """
+    return CachedFeatureNetwork(network) if as_bool(feature_cache, "feature_cache") else network
 
 
 def training_dataset(
