@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from segdino_monai.errors import finish_worker_threads, input_error_message
+from segdino_monai.errors import finish_worker_threads, input_error_message, interrupted
 
 __all__ = ["main", "build_parser"]
 
@@ -415,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finish_worker_threads()
         return 130
     except Exception as err:  # bad input is one line and exit 2; anything else is a bug and keeps its traceback
+        if interrupted(err):  # Ctrl-C that a clean-up turned into another error (torch.save's zip writer)
+            logger.error("Interrupted.")
+            finish_worker_threads()
+            return 130
         message = input_error_message(err)
         if message is None:
             raise

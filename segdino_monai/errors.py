@@ -13,7 +13,7 @@ import sys
 import threading
 from types import TracebackType
 
-__all__ = ["InputError", "finish_worker_threads", "input_error_message", "install_excepthook"]
+__all__ = ["InputError", "finish_worker_threads", "input_error_message", "install_excepthook", "interrupted"]
 
 logger = logging.getLogger("segdino_monai")
 
@@ -81,6 +81,16 @@ def _is_input_error(qualified_name: str) -> bool:
     return isinstance(kind, type) and issubclass(kind, InputError)
 
 
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is Ctrl-C (or SIGTERM turned into it), itself or behind the error a clean-up raised.
+
+    Ctrl-C lands anywhere, inside ``torch.save`` too, whose zip writer then fails while closing the file and raises
+    a ``RuntimeError`` in place of the ``KeyboardInterrupt`` (kept as its context): that is still the user's
+    Ctrl-C, not a crash.
+    """
+    return any(isinstance(item, KeyboardInterrupt) for item in _chain(error))
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
@@ -96,7 +106,7 @@ def install_excepthook() -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
-        if isinstance(error, KeyboardInterrupt):
+        if interrupted(error):
             print("Interrupted.", file=sys.stderr)
             finish_worker_threads()
             sys.exit(130)

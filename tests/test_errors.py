@@ -4,7 +4,7 @@ import pickle
 import subprocess
 import sys
 
-from segdino_monai.errors import InputError, input_error_message
+from segdino_monai.errors import InputError, input_error_message, interrupted
 
 
 def _raise_chain():
@@ -91,3 +91,40 @@ def test_finish_worker_threads_waits_for_a_terminated_pool_s_busy_workers():
     assert busy, "the pool's workers should still be running (else this test proves nothing)"
     finish_worker_threads()
     assert not [t for t in busy if t.is_alive()]
+
+
+CTRL_C_IN_A_SAVE = """
+import sys, torch
+from segdino_monai.errors import install_excepthook
+install_excepthook()
+
+
+class Interrupting:  # a file whose write is where Ctrl-C lands, as in torch.save of a checkpoint
+    def write(self, data):
+        raise KeyboardInterrupt
+
+    def flush(self):
+        pass
+
+
+try:
+    torch.save({"w": torch.zeros(1000)}, Interrupting())
+except BaseException as err:
+    print("raised", type(err).__name__, "from", type(err.__context__).__name__, file=sys.stderr)
+    raise RuntimeError("Failed to evaluate ConfigExpression") from err
+"""
+
+
+def test_ctrl_c_that_a_clean_up_turned_into_another_error_is_still_ctrl_c():
+    try:
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")
+    except RuntimeError as err:
+        assert interrupted(err)
+    assert not interrupted(RuntimeError("a bug")) and interrupted(KeyboardInterrupt())
+    # through the excepthook of a bundle run: "Interrupted." and 130, no traceback
+    result = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_SAVE], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert "Interrupted." in result.stderr and "Traceback" not in result.stderr

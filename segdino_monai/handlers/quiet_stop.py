@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ignite.engine import Events
 
-from segdino_monai.errors import input_error_message
+from segdino_monai.errors import input_error_message, interrupted
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -30,6 +30,6 @@ class QuietStop:
 
     def exception_raised(self, engine: Engine, error: BaseException) -> None:
         """Re-raise ``error``; log its traceback first unless it is Ctrl-C or bad input."""
-        if not isinstance(error, KeyboardInterrupt) and input_error_message(error) is None:
+        if not interrupted(error) and input_error_message(error) is None:
             engine.logger.exception("Exception: %s", error)
         raise error
