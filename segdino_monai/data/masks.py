@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: BUSI-style RGB class colours: green benign, red malignant. Black is always background.
 DEFAULT_CLASS_COLORS: dict[tuple[int, int, int], int] = {(0, 255, 0): 1, (255, 0, 0): 2}
 
+#: binary masks: foreground is strictly above this grey level (128 and up; JPEG masks are noisy around 0 and 255).
+MASK_THRESHOLD = 127
 MaskMode = Literal["binary", "index", "color"]
 MergeRule = Literal["max", "first"]
 
@@ -73,7 +75,7 @@ class LoadMask(Transform):
     def __init__(
         self,
         mode: MaskMode | None = None,
-        threshold: float = 127,
+        threshold: float = MASK_THRESHOLD,
         class_colors: Sequence[Sequence[int]] | Mapping[Sequence[int], int] | None = None,
         color_tolerance: float = 80.0,
         merge: MergeRule = "max",
@@ -198,7 +200,7 @@ class LoadMaskd(MapTransform):
         self,
         keys: KeysCollection,
         mode: MaskMode | None = None,
-        threshold: float = 127,
+        threshold: float = MASK_THRESHOLD,
         class_colors: Sequence[Sequence[int]] | Mapping[Sequence[int], int] | None = None,
         color_tolerance: float = 80.0,
         merge: MergeRule = "max",
