@@ -185,21 +185,25 @@ class InferenceSummary:
     def finish(self) -> dict[str, Any]:
         """Write ``summary.json`` (atomically), log the outcome, and raise :class:`ImagesSkipped` if any was skipped.
 
-        The record is then cleared, for a next run of the same workflow.
+        Under ``torch.distributed`` (``multi_gpu_inference.json``) every process calls it: the records of all
+        processes are merged (each file once, sorted by path, as one process lists a folder), process 0 writes the
+        one ``summary.json``, and every process ends with the same outcome. The record is then cleared, for a next
+        run of the same workflow.
 
         Returns:
             The summary, when nothing was skipped.
         """
-        total = len(self.segmented) + len(self.skipped)
+        segmented, skipped = _merged_across_processes(self.segmented, self.skipped)
+        total = len(segmented) + len(skipped)
         summary = {
-            "counts": {"images": total, "segmented": len(self.segmented), "skipped": len(self.skipped)},
-            "segmented": self.segmented,
-            "skipped": self.skipped,
+            "counts": {"images": total, "segmented": len(segmented), "skipped": len(skipped)},
+            "segmented": segmented,
+            "skipped": skipped,
         }
         self.segmented, self.skipped, self._failed_steps = [], [], 0
-        path = atomic_write(
-            self.output_dir / self.file_name, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2))
-        )
+        path = self.output_dir / self.file_name
+        if _rank() == 0:
+            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
         line = f"{summary['counts']['segmented']} of {total} images segmented into {self.output_dir}"
         if not summary["skipped"]:
             logger.info("%s (%s)", line, path.name)
@@ -209,6 +213,32 @@ class InferenceSummary:
         line += f"; {len(names)} skipped: {shown} (reasons above and in {path})"
         logger.error("%s", line)
         raise ImagesSkipped(line)
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _merged_across_processes(
+    segmented: list[dict[str, str]], skipped: list[dict[str, str]]
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The records of every process (each file once, sorted by path); this process's alone outside DDP."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return segmented, skipped
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (segmented, skipped))
+
+    def unique(records: list[dict[str, str]]) -> list[dict[str, str]]:
+        once = {r["file"]: r for r in reversed(records)}
+        if len(once) < len(records):  # a sampler that pads (not multi_gpu_inference.json's) gave a file twice
+            logger.warning("%d image(s) were handled by more than one process", len(records) - len(once))
+        return sorted(once.values(), key=lambda r: r["file"])
+
+    return unique([r for part in gathered for r in part[0]]), unique([r for part in gathered for r in part[1]])
 
 
 def _filenames(batch: Mapping[Hashable, Any], image_key: str) -> list[str]:

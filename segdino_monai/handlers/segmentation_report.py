@@ -113,10 +113,18 @@ class SegmentationReport:
         if not details:
             logger.warning("No per-image metric values to report (metric handlers need save_details=True)")
             return
-        rows = len(filenames)
         for name, values in details.items():
-            if len(values) != rows:
-                raise RuntimeError(f"metric {name} has {len(values)} per-image values for {rows} images")
+            if len(values) != len(filenames):
+                raise RuntimeError(f"metric {name} has {len(values)} per-image values for {len(filenames)} images")
+        # each image once: a distributed sampler that pads the last batch repeats images (multi_gpu_evaluate.json
+        # uses MONAI's, which does not, with even_divisible false); a repeat would count an image twice
+        seen: set[str] = set()
+        first = [i for i, name in enumerate(filenames) if not (name in seen or seen.add(name))]
+        if len(first) < len(filenames):
+            logger.info("%d repeated image(s) of a padded last batch counted once", len(filenames) - len(first))
+            filenames = [filenames[i] for i in first]
+            details = {name: [values[i] for i in first] for name, values in details.items()}
+        rows = len(filenames)
 
         def write_csv(tmp: str) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as f:

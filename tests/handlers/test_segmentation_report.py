@@ -86,3 +86,21 @@ def test_each_class_gets_its_own_columns_named_by_class_names(tmp_path):
     binary._filenames = ["a.png", "b.png"]
     binary._write(_engine_with({"test_mean_dice": dice[:, :1]}))
     assert "classes" not in json.loads(RunLayout(tmp_path / "binary").summary_json.read_text())
+
+
+def test_an_image_repeated_by_a_padding_sampler_is_counted_once(tmp_path):
+    import torch
+
+    from segdino_monai.handlers import SegmentationReport
+
+    report = SegmentationReport(tmp_path, html_report=False)
+    report._filenames = ["a.png", "b.png", "c.png", "a.png"]  # 3 images on 2 processes, the last batch padded
+    report._write(_engine_with({"test_mean_dice": torch.tensor([[0.2], [0.4], [0.9], [0.2]])}))
+    with open(RunLayout(tmp_path).metrics_csv, newline="") as f:
+        assert [(r["filename"], r["test_mean_dice"]) for r in csv.DictReader(f)] == [
+            ("a.png", "0.200000"),
+            ("b.png", "0.400000"),
+            ("c.png", "0.900000"),
+        ]
+    summary = json.loads(RunLayout(tmp_path).summary_json.read_text())
+    assert summary["num_images"] == 3 and summary["metrics"]["test_mean_dice"]["mean"] == pytest.approx(0.5)
