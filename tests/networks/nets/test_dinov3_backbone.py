@@ -122,9 +122,16 @@ def test_bf16_autocast_returns_float32_close_to_fp32():
         DINOv3Backbone("vits16", precision="float8", **TINY_VIT)
 
 
-def test_auto_precision_follows_the_device():
-    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert use_bf16("auto", torch.device("cpu")) == expected
+@pytest.mark.parametrize(
+    "avx512_bf16,amx,expected",
+    [(False, False, False), (True, False, True), (False, True, True)],
+    ids=["avx2-only", "avx512-bf16", "amx"],
+)
+def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16(monkeypatch, avx512_bf16, amx, expected):
+    """On an AVX2-only CPU bf16 is ~100x slower than fp32: ``auto`` must stay fp32 there (issue 17, point 5)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert use_bf16("auto", torch.device("cpu")) is expected
     assert use_bf16("bfloat16", torch.device("cpu")) and not use_bf16("float32", torch.device("cpu"))
 
 
