@@ -11,8 +11,12 @@ The cache folder is keyed by a hash of the backbone weights, the model size and 
 (its description and the transforms' settings), the number of views, the seed and the storage dtype; every file
 also records its own key and is checked when the dataset opens, so a stale or corrupted file is rebuilt, never used.
 Files are written atomically, so an interrupted build (Ctrl-C, a killed process) resumes where it stopped: the views
-written before are reused, the temporary files the killed writer left are removed, the rest is computed. One
-process builds a cache folder at a time.
+written before are reused, the temporary files the killed writer left are removed, the rest is computed.
+
+Under ``torch.distributed`` (``multi_gpu_train.json``) every process opens the same cache: process 0 alone removes
+leftovers and writes ``config.json``, then the views to compute are dealt out (process ``r`` computes every
+``world_size``-th, from its rank), and every process waits for all (a barrier) before it reads any file, so no view is
+computed twice and no file is read half-written. Otherwise one process builds a cache folder at a time.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ class CachedFeatureNetwork(nn.Module):
         super().__init__()
         if not hasattr(network, "decode"):
             raise InputError(
-                "feature_cache needs the SegDINO itself (it calls its decode); DistributedDataParallel is not "
-                "supported with the feature cache yet: train multi-GPU without --feature_cache."
+                f"feature_cache needs a SegDINO (it calls its decode), got {type(network).__name__}; under DDP pass "
+                "the wrapper to engines.training_network, which wraps the cached network itself"
             )
         self.network = network
 
@@ -102,16 +106,22 @@ class FeatureCacheDataset(Dataset):
         self.dtype = getattr(torch, dtype)
         self.key = self._config_key(network, eval_transform, train_transform, description, num_views, seed, dtype)
         self.folder = Path(cache_dir) / self.key[:16]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._remove_leftovers()
-        text = json.dumps({"key": self.key, **dict(description or {})}, indent=2, default=str)
-        atomic_write(self.folder / "config.json", lambda tmp: Path(tmp).write_text(text))
+        rank, world = _rank_and_world()
+        if rank == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._remove_leftovers()
+            text = json.dumps({"key": self.key, **dict(description or {})}, indent=2, default=str)
+            atomic_write(self.folder / "config.json", lambda tmp: Path(tmp).write_text(text))
+        _barrier()  # nobody writes before the leftovers of an interrupted build are gone
         self.files = [
             [self.folder / f"{self._entry_key(item, v)[:24]}.pt" for v in range(num_views)] for item in self.data
         ]
         missing = [(i, v) for i in range(len(self.data)) for v in range(num_views) if not self._valid(i, v)]
-        if missing:
-            self._build(missing, network, eval_transform, train_transform, batch_size, seed, progress)
+        _barrier()  # every process has its list of missing views before any process writes one
+        share = missing[rank::world]
+        if share:
+            self._build(share, network, eval_transform, train_transform, batch_size, seed, progress)
+        _barrier()  # every view is on disk before any process reads one
 
     def __len__(self) -> int:
         return len(self.data)
@@ -225,11 +235,20 @@ class FeatureCacheDataset(Dataset):
 def training_network(network: nn.Module, feature_cache: Any = False) -> nn.Module:
     """The network the trainer runs: the SegDINO itself, or its aligner and decoder on cached features.
 
+    Under DDP (``network`` a ``DistributedDataParallel`` of the SegDINO, ``multi_gpu_train.json``) the cached
+    network is wrapped in its own ``DistributedDataParallel`` (same devices), so its gradients are averaged across
+    processes as the SegDINO's would be; the SegDINO's wrapper still serves validation (forward only, whose gradient
+    hooks stay idle without a forward that expects a backward).
+
     Args:
-        network: the SegDINO.
+        network: the SegDINO, or a ``DistributedDataParallel`` of it.
         feature_cache: train from the feature cache (:class:`CachedFeatureNetwork`); an on/off option as typed.
     """
-    return CachedFeatureNetwork(network) if as_bool(feature_cache, "feature_cache") else network
+    if not as_bool(feature_cache, "feature_cache"):
+        return network
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        return nn.parallel.DistributedDataParallel(CachedFeatureNetwork(network.module), device_ids=network.device_ids)
+    return CachedFeatureNetwork(network)
 
 
 def training_dataset(
@@ -316,3 +335,18 @@ def _describe(transform: Any) -> Any:
         elif isinstance(value, Transform):
             settings[name] = _describe(value)
     return [type(transform).__qualname__, settings]
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -17,7 +17,7 @@ from tests.bundle.conftest import CONFIGS, EVALUATE, INFERENCE, TRAIN, command_e
 
 
 def _torchrun(run_id: str, configs: list[str], overrides: dict, cwd: Path) -> subprocess.CompletedProcess:
-    args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
+    args = [f"--{k}={v if isinstance(v, (str, bool)) else json.dumps(v)}" for k, v in overrides.items()]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
         "-m", "monai.bundle", "run", run_id, "--config_file", json.dumps(configs),
@@ -112,3 +112,45 @@ def test_inference_on_two_processes_writes_each_output_once_and_one_summary(kvas
     assert sorted(Path(s["file"]).name for s in summary["segmented"]) == sorted(
         p.name for p in images.iterdir() if p.name != "broken.png"
     )
+
+
+def test_feature_cache_under_ddp_builds_each_view_once_and_trains_as_one_process(fixtures_dir, tmp_path):
+    """2 processes x batch 2 from the cache give the model of 1 process x batch 4 (one SGD step: float tolerance)."""
+    import torch
+
+    folder = fixtures_dir / "endoscopy" / "kvasir_seg_256"
+    pairs = [{"image": str(p), "label": str(folder / "masks" / p.name)} for p in sorted((folder / "images").iterdir())]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": pairs[:4], "validation": pairs[4:6]}))
+    common = {
+        "datalist": str(datalist),
+        "feature_cache": True,
+        "feature_cache_views": 1,
+        "train#trainer#max_epochs": 1,
+        # SGD: AdamW's first step divides by |gradient|, which turns float noise where a gradient is ~0 into a
+        # full learning-rate step; SGD's step is the averaged gradient itself
+        "optimizer#_target_": "torch.optim.SGD",
+    }
+    single = workflow(
+        TRAIN,
+        "train",
+        **tiny_overrides(tmp_path / "single", **common, batch_size=4, **{"train#dataloader#shuffle": False}),
+    )
+    single.run()
+    single.finalize()
+    ddp = {**tiny_overrides(tmp_path / "ddp", **common, batch_size=2), "train#sampler#shuffle": False}
+    result = _torchrun("training", [TRAIN, str(CONFIGS / "multi_gpu_train.json")], ddp, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert output.count("2 views to compute") == 2 and "4 views to compute" not in output  # each view once
+    cache = next((tmp_path / "ddp" / "eval" / "feature_cache").iterdir())
+    assert len(list(cache.glob("*.pt"))) == 4 and not list(cache.glob(".*"))  # complete, no temporary files left
+    states = [torch.load(tmp_path / d / "models" / "model.pt", weights_only=True) for d in ("single", "ddp")]
+    assert sorted(states[0]) == sorted(states[1])
+    initial = workflow(TRAIN, "train", **tiny_overrides(tmp_path / "init", **common)).parser.get_parsed_content(
+        "network"
+    )
+    moved = [k for k in states[0] if not torch.equal(states[0][k], initial.state_dict()[k])]
+    assert moved  # the step changed the decoder
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=1e-5, atol=1e-6)
