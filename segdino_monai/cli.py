@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +118,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distributed() -> dict[str, str]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): join the process group; the config override of this process's GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return {}
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(dist.destroy_process_group)
+    if not torch.cuda.is_available():
+        return {}
+    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    return {"device": f"$torch.device('cuda:{int(os.environ['LOCAL_RANK'])}')"}
+
+
 def _dicom(args: argparse.Namespace) -> int:
     from segdino_monai.dicom.pipeline import (
         DicomSegmenter,
@@ -130,6 +148,7 @@ def _dicom(args: argparse.Namespace) -> int:
     from segdino_monai.errors import InputError
 
     overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
+    overrides.update(_distributed())
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     with sigterm_as_interrupt():
         try:

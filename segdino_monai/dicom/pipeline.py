@@ -604,8 +604,13 @@ def run_dicom(
         seg_options: SEG descriptions; default: the segmenter's modality's task.
         progress: show a progress bar.
 
+    Under ``torchrun`` (``torch.distributed`` initialised) the files are dealt out: process ``r`` segments every
+    ``world_size``-th file from its rank, every process names all outputs alike (each output folder has one
+    writer), and process 0 writes the one ``summary.json`` of them all; an interrupted process writes its part to
+    ``summary-rank<r>.json`` instead (a rerun finishes the work and replaces them by ``summary.json``).
+
     Returns:
-        The :class:`RunSummary`, also written to ``output/summary.json``.
+        The :class:`RunSummary` (of every process), also written to ``output/summary.json``.
 
     Raises:
         InputError: when the whole run cannot proceed: an input is missing, a folder holds nothing to segment, the
@@ -627,21 +632,58 @@ def run_dicom(
     labels = options.labels(max(1, segmenter.num_classes - 1))
     summary = RunSummary()
     taken: set[str] = set()
+    rank, world = _rank_and_world()
     try:
-        for path, dicomdir in tqdm(files, desc="segdino dicom", unit="file", disable=not progress):
+        for index, (path, dicomdir) in enumerate(tqdm(files, desc="segdino dicom", unit="file", disable=not progress)):
             if dicomdir is not None and not path.exists():
-                reason = f"file not found (referenced by {dicomdir})"
-                summary.skipped.append({"file": str(path), "reason": reason})
-                logger.warning("skipped %s: %s", path, reason)
+                if index % world == rank:
+                    reason = f"file not found (referenced by {dicomdir})"
+                    summary.skipped.append({"file": str(path), "reason": reason})
+                    logger.warning("skipped %s: %s", path, reason)
+                continue
+            if index % world != rank:  # another process's file: only its output name, as that process chooses it
+                taken.add(_instance_name(path, _header(path), output, taken))
                 continue
             _run_one(path, output, segmenter, overwrite, frames, options, labels, summary, taken)
     except KeyboardInterrupt as err:
         summary.interrupted = str(err) or "interrupted (Ctrl-C)"
         raise
     finally:
-        write_json(summary.as_dict(), output / "summary.json")
-        _log_summary(summary, output)
+        if summary.interrupted is None:  # every process is done: one summary of them all, written by the first
+            summary = _merged(summary, world)
+            if rank == 0:
+                write_json(summary.as_dict(), output / "summary.json")
+                for part in output.glob("summary-rank*.json"):  # of an interrupted run, now finished
+                    part.unlink(missing_ok=True)
+        else:  # each process records its part; a rerun finishes the work and writes the whole summary
+            write_json(summary.as_dict(), output / ("summary.json" if world == 1 else f"summary-rank{rank}.json"))
+        if rank == 0 or summary.interrupted is not None:
+            _log_summary(summary, output)
     return summary
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (under ``torchrun``), else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _merged(summary: RunSummary, world: int) -> RunSummary:
+    """The summaries of every process in one, each list sorted by file (this process's alone outside ``torchrun``)."""
+    if world == 1:
+        return summary
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, summary)
+    merged = RunSummary()
+    for kind in ("processed", "fallback", "done", "skipped", "failed"):
+        entries = [e for part in parts for e in getattr(part, kind)]
+        setattr(merged, kind, sorted(entries, key=lambda e: e["file"]))
+    return merged
 
 
 def _run_one(

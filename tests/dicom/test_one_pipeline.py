@@ -73,3 +73,28 @@ def test_segdino_dicom_and_bundle_inference_give_the_same_mask(dicom_dir, decode
     assert np.array_equal(*changed)
     assert not np.array_equal(changed[0], default[0])
     assert changed[0][outside].any()  # the whole frame was segmented
+
+
+def test_segdino_dicom_under_torchrun_segments_each_file_once_with_one_summary(dicom_dir, decoder_checkpoint, tmp_path):
+    """2 processes (gloo) on the ultrasound fixtures: the outputs and the summary of one process, each file once."""
+    import hashlib
+
+    inputs = dicom_dir / "us"
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    result = run_command(_dicom_command(inputs, single, decoder_checkpoint, {}), cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]  # 1: a fixture is not segmentable, as designed
+    command = _dicom_command(inputs, ddp, decoder_checkpoint, {})
+    command[1:3] = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "segdino_monai.cli"]
+    distributed = run_command(command, cwd=tmp_path)
+    assert distributed.returncode == result.returncode, distributed.stderr[-3000:]
+
+    def outputs(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(np.asarray(Image.open(p)).tobytes()).hexdigest()
+                for p in folder.rglob("*mask.png")}  # fmt: skip
+
+    assert outputs(ddp) == outputs(single) and len(outputs(single)) > 10
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (single, ddp)]
+    assert summaries[1]["counts"] == summaries[0]["counts"]
+    for kind in ("processed", "fallback", "skipped"):
+        assert sorted(e["file"] for e in summaries[1][kind]) == sorted(e["file"] for e in summaries[0][kind])
+    assert not list(ddp.glob("summary-rank*.json")) and not list(ddp.glob(".partial-*"))
