@@ -261,8 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check-weights", help="check that a DINOv3 weights file loads exactly")
-    check.add_argument("weights", help="Meta's .pth or timm's .pth/.safetensors DINOv3 weights file")
+    check = commands.add_parser("check-weights", help="check that DINOv3 weights load exactly")
+    check.add_argument(
+        "weights",
+        help="Meta's .pth or timm's .pth/.safetensors DINOv3 weights file, or a Hugging Face snapshot folder "
+        "(config.json and model.safetensors) or its model.safetensors",
+    )
     check.add_argument("--backbone", default="vits16", help="vits16, vits16plus, vitb16, vitl16 or vith16plus")
     check.set_defaults(func=_check_weights)
 
