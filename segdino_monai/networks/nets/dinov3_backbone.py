@@ -90,7 +90,8 @@ class DINOv3Backbone(nn.Module):
             name of a timm DINOv3 model.
         weights: a local weights file in Meta's original layout (e.g. ``dinov3_vits16_pretrain_lvd1689m-08c60483.pth``)
             or timm's (``.safetensors`` or ``.pth``), a Hugging Face ``transformers`` snapshot folder
-            (``config.json`` and ``model.safetensors`` of ``DINOv3ViTModel``) or its ``model.safetensors``;
+            (``config.json`` and ``model.safetensors`` of ``DINOv3ViTModel``) or its ``model.safetensors``; a name
+            ending in a SHA-256 prefix (``-08c60483.pth``) is checked against the file's content;
             ``"timm-hub"`` for timm's hub weights (needs the network);
             ``None`` for a random backbone (for tests only: its features are meaningless).
         taps: 0-based indices of the blocks whose outputs are returned; default: see :func:`default_taps`.

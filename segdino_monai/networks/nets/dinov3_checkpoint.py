@@ -17,6 +17,7 @@ import torch
 from segdino_monai.errors import InputError
 from segdino_monai.networks.nets.dinov3_transformers import WEIGHTS_FILE, is_transformers_state
 from segdino_monai.networks.safe_load import safe_load
+from segdino_monai.networks.weights_hash import check_name_hash
 
 __all__ = [
     "CheckpointLayout",
@@ -70,6 +71,8 @@ def weights_file(path: str | Path) -> Path:
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weights file (``.pth``/``.pt`` through ``torch.load(weights_only=True)``, or ``.safetensors``).
 
+    A file whose name ends in a SHA-256 prefix (Meta's ``...-08c60483.pth``) is checked against it first.
+
     Args:
         path: the file, or a Hugging Face snapshot folder (its ``model.safetensors``). A checkpoint wrapping its
             weights in ``model``, ``state_dict``, ``teacher`` or ``module`` is unwrapped.
@@ -78,9 +81,12 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         The flat state dict.
 
     Raises:
-        InputError: naming the file, when it is missing, cannot be read safely as weights, or holds no tensors.
+        InputError: naming the file, when it is missing, does not match the hash in its name, cannot be read safely
+            as weights, or holds no tensors.
     """
     path = weights_file(path)
+    if path.is_file() and path.stat().st_size > 0:  # else safe_load says what is wrong with it
+        check_name_hash(path)
     state = safe_load(
         path,
         "DINOv3 weights file",

@@ -182,8 +182,10 @@ def test_missing_extra_and_unrepresentable_keys_are_named(vits16, tmp_path):
     load({**state, "layer.3.attention.k_proj.bias": torch.zeros(384)})  # key_bias: true with a zero bias is exact
 
 
-def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transformers, tmp_path, caplog):
+def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transformers, tmp_path, caplog, monkeypatch):
     from segdino_monai.engines import resolve_backbone_weights
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # check-weights caches the file's SHA-256
 
     full = tmp_path / "dinov3-vits16-pretrain-lvd1689m"
     hf_model(transformers, "vits16", depth=12).save_pretrained(full)
@@ -191,6 +193,7 @@ def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transform
     with caplog.at_level(logging.INFO):
         assert main(["check-weights", str(full), "--backbone", "vits16"]) == 0
     assert "loads into vit_small_patch16_dinov3_qkvb: 21596160 parameters" in caplog.text
+    assert "model.safetensors SHA-256 " in caplog.text and "no hash in its name" in caplog.text
 
 
 def test_the_package_never_imports_transformers():
