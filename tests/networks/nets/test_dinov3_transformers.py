@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -18,89 +17,46 @@ from segdino_monai.cli import main
 from segdino_monai.errors import InputError
 from segdino_monai.networks import DINOV3_ARCHS, DINOv3Backbone
 from segdino_monai.networks.nets.dinov3_transformers import model_config, transformers_to_timm
+from tests.networks.dinov3_transformers_files import (
+    SIZES,
+    hf_config,
+    hf_features,
+    hf_model,
+    relative_errors,
+    require_transformers,
+)
 
 X = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))  # not square: catches a swapped RoPE axis
 DEPTH = 4  # the real ViT-S/16 width, heads, registers and RoPE, with 4 of its 12 blocks
 
-# The published configs (facebook/dinov3-*-pretrain-lvd1689m): hidden_size, heads, intermediate_size, layers, gated.
-SIZES = {
-    "vits16": (384, 6, 1536, 12, False),
-    "vits16plus": (384, 6, 1536, 12, True),
-    "vitb16": (768, 12, 3072, 12, False),
-    "vitl16": (1024, 16, 4096, 24, False),
-    "vith16plus": (1280, 20, 5120, 32, True),
-}
-
 
 @pytest.fixture(scope="module")
 def transformers():
-    """transformers (extra `dev`): skipped where absent unless SEGDINO_REQUIRE_FIXTURES=1 (CI installs it)."""
-    try:
-        import transformers
-    except ImportError:
-        if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-            pytest.fail("SEGDINO_REQUIRE_FIXTURES=1 but transformers (extra dev) is not installed")
-        pytest.skip("transformers not installed (pip install -e .[dev]): Hugging Face weights not checked")
-    return transformers
-
-
-def hf_config(transformers, arch: str, depth: int | None = None):
-    hidden, heads, intermediate, layers, gated = SIZES[arch]
-    return transformers.DINOv3ViTConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        intermediate_size=intermediate,
-        num_hidden_layers=depth or layers,
-        num_register_tokens=4,
-        use_gated_mlp=gated,
-        hidden_act="silu" if gated else "gelu",
-    )
-
-
-def hf_model(transformers, arch: str, depth: int = DEPTH):
-    """A random DINOv3ViTModel with every bias, LayerScale, norm and token far from its init."""
-    torch.manual_seed(0)
-    model = transformers.DINOv3ViTModel(hf_config(transformers, arch, depth)).eval()
-    with torch.no_grad():
-        for key, param in model.named_parameters():
-            if key.endswith(("bias", "lambda1", "cls_token", "register_tokens")) or "norm" in key:
-                param.copy_(torch.randn_like(param) * 0.5)
-    return model
-
-
-def hf_features(model) -> list[torch.Tensor]:
-    """transformers' hidden states of every block after its final norm, prefix tokens dropped, as NCHW maps."""
-    with torch.no_grad():
-        states = model(X, output_hidden_states=True).hidden_states[1:]  # [0] is the embedding output
-    prefix = 1 + model.config.num_register_tokens
-    h, w = X.shape[2] // 16, X.shape[3] // 16
-    return [model.norm(s)[:, prefix:].unflatten(1, (h, w)).permute(0, 3, 1, 2) for s in states]
+    return require_transformers()
 
 
 def assert_same_features(ours: list[torch.Tensor], reference: list[torch.Tensor]) -> None:
-    assert len(ours) == len(reference) == DEPTH
-    for a, ref in zip(ours, reference, strict=True):
-        assert a.shape == ref.shape
-        assert ((a - ref).norm() / ref.norm()).item() < 1e-5
+    assert len(ours) == DEPTH
+    assert max(relative_errors(ours, reference)) < 1e-5
 
 
 @pytest.fixture(scope="module")
 def vits16(transformers, tmp_path_factory) -> tuple[Path, list[torch.Tensor]]:
     """A ViT-S/16-shaped snapshot folder written by save_pretrained, and transformers' features of it."""
-    model = hf_model(transformers, "vits16")
+    model = hf_model(transformers, "vits16", DEPTH)
     folder = tmp_path_factory.mktemp("hf") / "dinov3-vits16"
     model.save_pretrained(folder)
-    return folder, hf_features(model)
+    return folder, hf_features(model, X)
 
 
 @pytest.mark.parametrize("arch", ["vits16", "vits16plus"])
 def test_snapshot_folder_gives_transformers_features(transformers, tmp_path, arch):
-    model = hf_model(transformers, arch)
+    model = hf_model(transformers, arch, DEPTH)
     model.save_pretrained(tmp_path / "snapshot")
     assert sorted(p.name for p in (tmp_path / "snapshot").iterdir()) == ["config.json", "model.safetensors"]
     backbone = DINOv3Backbone(arch, weights=tmp_path / "snapshot", depth=DEPTH)
     assert backbone.taps == (0, 1, 2, 3)
-    assert_same_features(backbone(X), hf_features(model))
+    assert_same_features(backbone(X), hf_features(model, X))
 
 
 def test_safetensors_file_alone_and_module_key_names(vits16, tmp_path, caplog):
@@ -188,7 +144,7 @@ def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transform
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # check-weights caches the file's SHA-256
 
     full = tmp_path / "dinov3-vits16-pretrain-lvd1689m"
-    hf_model(transformers, "vits16", depth=12).save_pretrained(full)
+    hf_model(transformers, "vits16", 12).save_pretrained(full)
     assert resolve_backbone_weights(str(full)) == str(full)
     with caplog.at_level(logging.INFO):
         assert main(["check-weights", str(full), "--backbone", "vits16"]) == 0
