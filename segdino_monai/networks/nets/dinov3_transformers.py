@@ -73,8 +73,10 @@ _NAMES = (
 _GROUPS = {"<i>": r"(?P<i>\d+)", "<n>": r"(?P<n>[12])", "<p>": r"(?P<p>weight|bias)"}
 _QKV = re.compile(r"^layer\.(\d+)\.attention\.([qkv])_proj\.weight$")
 _K_BIAS = re.compile(r"^layer\.(\d+)\.attention\.k_proj\.bias$")
-# Used in pretraining only (masked image modelling); no place in a frozen feature extractor.
-_PRETRAIN_ONLY = ("embeddings.mask_token",)
+# The mask token is used in pretraining only (masked image modelling): no place in a frozen feature extractor. The RoPE
+# frequencies are a non-persistent buffer that transformers does not save; where a file has them they are ignored: the
+# RoPE follows config.json's rope_theta, which check_config compares with the model's.
+_NOT_LOADED = ("embeddings.mask_token", "rope_embeddings.inv_freq")
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -90,7 +92,13 @@ def _fill(template: str, match: re.Match[str]) -> str:
     return template
 
 
-_FORWARD = [(_pattern(hf), timm) for hf, timm in _NAMES if "{" not in hf]
+# By use_gated_mlp: the renames of a plain MLP's keys (no fc1_x) and of a gated one's (no fc1).
+_FORWARD = {
+    gated: [
+        (_pattern(hf), timm) for hf, timm in _NAMES if "{" not in hf and (".fc1." if gated else ".fc1_x.") not in timm
+    ]
+    for gated in (False, True)
+}
 _BACKWARD = [(_pattern(timm), hf) for hf, timm in _NAMES]
 
 
@@ -128,7 +136,7 @@ def transformers_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
     qkv: dict[str, dict[str, torch.Tensor]] = {}
     unmapped = []
     for key, value in state.items():
-        if key in _PRETRAIN_ONLY:
+        if key in _NOT_LOADED:
             continue
         if match := _QKV.match(key):
             qkv.setdefault(match[1], {})[match[2]] = value
@@ -139,12 +147,8 @@ def transformers_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
                     f"{key} is not zero: DINOv3 in timm has no key bias, so this checkpoint cannot be loaded exactly."
                 )
             continue
-        for pattern, template in _FORWARD:
-            if (
-                (match := pattern.match(key))
-                and (".fc1." not in template or not gated)
-                and (".fc1_x." not in template or gated)
-            ):
+        for pattern, template in _FORWARD[gated]:
+            if match := pattern.match(key):
                 out[_fill(template, match)] = value
                 break
         else:

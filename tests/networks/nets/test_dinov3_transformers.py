@@ -136,6 +136,7 @@ def test_missing_extra_and_unrepresentable_keys_are_named(vits16, tmp_path):
     with pytest.raises(InputError, match=r"layer\.3\.attention\.k_proj\.bias is not zero"):
         load({**state, "layer.3.attention.k_proj.bias": torch.full((384,), 0.1)})
     load({**state, "layer.3.attention.k_proj.bias": torch.zeros(384)})  # key_bias: true with a zero bias is exact
+    load({**state, "rope_embeddings.inv_freq": torch.ones(16)})  # a saved RoPE buffer is ignored, as by transformers
 
 
 def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transformers, tmp_path, caplog, monkeypatch):
