@@ -19,6 +19,8 @@ logger = logging.getLogger("segdino_monai")
 
 def _check_weights(args: argparse.Namespace) -> int:
     from segdino_monai.networks import DINOv3Backbone
+    from segdino_monai.networks.nets.dinov3_checkpoint import weights_file
+    from segdino_monai.networks.weights_hash import file_sha256, name_hash_prefix
 
     backbone = DINOv3Backbone(args.backbone, weights=args.weights)
     params = sum(p.numel() for p in backbone.model.parameters())
@@ -30,6 +32,10 @@ def _check_weights(args: argparse.Namespace) -> int:
         backbone.embed_dim,
         list(backbone.taps),
     )
+    path = weights_file(args.weights)
+    prefix = name_hash_prefix(path)
+    checked = f"matches the {prefix} in its name" if prefix else "no hash in its name: compare it with the publisher's"
+    logger.info("%s SHA-256 %s (%s)", path, file_sha256(path), checked)
     return 0
 
 
@@ -280,8 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check-weights", help="check that a DINOv3 weights file loads exactly")
-    check.add_argument("weights", help="Meta's .pth or timm's .pth/.safetensors DINOv3 weights file")
+    check = commands.add_parser(
+        "check-weights", help="check that DINOv3 weights load exactly, and print the file's SHA-256"
+    )
+    check.add_argument(
+        "weights",
+        help="Meta's .pth or timm's .pth/.safetensors DINOv3 weights file, or a Hugging Face snapshot folder "
+        "(config.json and model.safetensors) or its model.safetensors",
+    )
     check.add_argument("--backbone", default="vits16", help="vits16, vits16plus, vitb16, vitl16 or vith16plus")
     check.set_defaults(func=_check_weights)
 

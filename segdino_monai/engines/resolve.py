@@ -42,7 +42,8 @@ PATCH_SIZE = 16
 _WEIGHTS_HELP = (
     "Get DINOv3 weights from Meta (accept the DINOv3 License on Meta's DINOv3 download page, then download e.g. "
     "dinov3_vits16_pretrain_lvd1689m-08c60483.pth) and place the file at {path}, or pass --backbone_weights "
-    "<file>. `segdino check-weights <file>` tells whether a file fits."
+    "<file>; a Hugging Face snapshot folder (facebook/dinov3-vits16-pretrain-lvd1689m: config.json and "
+    "model.safetensors) works too. `segdino check-weights <file>` tells whether a file fits."
 )
 
 
@@ -50,12 +51,12 @@ def resolve_backbone_weights(weights: str | Path | None, allow_random: Any = Fal
     """Check the backbone weights file (a bundle config calls it as the network's ``weights`` component).
 
     Args:
-        weights: the weights file; ``"random"`` asks for a random backbone explicitly.
+        weights: the weights file or Hugging Face snapshot folder; ``"random"`` asks for a random backbone explicitly.
         allow_random: a missing file gives a random backbone with a loud warning instead of an error (the demo);
             a bool or an on/off option as typed (see :func:`~segdino_monai.options.as_bool`).
 
     Returns:
-        The file's path, or ``None`` for a random backbone.
+        The path, or ``None`` for a random backbone.
 
     Raises:
         FileNotFoundError: naming the file and how to get it, when it is missing and random is not allowed.
@@ -64,7 +65,7 @@ def resolve_backbone_weights(weights: str | Path | None, allow_random: Any = Fal
         logger.warning("Using a RANDOM DINOv3 backbone as asked (--backbone_weights random): results are meaningless.")
         return None
     path = Path(weights)
-    if path.is_file():
+    if path.is_file() or path.is_dir():  # a folder: a Hugging Face snapshot, checked by the backbone
         return str(path)
     if as_bool(allow_random, "demo"):
         logger.warning(

@@ -89,10 +89,10 @@ def _weights(bundle_root: Path, backbone_weights: str | None) -> str:
     if backbone_weights == "random":
         return "random"
     path = Path(backbone_weights) if backbone_weights else bundle_root / "models" / _DEFAULT_WEIGHTS
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(
             f"DINOv3 backbone weights not found: {path}. Pass --backbone-weights <file> (Meta's or timm's DINOv3 "
-            "weights; `segdino check-weights <file>` checks one)."
+            "weights, or a Hugging Face snapshot folder; `segdino check-weights <file>` checks one)."
         )
     return str(path.resolve())
 

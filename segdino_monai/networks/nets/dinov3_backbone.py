@@ -1,4 +1,4 @@
-"""The frozen DINOv3 ViT backbone adapter (timm's DINOv3 models, weights from a local file).
+"""The frozen DINOv3 ViT backbone adapter (timm's DINOv3 models, weights from a local file or snapshot folder).
 
 DINOv3: Siméoni et al., "DINOv3", arXiv 2508.10104. Meta's DINOv3 weights are released under the DINOv3 License;
 users download them themselves and pass the local path.
@@ -23,6 +23,12 @@ from segdino_monai.networks.nets.dinov3_checkpoint import (
     detect_layout,
     load_weights_file,
     meta_to_timm,
+)
+from segdino_monai.networks.nets.dinov3_transformers import (
+    check_config,
+    read_config,
+    transformers_name,
+    transformers_to_timm,
 )
 
 __all__ = ["DINOV3_ARCHS", "PRECISIONS", "DINOv3Backbone", "default_taps", "use_bf16"]
@@ -83,7 +89,10 @@ class DINOv3Backbone(nn.Module):
         arch: ``vits16``, ``vits16plus``, ``vitb16``, ``vitl16``, ``vith16plus`` (or ``small``, ``base``, ...), or the
             name of a timm DINOv3 model.
         weights: a local weights file in Meta's original layout (e.g. ``dinov3_vits16_pretrain_lvd1689m-08c60483.pth``)
-            or timm's (``.safetensors`` or ``.pth``); ``"timm-hub"`` for timm's hub weights (needs the network);
+            or timm's (``.safetensors`` or ``.pth``), a Hugging Face ``transformers`` snapshot folder
+            (``config.json`` and ``model.safetensors`` of ``DINOv3ViTModel``) or its ``model.safetensors``; a name
+            ending in a SHA-256 prefix (``-08c60483.pth``) is checked against the file's content;
+            ``"timm-hub"`` for timm's hub weights (needs the network);
             ``None`` for a random backbone (for tests only: its features are meaningless).
         taps: 0-based indices of the blocks whose outputs are returned; default: see :func:`default_taps`.
         precision: ``"float32"``, ``"bfloat16"`` (a bfloat16 copy of the frozen weights) or ``"auto"``: bfloat16
@@ -115,14 +124,12 @@ class DINOv3Backbone(nn.Module):
         name = self._timm_name(arch)
         state, layout = None, None
         if weights is not None and str(weights) != TIMM_HUB_WEIGHTS:
-            state = load_weights_file(weights)
-            try:
-                layout = detect_layout(state)
-            except InputError as err:
-                raise InputError(f"DINOv3 weights file {weights}: {err}") from err
-            if layout == CheckpointLayout.TIMM and name.endswith("_qkvb") and "blocks.0.attn.q_bias" not in state:
-                name = name.removesuffix("_qkvb")  # timm's own file of the plain (bias-free) variant
+            state, layout = self._read(weights)
+            if layout != CheckpointLayout.META and name.endswith("_qkvb") and "blocks.0.attn.q_bias" not in state:
+                name = name.removesuffix("_qkvb")  # a file of the plain (bias-free) variant
         self.model = self._create(name, pretrained=str(weights) == TIMM_HUB_WEIGHTS, **model_kwargs)
+        if layout == CheckpointLayout.TRANSFORMERS:
+            self._check_config(weights, _ALIASES.get(arch, arch))
         if state is not None:
             self._load(state, layout, str(weights), name)
         elif weights is None:
@@ -221,6 +228,31 @@ class DINOv3Backbone(nn.Module):
                 "file once and pass its local path as weights."
             ) from err
 
+    @staticmethod
+    def _read(weights: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+        """The file's state dict (Hugging Face keys already in timm's layout, Meta's not yet) and its layout."""
+        state = load_weights_file(weights)
+        try:
+            layout = detect_layout(state)
+        except InputError as err:
+            raise InputError(f"DINOv3 weights file {weights}: {err}") from err
+        if layout == CheckpointLayout.TRANSFORMERS:
+            try:
+                state = transformers_to_timm(state)
+            except ValueError as err:
+                raise InputError(f"DINOv3 weights {weights}: {err}") from err
+        return state, layout
+
+    def _check_config(self, weights: str | Path, backbone: str) -> None:
+        """Check a Hugging Face snapshot's ``config.json`` (where there is one) against the model."""
+        config, path = read_config(weights)
+        if config is None:
+            logger.info(
+                "%s has no config.json beside it: the backbone's size is checked from the weights alone.", weights
+            )
+        else:
+            check_config(config, self.model, path, backbone)
+
     def _load(self, state: dict[str, torch.Tensor], layout: str | None, source: str, name: str) -> None:
         expected = self.model.state_dict()
         wanted = f"{name} ({describe_checkpoint(expected)})"
@@ -232,15 +264,21 @@ class DINOv3Backbone(nn.Module):
                 "vitl16: 1024, 24; vith16plus: 1280, 32, SwiGLU)."
             )
         if layout == CheckpointLayout.META:
-            state = meta_to_timm(state, rope_periods=getattr(self.model.rope, "periods", None))
+            try:
+                state = meta_to_timm(state, rope_periods=getattr(self.model.rope, "periods", None))
+            except ValueError as err:
+                raise InputError(f"DINOv3 weights file {source}: {err}") from err
         wrong_shape = sorted(k for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape)
         if wrong_shape:
             raise InputError(f"{source} does not fit the backbone {wanted}: shapes differ for {wrong_shape[:5]}.")
         result = self.model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
+            missing, unexpected = result.missing_keys[:8], result.unexpected_keys[:8]
+            if layout == CheckpointLayout.TRANSFORMERS:  # name them as they are (or would be) in the file
+                missing, unexpected = [[transformers_name(k) for k in keys] for keys in (missing, unexpected)]
             raise InputError(
                 f"{source} ({layout} layout, {found}) does not fit the backbone {wanted}: "
-                f"missing keys {result.missing_keys[:8]}, unexpected keys {result.unexpected_keys[:8]}."
+                f"missing keys {missing}, unexpected keys {unexpected}."
             )
         logger.info("Loaded DINOv3 weights from %s (%s layout) into %s", source, layout, name)
 

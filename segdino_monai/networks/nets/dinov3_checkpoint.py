@@ -1,4 +1,4 @@
-"""Reading DINOv3 weight files (Meta's original layout and timm's) into timm's DINOv3 ViT key layout.
+"""Reading DINOv3 weight files (Meta's original layout, timm's, Hugging Face's) into timm's DINOv3 ViT key layout.
 
 timm has its own converter (``timm.models.eva.checkpoint_filter_fn``), but it silently drops keys it does not know,
 drops the q/v biases when the target model has none and ignores ``attn.qkv.bias_mask``. We need the opposite: every key
@@ -15,9 +15,18 @@ from pathlib import Path
 import torch
 
 from segdino_monai.errors import InputError
+from segdino_monai.networks.nets.dinov3_transformers import WEIGHTS_FILE, is_transformers_state
 from segdino_monai.networks.safe_load import safe_load
+from segdino_monai.networks.weights_hash import check_name_hash
 
-__all__ = ["CheckpointLayout", "load_weights_file", "detect_layout", "meta_to_timm", "describe_checkpoint"]
+__all__ = [
+    "CheckpointLayout",
+    "describe_checkpoint",
+    "detect_layout",
+    "load_weights_file",
+    "meta_to_timm",
+    "weights_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +36,7 @@ class CheckpointLayout:
 
     META = "meta"
     TIMM = "timm"
+    TRANSFORMERS = "transformers"
 
 
 # Keys in Meta's files that exist only for pretraining; they have no place in a frozen feature extractor.
@@ -50,23 +60,38 @@ _SHARED = re.compile(
 _QKV_BIAS = re.compile(r"^(blocks\.\d+)\.attn\.qkv\.bias$")
 
 
+def weights_file(path: str | Path) -> Path:
+    """The file that holds the weights: ``path`` itself, or a Hugging Face snapshot folder's ``model.safetensors``."""
+    path = Path(path)
+    if path.is_dir() and ((path / WEIGHTS_FILE).exists() or (path / "config.json").exists()):
+        return path / WEIGHTS_FILE
+    return path
+
+
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weights file (``.pth``/``.pt`` through ``torch.load(weights_only=True)``, or ``.safetensors``).
 
+    A file whose name ends in a SHA-256 prefix (Meta's ``...-08c60483.pth``) is checked against it first.
+
     Args:
-        path: the file. A checkpoint wrapping its weights in ``model``, ``state_dict``, ``teacher`` or ``module``
-            is unwrapped.
+        path: the file, or a Hugging Face snapshot folder (its ``model.safetensors``). A checkpoint wrapping its
+            weights in ``model``, ``state_dict``, ``teacher`` or ``module`` is unwrapped.
 
     Returns:
         The flat state dict.
 
     Raises:
-        InputError: naming the file, when it is missing, cannot be read safely as weights, or holds no tensors.
+        InputError: naming the file, when it is missing, does not match the hash in its name, cannot be read safely
+            as weights, or holds no tensors.
     """
+    path = weights_file(path)
+    if path.is_file() and path.stat().st_size > 0:  # else safe_load says what is wrong with it
+        check_name_hash(path)
     state = safe_load(
         path,
         "DINOv3 weights file",
-        "Pass Meta's DINOv3 .pth (e.g. dinov3_vits16_pretrain_lvd1689m-08c60483.pth) or a timm .pth/.safetensors file.",
+        "Pass Meta's DINOv3 .pth (e.g. dinov3_vits16_pretrain_lvd1689m-08c60483.pth), a timm .pth/.safetensors file "
+        "or a Hugging Face snapshot folder (config.json and model.safetensors).",
     )
     for wrapper in ("model", "state_dict", "teacher", "module"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
@@ -77,19 +102,22 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
-    """Tell Meta's original key layout from timm's.
+    """Tell Meta's original key layout from timm's and Hugging Face ``transformers``'.
 
     Raises:
-        InputError: when the keys are neither.
+        InputError: when the keys are none of them.
     """
     if "storage_tokens" in state or any(k.endswith((".ls1.gamma", ".attn.qkv.bias_mask")) for k in state):
         return CheckpointLayout.META
     if "reg_token" in state or any(k.endswith(".gamma_1") for k in state):
         return CheckpointLayout.TIMM
+    if is_transformers_state(state):
+        return CheckpointLayout.TRANSFORMERS
     sample = ", ".join(sorted(state)[:5])
     raise InputError(
         f"Unrecognised checkpoint layout (first keys: {sample}). Expected Meta's DINOv3 keys (storage_tokens, "
-        "blocks.N.ls1.gamma, ...) or timm's (reg_token, blocks.N.gamma_1, ...)."
+        "blocks.N.ls1.gamma, ...), timm's (reg_token, blocks.N.gamma_1, ...) or Hugging Face transformers' "
+        "(embeddings.cls_token, layer.N.attention.q_proj.weight, ...)."
     )
 
 
