@@ -15,6 +15,18 @@ TINY_VIT = {"embed_dim": 48, "depth": 4, "num_heads": 2}
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """The package's caches (weights hashes) go to a test folder, never the user's ~/.cache (commands inherit it)."""
+    previous = os.environ.get("SEGDINO_CACHE_DIR")
+    os.environ["SEGDINO_CACHE_DIR"] = str(tmp_path_factory.mktemp("segdino-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SEGDINO_CACHE_DIR", None)
+    else:
+        os.environ["SEGDINO_CACHE_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _cpu_threads():
     torch.set_num_threads(2)

@@ -30,9 +30,13 @@ _CHUNK = 1 << 20
 
 
 def hash_cache_file() -> Path:
-    """Where the hashes are cached: ``$XDG_CACHE_HOME/segdino-monai/weights-sha256.json`` (``~/.cache`` by default)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "segdino-monai" / "weights-sha256.json"
+    """Where the hashes are cached: ``weights-sha256.json`` in ``$SEGDINO_CACHE_DIR``.
+
+    By default that folder is ``$XDG_CACHE_HOME/segdino-monai`` (``~/.cache/segdino-monai``).
+    """
+    own = os.environ.get("SEGDINO_CACHE_DIR")
+    root = Path(own) if own else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segdino-monai"
+    return root / "weights-sha256.json"
 
 
 def name_hash_prefix(path: str | Path) -> str | None:

@@ -21,7 +21,7 @@ from tests.networks.dinov3_files import meta_state_dict, tiny_timm_model, write_
 
 @pytest.fixture(autouse=True)
 def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("SEGDINO_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -79,7 +79,7 @@ def test_the_hash_is_cached_until_the_file_changes(meta_named, hash_calls, cache
     assert weights_hash.file_sha256(path) == digest
     DINOv3Backbone("vits16", weights=path, **TINY_VIT)
     assert hash_calls == [path.name]  # the load used the cached hash
-    cached = json.loads((cache_home / "segdino-monai" / "weights-sha256.json").read_text())
+    cached = json.loads((cache_home / "weights-sha256.json").read_text())
     assert cached[str(path.resolve())]["sha256"] == digest
     # Same size, new content and modification time (a re-download): hashed again, and now refused.
     data = bytearray(path.read_bytes())

@@ -142,7 +142,7 @@ def test_missing_extra_and_unrepresentable_keys_are_named(vits16, tmp_path):
 def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transformers, tmp_path, caplog, monkeypatch):
     from segdino_monai.engines import resolve_backbone_weights
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # check-weights caches the file's SHA-256
+    monkeypatch.setenv("SEGDINO_CACHE_DIR", str(tmp_path / "cache"))  # check-weights caches the file's SHA-256
 
     full = tmp_path / "dinov3-vits16-pretrain-lvd1689m"
     hf_model(transformers, "vits16", 12).save_pretrained(full)
