@@ -6,11 +6,13 @@ config file and the overrides merged, so a change to the config reaches these ou
 writer is left out, for the writers here. Predictions are inverted to the source grid (``Invertd`` on
 probabilities, then the threshold), so every output is pixel-aligned with the source.
 
-Per instance, ``OUT/<SOPInstanceUID or file stem>/`` holds ``seg.dcm`` (single-frame sources, or multi-frame ones
-with a frame of reference), ``mask.png``, ``overlay.png``, ``mask.nii.gz`` and ``report.json``; for multi-frame
-sources that highdicom cannot encode (cine loops without a frame of reference) ``frame_NNNN_mask.png`` and
-``frame_NNNN_overlay.png`` per frame and a ``frames.json`` sidecar with the SOP Instance UID and frame numbers
-replace ``seg.dcm``; a source without the UIDs a SEG references gets everything but ``seg.dcm``, with the reason.
+Per instance, ``OUT/<SOPInstanceUID or file stem>/`` holds ``seg.dcm``, ``mask.png`` and ``overlay.png`` (per frame
+``frame_NNNN_mask.png`` and ``frame_NNNN_overlay.png`` for multi-frame sources), ``mask.nii.gz`` and
+``report.json``. A multi-frame source's SEG has one frame per segmented source frame, each referencing its source
+frame, also without a frame of reference (cine loops: :mod:`segdino_monai.dicom.seg_frames`). When only some frames
+of a multi-frame source are segmented (``--frames``), a ``frames.json`` sidecar with the SOP Instance UID and frame
+numbers replaces ``seg.dcm``; a source without the UIDs a SEG references gets everything but ``seg.dcm``, with the
+reason.
 A folder appears only when complete (built in a hidden ``.partial-<pid>-...`` folder, then renamed); the next run
 removes the staging folders of runs that are gone (Ctrl-C, SIGTERM, SIGKILL), so a rerun finishes the work. Inputs
 are only read. ``OUT/summary.json`` lists what was processed, what was skipped and why. A run that cannot proceed
@@ -378,7 +380,7 @@ class RunSummary:
     """What a run did: per input file, its outcome.
 
     ``processed``: SEG written; ``fallback``: no SEG (reason given), PNG/NIfTI only, with per-frame PNG masks and a
-    ``frames.json`` sidecar for multi-frame sources; ``done``: skipped
+    ``frames.json`` sidecar for multi-frame sources (some frames only); ``done``: skipped
     because its outputs exist; ``skipped``: bad input (with reason); ``failed``: readable input whose processing
     failed (with reason).
     """
@@ -752,8 +754,8 @@ def _frames_for(path: Path, header: Any | None, frames: list[int] | None) -> lis
 def _log_summary(summary: RunSummary, output: Path) -> None:
     counts = summary.as_dict()["counts"]
     logger.info(
-        "segdino dicom: %d processed (SEG), %d fallback (no SEG: PNG/NIfTI, frames.json for cine), %d already done, "
-        "%d skipped, %d failed; summary in %s",
+        "segdino dicom: %d processed (SEG), %d fallback (no SEG: PNG/NIfTI; frames.json for some frames of a cine), "
+        "%d already done, %d skipped, %d failed; summary in %s",
         counts["processed"],
         counts["fallback"],
         counts["done"],

@@ -2,7 +2,7 @@
 
 Every file is written atomically: to a temporary file in the same folder, then ``os.replace``. DICOM SEG objects
 reference the source's original UIDs and are pixel-aligned with it; the source file is only read, never rewritten.
-highdicom is imported inside :func:`write_seg` only (it needs pydicom 3).
+highdicom is imported inside the SEG writing functions only (it needs pydicom 3).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from pydicom.sr.coding import Code
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.dicom.seg_frames import frame_referenced_segmentation, needs_frame_references
 from segdino_monai.errors import InputError
 from segdino_monai.writers import write_nifti, write_overlay, write_png_mask  # the package's one encoding of each
 
@@ -173,7 +174,9 @@ def write_seg(
 
     Raises:
         SegUnsupportedError: when the source lacks an attribute a SEG must reference (its study, series or
-            instance UID, ...) or highdicom refuses it (multi-frame sources without a frame of reference).
+            instance UID, ...) or highdicom refuses it (a SOP class it does not know). A multi-frame source without a
+            frame of reference (cine, video) gets one SEG frame per source frame and segment, each referencing its
+            source frame (:mod:`segdino_monai.dicom.seg_frames`).
         ValueError: when the mask does not fit the source.
     """
     import highdicom as hd
@@ -210,26 +213,28 @@ def write_seg(
         )
         for number, label in enumerate(options.labels(num_segments), start=1)
     ]
+    kwargs = dict(
+        segmentation_type=options.segmentation_type,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=options.series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=options.manufacturer,
+        manufacturer_model_name=options.model_name,
+        software_versions=f"segdino-monai {segdino_monai.__version__}",
+        device_serial_number="none",
+        series_description=options.series_description,
+        content_creator_name=options.content_creator_name,
+        content_label="SEGDINO",
+        content_description=f"{spec.label} segmentation by SegDINO",
+        omit_empty_frames=False,
+    )
     try:
-        seg = hd.seg.Segmentation(
-            source_images=[ds],
-            pixel_array=mask,
-            segmentation_type=options.segmentation_type,
-            segment_descriptions=descriptions,
-            series_instance_uid=hd.UID(),
-            series_number=options.series_number,
-            sop_instance_uid=hd.UID(),
-            instance_number=1,
-            manufacturer=options.manufacturer,
-            manufacturer_model_name=options.model_name,
-            software_versions=f"segdino-monai {segdino_monai.__version__}",
-            device_serial_number="none",
-            series_description=options.series_description,
-            content_creator_name=options.content_creator_name,
-            content_label="SEGDINO",
-            content_description=f"{spec.label} segmentation by SegDINO",
-            omit_empty_frames=False,
-        )
+        if needs_frame_references(ds):  # a cine loop or video: one SEG frame per source frame, referenced by number
+            seg = frame_referenced_segmentation(ds, mask, **kwargs)
+        else:
+            seg = hd.seg.Segmentation(source_images=[ds], pixel_array=mask, **kwargs)
     except KeyError as err:  # highdicom's module tables do not know the (retired) SOP class of the source
         raise SegUnsupportedError(f"highdicom does not know the source's SOP class {ds.get('SOPClassUID')}") from err
     except AttributeError as err:  # an attribute highdicom reads from the source is missing: name it

@@ -35,6 +35,7 @@ from segdino_monai.transforms.post import (
     to_onehot_for_metrics,
     with_output_names,
 )
+from segdino_monai.transforms.temporal import TemporalSmoothd, TemporalSmoother, frame_position
 from segdino_monai.transforms.ultrasound import (
     CLAHE,
     ULTRASOUND_REGION_KEY,
@@ -81,9 +82,12 @@ __all__ = [
     "ShrinkLongestd",
     "SpecularHighlightRemovald",
     "Switchable",
+    "TemporalSmoothd",
+    "TemporalSmoother",
     "UltrasoundRegionCrop",
     "UltrasoundRegionCropd",
     "hair_mask",
+    "frame_position",
     "imagenet_normalize",
     "specular_highlight_mask",
     "ultrasound_region_from_dicom",

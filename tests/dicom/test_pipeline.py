@@ -121,12 +121,7 @@ def test_cine_gives_per_frame_fallback(dicom_dir, segmenter_factory, tmp_path):
         assert (folder / frame["overlay_png"]).is_file()
     assert nib.load(folder / "mask.nii.gz").shape == (320, 240, 3)
     assert "only some frames" in sidecar["reason"]
-    # with every frame, highdicom itself refuses this source (no frame of reference): the documented fallback
-    from segdino_monai.dicom.writer import SegUnsupportedError, write_seg
-
-    with pytest.raises(SegUnsupportedError, match="Only a single frame is supported"):
-        write_seg(source, np.zeros((30, 240, 320), np.uint8), tmp_path / "seg.dcm")
-    assert not (tmp_path / "seg.dcm").exists()
+    # with every frame, the cine gets a SEG (tests/dicom/test_seg_frames.py): only a subset falls back
 
 
 def test_mixed_folder_bad_files_rerun_and_overwrite(dicom_dir, decoder_checkpoint, tmp_path):

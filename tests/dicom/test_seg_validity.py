@@ -68,12 +68,12 @@ def test_every_written_seg_passes_dciodvfy(dicom_dir, segmenter_factory, dciodvf
     hashes = {p: _sha(p) for p in sources}
     summary = run_dicom(sources, tmp_path / "out", segmenter_factory("ultrasound"), progress=False)
     assert summary.ok
-    # 12 fixture files get a SEG; the 30-frame cine (no frame of reference) and the 2 files of the retired US SOP
-    # class highdicom does not know fall back to PNG/NIfTI with the reason; every defective copy gets a SEG
-    assert len(summary.processed) == 12 + len(variants)
+    # 13 fixture files get a SEG, the 30-frame cine (no frame of reference) one frame per source frame; the 2 files
+    # of the retired US SOP class highdicom does not know fall back to PNG/NIfTI with the reason; every defective
+    # copy gets a SEG
+    assert len(summary.processed) == 13 + len(variants)
     assert sorted(Path(e["file"]).name for e in summary.fallback) == [
         "color-px.dcm",
-        "examples_ybr_color.dcm",
         "gdcm-US-RGB-8-esopecho.dcm",
     ]
     repairs_by_file = {}
