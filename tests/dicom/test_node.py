@@ -7,7 +7,6 @@ random model; Orthanc is Debian's server started by :mod:`tests.dicom.orthanc`.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -247,21 +246,47 @@ def test_sigkill_while_queued_then_restart_delivers_exactly_one_seg_each(pacs, d
 
 
 def test_destination_down_then_back_gets_every_seg(orthanc_binary, decoder_checkpoint, dicom_dir, tmp_path):
+    """Sends are retried while the PACS is down; a node stopped meanwhile resends the same SEGs (same UIDs) later."""
     (tmp_path / "pacs").mkdir()
     later = Orthanc(orthanc_binary, tmp_path / "pacs", {})
     node = Node(tmp_path / "store", later.dicom_port, decoder_checkpoint).start()
+    restarted = None
     try:
         images = copies(dicom_dir / US_SMALL, 3)
         assert send(node.port, images) == [0] * 3
-        wait_for(lambda: "retrying in" in node.log.read_text(), 60, "a failed send to the stopped PACS")
-        assert set(node.states().values()) <= {"received", "segmented"}
+        wait_for(lambda: set(node.states().values()) == {"segmented"}, 60, "3 SEGs waiting for the stopped PACS")
+        wait_for(lambda: "retrying in" in node.log.read_text(), 30, "a failed send to the stopped PACS")
+        assert node.terminate() == 0  # SIGTERM during the back-off: a clean stop, the SEGs stay journaled
+        assert "DICOM node stopped; 3 instance(s) left for the next start" in node.log.read_text()
+        journal = tmp_path / "store" / "journal"
+        seg_uids = {json.loads(p.read_text())["seg_uid"] for p in journal.glob("*.json")}
+        restarted = Node(tmp_path / "store", later.dicom_port, decoder_checkpoint).start()
+        time.sleep(1.0)
+        assert set(restarted.states().values()) == {"segmented"}  # still down: retried, not lost
         later.start()
         uids = {str(ds.SOPInstanceUID) for ds in images}
         found = wait_for(lambda: (f := seg_sources(later)) and uids <= set(f) and f, 60, "3 SEGs once it is back")
         assert all(len(found[uid]) == 1 for uid in uids)
-        wait_for(lambda: set(node.states().values()) == {"sent"}, 30, "every journal entry sent")
-        assert node.terminate() == 0
+        assert {str(found[uid][0].SOPInstanceUID) for uid in uids} == seg_uids  # the SEGs made before the stop
+        wait_for(lambda: set(restarted.states().values()) == {"sent"}, 30, "every journal entry sent")
+        assert restarted.terminate() == 0
     finally:
         node.kill()
+        if restarted is not None:
+            restarted.kill()
         later.stop()
-    assert os.path.isdir(tmp_path / "store" / "results")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--forward", "ORTHANC@127.0.0.1"], "--forward ORTHANC@127.0.0.1: expected AET@HOST:PORT"),
+        (["--forward", "A_TITLE_LONGER_THAN_16@h:104"], "must be 1 to 16 printable characters"),
+        (["--forward", "PACS@h:104", "--task", "liver"], "--task liver: unknown task"),
+    ],
+)
+def test_bad_options_stop_the_command_before_the_model_loads(options, message, caplog):
+    from segdino_monai.cli import main
+
+    assert main(["dicom-node", *options, "--bundle-root", "/nonexistent"]) == 2
+    assert message in caplog.text
