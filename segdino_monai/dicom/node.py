@@ -245,8 +245,7 @@ class DicomNode:
         handlers += [(evt.EVT_REJECTED, self._on_rejected)]
         try:
             self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
-        except OSError as err:
-            self.stop()
+        except OSError as err:  # serve() stops the workers
             raise InputError(
                 f"--host {self.host} --port {self.port}: cannot listen there ({err.strerror or err})"
             ) from err
