@@ -189,6 +189,38 @@ def _dicom(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _dicom_node(args: argparse.Namespace) -> int:
+    from segdino_monai.dicom.node import DicomNode, serve
+    from segdino_monai.dicom.pipeline import DicomSegmenter
+    from segdino_monai.dicom.sender import Destination
+    from segdino_monai.dicom.writer import DEFAULT_TASK, SEGMENT_TASKS, SegOptions
+    from segdino_monai.errors import InputError
+
+    forward = Destination.parse(args.forward)  # bad options stop the command before the model loads
+    if args.task is not None and args.task not in SEGMENT_TASKS:
+        raise InputError(f"--task {args.task}: unknown task; choose one of {', '.join(SEGMENT_TASKS)}")
+    allowed = [aet.strip() for aet in (args.allowed_aets or "").split(",") if aet.strip()]
+    logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    overrides = _set_overrides(args.set)
+    segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    options = SegOptions(task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"))
+    node = DicomNode(
+        segmenter,
+        args.store_dir,
+        forward,
+        args.aet,
+        args.host,
+        args.port,
+        allowed,
+        options,
+        send_attempts=args.send_attempts,
+        max_backoff=args.max_backoff,
+    )
+    serve(node)
+    return 0
+
+
 def _frame_numbers(value: str) -> list[int]:
     """``--frames`` values as people type them: ``5``, ``1,15,30``, ``10-20`` (numbers from 1)."""
     numbers: list[int] = []
@@ -398,6 +430,29 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     dicom.set_defaults(func=_dicom)
+    node = commands.add_parser(
+        "dicom-node",
+        help="a DICOM node: receive images by C-STORE, segment them, send each DICOM SEG to the PACS",
+        description="Listen for C-STORE (and C-ECHO) as a Storage SCP; store every received image instance in "
+        "STORE_DIR (synced before the success status), segment it in the background with the bundle's inference "
+        "and send its DICOM SEG to --forward by C-STORE, retrying with back-off. Restartable: after a crash or "
+        "SIGKILL, start it again to finish the journaled work. Stop it with Ctrl-C or SIGTERM.",
+    )
+    node.add_argument("--aet", default="SEGDINO", help="this node's AE title (default SEGDINO)")
+    node.add_argument("--port", type=int, default=11112, help="port to listen on (default 11112)")
+    node.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    node.add_argument("--forward", required=True, metavar="AET@HOST:PORT", help="where SEGs go, e.g. the PACS")
+    node.add_argument("--store-dir", default="segdino-node", help="received images, journal, results")
+    node.add_argument("--allowed-aets", metavar="A,B", help="calling AE titles accepted (default: any)")
+    node.add_argument("--send-attempts", type=int, default=5, help="refusals of one SEG before it is marked failed")
+    node.add_argument("--max-backoff", type=float, default=60.0, help="longest delay between send retries (s)")
+    node.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
+    node.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
+    node.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
+    node.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    node.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
+    node.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
+    node.set_defaults(func=_dicom_node)
     _add_label_commands(commands)
     return parser
 

@@ -58,3 +58,14 @@ def dciodvfy() -> str:
     if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
         pytest.fail("SEGDINO_REQUIRE_FIXTURES=1 but dciodvfy (Debian package dicom3tools) is not installed")
     pytest.skip("dciodvfy not installed (apt-get install dicom3tools): SEG validation not run")
+
+
+@pytest.fixture(scope="session")
+def orthanc_binary() -> str:
+    """Debian's Orthanc PACS server; skipped where absent unless SEGDINO_REQUIRE_FIXTURES=1 (CI installs it)."""
+    path = shutil.which("Orthanc")
+    if path:
+        return path
+    if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
+        pytest.fail("SEGDINO_REQUIRE_FIXTURES=1 but Orthanc (Debian package orthanc) is not installed")
+    pytest.skip("Orthanc not installed (apt-get install orthanc): the DICOM node is not tested against a PACS")

@@ -1,0 +1,292 @@
+"""`segdino dicom-node` against a real Orthanc PACS: images in by C-STORE, one SEG per image back, through faults.
+
+The node runs as the user runs it (``python -m segdino_monai.cli dicom-node ...``, a subprocess) with the tests' tiny
+random model; Orthanc is Debian's server started by :mod:`tests.dicom.orthanc`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.dicom.conftest import TINY_OVERRIDES
+from tests.dicom.orthanc import ORTHANC_AET, Orthanc, free_port
+
+pytest.importorskip("pynetdicom")
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_AET = "SEGDINO"
+SCU_AET = "LOADSCU"
+US = "us/pydicom__pydicom-data/US1_UNCR.dcm"
+US_RLE = "us/pydicom__pydicom-data/OBXXXX1A_rle.dcm"
+US_SMALL = "us/pydicom__pydicom/examples_rgb_color.dcm"
+ENDOSCOPY_J2K = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"  # secondary capture, JPEG 2000 lossless
+SEG = "seg/ImagingDataCommons__highdicom/seg_image_cr_binary.dcm"
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def echo(port: int, aet: str = SCU_AET) -> bool:
+    from pynetdicom import AE
+
+    ae = AE(ae_title=aet)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AET)
+    if not assoc.is_established:
+        return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return int(status.Status) == 0
+
+
+def send(port: int, items: list, aet: str = SCU_AET) -> list[int]:
+    """C-STORE data sets (or files) to the node in one association; the status of each."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=aet)
+    for item in items:
+        meta = item.file_meta if isinstance(item, pydicom.Dataset) else pydicom.dcmread(item).file_meta
+        ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AET)
+    assert assoc.is_established, f"association with the node on {port} failed"
+    statuses = [int(assoc.send_c_store(item).Status) for item in items]
+    assoc.release()
+    return statuses
+
+
+class Node:
+    """``segdino dicom-node`` as a subprocess with the tiny test model."""
+
+    def __init__(self, store: Path, forward_port: int, checkpoint: Path, *extra: str, port: int | None = None) -> None:
+        self.store, self.port = store, port or free_port()
+        self.log = store.parent / f"{store.name}-node.log"
+        self.command = [sys.executable, "-m", "segdino_monai.cli", "dicom-node", "--aet", NODE_AET]
+        self.command += ["--port", str(self.port), "--forward", f"{ORTHANC_AET}@127.0.0.1:{forward_port}"]
+        self.command += ["--store-dir", str(store), "--backbone-weights", "random", "--checkpoint", str(checkpoint)]
+        self.command += ["--modality", "ultrasound", "--max-backoff", "2", *extra]
+        for key, value in TINY_OVERRIDES.items():
+            self.command += ["--set", f"{key}={value!r}"]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Node:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: self.process.poll() is not None or echo(self.port, ORTHANC_AET), 90, "the node's C-ECHO")
+        except AssertionError:
+            self.kill()
+            raise AssertionError(f"the node did not start:\n{self.log.read_text()[-3000:]}") from None
+        assert self.process.poll() is None, f"the node exited:\n{self.log.read_text()[-3000:]}"
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def states(self) -> dict[str, str]:
+        return {p.stem: json.loads(p.read_text())["state"] for p in (self.store / "journal").glob("*.json")}
+
+
+def seg_sources(orthanc: Orthanc) -> dict[str, list]:
+    """The SEGs in Orthanc by the SOP Instance UID of the image each references."""
+    found: dict[str, list] = {}
+    for seg in orthanc.segs():
+        source = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+        found.setdefault(str(source), []).append(seg)
+    return found
+
+
+def copies(path: Path, count: int) -> list[pydicom.Dataset]:
+    """``count`` copies of a DICOM file, each a new instance of a new series."""
+    datasets = []
+    series = generate_uid()
+    for _ in range(count):
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = series
+        datasets.append(ds)
+    return datasets
+
+
+@pytest.fixture(scope="module")
+def pacs(orthanc_binary, tmp_path_factory):
+    """Orthanc, with the shared node of this module registered as modality ``segdino``."""
+    node_port = free_port()
+    orthanc = Orthanc(
+        orthanc_binary, tmp_path_factory.mktemp("orthanc"), {"segdino": (NODE_AET, "127.0.0.1", node_port)}
+    )
+    orthanc.start()
+    orthanc.node_port = node_port
+    yield orthanc
+    orthanc.stop()
+
+
+@pytest.fixture(scope="module")
+def node(pacs, decoder_checkpoint, tmp_path_factory):
+    """One node forwarding to ``pacs``, accepting Orthanc and the tests' SCU only."""
+    store = tmp_path_factory.mktemp("node") / "store"
+    allowed = ("--allowed-aets", f"{ORTHANC_AET},{SCU_AET}")
+    running = Node(store, pacs.dicom_port, decoder_checkpoint, *allowed, port=pacs.node_port).start()
+    yield running
+    assert running.terminate() == 0, running.log.read_text()[-3000:]
+    assert "DICOM node stopped; 0 instance(s) left" in running.log.read_text()
+
+
+def test_orthanc_sends_images_and_receives_one_seg_each(pacs, node, dicom_dir, segmenter_factory, tmp_path):
+    from segdino_monai.dicom.pipeline import run_dicom
+
+    files = [dicom_dir / name for name in (US, US_RLE, ENDOSCOPY_J2K)]
+    ids = [pacs.upload(path) for path in files]
+    answer = pacs.send_to("segdino", ids)
+    assert answer["FailedInstancesCount"] == 0 and answer["InstancesCount"] == 3
+    sources = {str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID): path for path in files}
+    found = wait_for(lambda: (f := seg_sources(pacs)) and set(sources) <= set(f) and f, 90, "3 SEGs in Orthanc")
+    local = run_dicom(list(files), tmp_path / "local", segmenter_factory("ultrasound"), progress=False)
+    assert len(local.processed) == 3
+    for uid, path in sources.items():
+        assert len(found[uid]) == 1, f"{path.name}: {len(found[uid])} SEGs in Orthanc"
+        seg = found[uid][0]
+        source = pydicom.dcmread(path, stop_before_pixels=True)
+        assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.SeriesInstanceUID != source.SeriesInstanceUID
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+        expected = pydicom.dcmread(tmp_path / "local" / uid / "seg.dcm")
+        assert np.array_equal(seg.pixel_array, expected.pixel_array), path.name
+    log = node.log.read_text()
+    assert all(f"received {uid}" in log and f"of {uid} to {ORTHANC_AET}" in log for uid in sources)
+
+
+def test_bad_input_is_refused_and_the_node_keeps_serving(pacs, node, dicom_dir):
+    from pynetdicom import AE
+
+    # a SEG is not an image to segment: SOP class not supported (the context is accepted, the object refused)
+    assert send(node.port, [dicom_dir / SEG]) == [0x0122]
+    # a data set whose pixel data was cut short in transit cannot be understood
+    broken = copies(dicom_dir / US, 1)[0]
+    broken.PixelData = broken.PixelData[:-1000]
+    assert send(node.port, [broken]) == [0xC210]
+    # one whose pixel data is missing does not match its (image) SOP class
+    del broken.PixelData
+    assert send(node.port, [broken]) == [0xA900]
+    # an unknown calling AE title is rejected at association
+    ae = AE(ae_title="INTRUDER")
+    ae.add_requested_context(broken.SOPClassUID, broken.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title=NODE_AET)
+    assert assoc.is_rejected and not assoc.is_established
+    # and a good image is still received and segmented
+    (fresh,) = copies(dicom_dir / US_SMALL, 1)
+    assert send(node.port, [fresh]) == [0x0000]
+    wait_for(lambda: fresh.SOPInstanceUID in seg_sources(pacs), 60, "the good image's SEG")
+    log = node.log.read_text()
+    assert "is not an image we segment" in log and "damaged data set" in log and "rejected" in log
+    refused = {str(pydicom.dcmread(dicom_dir / SEG, stop_before_pixels=True).SOPInstanceUID), broken.SOPInstanceUID}
+    assert not refused & set(node.states())  # nothing refused was journaled
+
+
+def test_four_concurrent_associations_lose_nothing(pacs, node, dicom_dir):
+    batches = [copies(dicom_dir / US_SMALL, 5) for _ in range(4)]
+    statuses: list[list[int]] = [[] for _ in batches]
+
+    def run(index: int) -> None:
+        statuses[index] = send(node.port, batches[index])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [[0] * 5] * 4
+    uids = {str(ds.SOPInstanceUID) for batch in batches for ds in batch}
+    found = wait_for(lambda: (f := seg_sources(pacs)) and uids <= set(f) and f, 120, "20 SEGs in Orthanc")
+    assert all(len(found[uid]) == 1 for uid in uids)
+    assert all(node.states()[uid] == "sent" for uid in uids)
+
+
+def test_sigkill_while_queued_then_restart_delivers_exactly_one_seg_each(pacs, decoder_checkpoint, dicom_dir, tmp_path):
+    node = Node(tmp_path / "store", pacs.dicom_port, decoder_checkpoint).start()
+    images = copies(dicom_dir / US_SMALL, 6)
+    assert send(node.port, images) == [0] * 6
+    node.kill()
+    states = node.states()
+    assert len(states) == 6  # every acknowledged instance is journaled
+    assert any(state != "sent" for state in states.values()), f"nothing was left queued: {states}"
+    restarted = Node(tmp_path / "store", pacs.dicom_port, decoder_checkpoint).start()
+    uids = {str(ds.SOPInstanceUID) for ds in images}
+    found = wait_for(lambda: (f := seg_sources(pacs)) and uids <= set(f) and f, 90, "6 SEGs after the restart")
+    assert all(len(found[uid]) == 1 for uid in uids), {uid: len(found[uid]) for uid in uids}
+    wait_for(lambda: set(restarted.states().values()) == {"sent"}, 30, "every journal entry sent")
+    # the same image sent again is acknowledged and not processed twice
+    assert send(restarted.port, images[:1]) == [0]
+    assert restarted.terminate() == 0
+    assert len(seg_sources(pacs)[str(images[0].SOPInstanceUID)]) == 1
+    assert "not processed twice" in restarted.log.read_text()
+
+
+def test_destination_down_then_back_gets_every_seg(orthanc_binary, decoder_checkpoint, dicom_dir, tmp_path):
+    """Sends are retried while the PACS is down; a node stopped meanwhile resends the same SEGs (same UIDs) later."""
+    (tmp_path / "pacs").mkdir()
+    later = Orthanc(orthanc_binary, tmp_path / "pacs", {})
+    node = Node(tmp_path / "store", later.dicom_port, decoder_checkpoint).start()
+    restarted = None
+    try:
+        images = copies(dicom_dir / US_SMALL, 3)
+        assert send(node.port, images) == [0] * 3
+        wait_for(lambda: set(node.states().values()) == {"segmented"}, 60, "3 SEGs waiting for the stopped PACS")
+        wait_for(lambda: "retrying in" in node.log.read_text(), 30, "a failed send to the stopped PACS")
+        assert node.terminate() == 0  # SIGTERM during the back-off: a clean stop, the SEGs stay journaled
+        assert "DICOM node stopped; 3 instance(s) left for the next start" in node.log.read_text()
+        journal = tmp_path / "store" / "journal"
+        seg_uids = {json.loads(p.read_text())["seg_uid"] for p in journal.glob("*.json")}
+        restarted = Node(tmp_path / "store", later.dicom_port, decoder_checkpoint).start()
+        time.sleep(1.0)
+        assert set(restarted.states().values()) == {"segmented"}  # still down: retried, not lost
+        later.start()
+        uids = {str(ds.SOPInstanceUID) for ds in images}
+        found = wait_for(lambda: (f := seg_sources(later)) and uids <= set(f) and f, 60, "3 SEGs once it is back")
+        assert all(len(found[uid]) == 1 for uid in uids)
+        assert {str(found[uid][0].SOPInstanceUID) for uid in uids} == seg_uids  # the SEGs made before the stop
+        wait_for(lambda: set(restarted.states().values()) == {"sent"}, 30, "every journal entry sent")
+        assert restarted.terminate() == 0
+    finally:
+        node.kill()
+        if restarted is not None:
+            restarted.kill()
+        later.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--forward", "ORTHANC@127.0.0.1"], "--forward ORTHANC@127.0.0.1: expected AET@HOST:PORT"),
+        (["--forward", "A_TITLE_LONGER_THAN_16@h:104"], "must be 1 to 16 printable characters"),
+        (["--forward", "PACS@h:104", "--task", "liver"], "--task liver: unknown task"),
+    ],
+)
+def test_bad_options_stop_the_command_before_the_model_loads(options, message, caplog):
+    from segdino_monai.cli import main
+
+    assert main(["dicom-node", *options, "--bundle-root", "/nonexistent"]) == 2
+    assert message in caplog.text
