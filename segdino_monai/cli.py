@@ -64,11 +64,15 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from segdino_monai.tools.benchmark import QUICK, BenchmarkConfig, run_benchmark
+    from segdino_monai.tools.benchmark import GPU_SWEEP, QUICK, BenchmarkConfig, run_benchmark
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
-    report = run_benchmark(BenchmarkConfig(**options, **(QUICK if args.quick else {})), args.out)
+    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs})
+    if args.device == "cuda" and not args.quick:
+        options.update(GPU_SWEEP)
+    options.update({k: tuple(v) for k, v in (("sizes", args.sizes), ("batches", args.batches)) if v})
+    report = run_benchmark(BenchmarkConfig(**{**(QUICK if args.quick else {}), **options}), args.out)
     logger.info("\n%s", (args.out / "benchmark.md").read_text())
     logger.info("wrote %s", args.out / "benchmark.json")
     return 0 if report else 1
@@ -368,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=2, help="CPU threads")
     bench.add_argument("--data-dir", help="images/ + masks/ folder for the training comparison (default: demo data)")
     bench.add_argument("--quick", action="store_true", help="a few-second run with a tiny backbone (tests)")
+    bench.add_argument("--sizes", type=int, nargs="+", help="input sizes (default 256 512)")
+    bench.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 8; on cuda 1 2 4 ... 256)")
+    bench.add_argument("--compile", action="store_true", help="time the network through torch.compile")
+    bench.add_argument("--cuda-graphs", action="store_true", help="time it as CUDA graphs (--device cuda only)")
     bench.set_defaults(func=_bench)
 
     train = _add_bundle_command(commands, "train", "train the decoder")

@@ -11,6 +11,12 @@ One run measures, side by side on the same machine:
 - the agreement (Dice) of bf16 and fp32 masks from a decoder trained in (c).
 
 Peak memory is the process's peak resident set size on CPU and ``torch.cuda.max_memory_allocated`` on GPU.
+
+On a GPU (``--device cuda``) the inference sweep defaults to :data:`GPU_SWEEP` (batch 1 to 256 at 256x256 and
+512x512, fp32 and bf16), with ``torch.compile`` (``compile``) and CUDA graphs (``cuda_graphs``: ``torch.compile``'s
+``reduce-overhead`` mode, which captures the network as a graph) as options; the summary gives the latency at
+batch 1, images/s at the largest batch and its fraction of the bf16 matrix-multiply ceiling measured in the same run,
+beside the targets of an H200 (:data:`GPU_TARGETS`), and the feature cache's build rate.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from typing import Any
 import torch
 
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 
-__all__ = ["QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
+__all__ = ["GPU_SWEEP", "GPU_TARGETS", "QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ class BenchmarkConfig:
         device: ``cpu`` or ``cuda``.
         work_dir: scratch folder (the feature cache).
         isolate: measure memory and training in fresh processes (``False``: in this one, memory then overlaps).
+        compile: time the network through ``torch.compile`` (its compilation is warm-up, not timed).
+        cuda_graphs: time it through CUDA graphs (``torch.compile(mode="reduce-overhead")``; ``cuda`` only).
     """
 
     backbone: str = "vits16"
@@ -79,6 +88,18 @@ class BenchmarkConfig:
     device: str = "cpu"
     work_dir: str = "runs/benchmark"
     isolate: bool = True
+    compile: bool = False
+    cuda_graphs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cuda_graphs and self.device != "cuda":
+            raise InputError(f"cuda_graphs needs --device cuda (CUDA graphs run on a GPU), got device {self.device!r}")
+
+
+#: The inference sweep of a GPU run (``segdino bench --device cuda``).
+GPU_SWEEP = {"sizes": (256, 512), "batches": (1, 2, 4, 8, 16, 32, 64, 128, 256)}
+#: What an H200 should reach with ViT-S/16 at 256x256 (issue 17): images/s at batch 256 in bf16, ms at batch 1.
+GPU_TARGETS = {"bf16_batch256_images_per_s": 10_000.0, "batch1_latency_ms": 3.0}
 
 
 # A few-second run for tests: a tiny DINOv3 of the same architecture, small inputs, one repetition.
@@ -174,22 +195,37 @@ def backbone_flops(config: BenchmarkConfig, size: int) -> float:
     return float(counter.get_total_flops())
 
 
+def _compiled(config: BenchmarkConfig, module: torch.nn.Module) -> Callable[[torch.Tensor], Any]:
+    """``module`` as timed: itself, through ``torch.compile``, or captured as CUDA graphs."""
+    if config.cuda_graphs:
+        return torch.compile(module, mode="reduce-overhead")
+    return torch.compile(module) if config.compile else module
+
+
 def inference_speed(config: BenchmarkConfig, size: int, batch: int, precision: str) -> dict[str, float]:
-    """Images/s of the backbone alone and of the full network, timed interleaved in this process."""
+    """Images/s of the backbone alone and of the full network, timed interleaved in this process.
+
+    Also the median time of one full-network batch (``latency_ms``: at batch 1, the latency of one image). With
+    ``compile`` or ``cuda_graphs`` the first calls compile (and capture) the network; they are warm-up, not timed.
+    """
     device = _setup(config)
     net = _network(config, precision).eval()
     x = torch.rand(batch, 3, size, size, device=device)
+    backbone, full = _compiled(config, net.backbone), _compiled(config, net)
+    warmup = 3 if config.compile or config.cuda_graphs else 1
     seconds: dict[str, list[float]] = {"backbone": [], "full": []}
     with torch.no_grad():
-        for step in range(config.repeats + 1):
-            for name, fn in (("backbone", lambda: net.backbone(x)), ("full", lambda: net(x))):
+        for step in range(config.repeats + warmup):
+            for name, fn in (("backbone", lambda: backbone(x)), ("full", lambda: full(x))):
                 _sync(device)
                 start = time.perf_counter()
                 fn()
                 _sync(device)
-                if step:
+                if step >= warmup:
                     seconds[name].append(time.perf_counter() - start)
-    return {f"{name}_images_per_s": batch / statistics.median(values) for name, values in seconds.items()}
+    result = {f"{name}_images_per_s": batch / statistics.median(values) for name, values in seconds.items()}
+    result["latency_ms"] = 1000 * statistics.median(seconds["full"])
+    return result
 
 
 def inference_memory(config: BenchmarkConfig, size: int, batch: int, precision: str) -> dict[str, float]:
@@ -279,6 +315,7 @@ def training_speed(config: BenchmarkConfig, mode: str) -> dict[str, float]:
             progress=False,
         )
         result["cache_build_s"] = time.perf_counter() - build_start
+        result["cache_build_views_per_s"] = len(lookup) / result["cache_build_s"]
         model = CachedFeatureNetwork(net)
         params = [p for p in net.parameters() if p.requires_grad]
         epochs = []
@@ -399,6 +436,16 @@ def summary_ratios(report: dict[str, Any]) -> dict[str, float | None]:
         summary["fp32_fraction_of_sgemm"] = fp32["full_images_per_s"] * flops / (report["gemm_gflops"]["float32"] * 1e9)
     if fp32 and bf16:
         summary["bf16_vs_fp32_speed"] = bf16["full_images_per_s"] / fp32["full_images_per_s"]
+    if bf16:
+        flops = report["backbone_gflop_per_image"][str(size)] * 1e9
+        summary["bf16_fraction_of_bf16_gemm"] = (
+            bf16["full_images_per_s"] * flops / (report["gemm_gflops"]["bfloat16"] * 1e9)
+        )
+        summary[f"bf16_batch{batch}_images_per_s"] = bf16["full_images_per_s"]
+    single = [r for r in report["inference"] if r["size"] == size and r["batch"] == 1]
+    if single:
+        summary["batch1_latency_ms"] = min(r["latency_ms"] for r in single)
+    summary["cache_build_views_per_s"] = train["cache"]["cache_build_views_per_s"]
     return summary
 
 
@@ -411,15 +458,15 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"{gemm['bfloat16']:.0f} GFLOP/s bf16. Backbone: "
         + ", ".join(f"{v:.2f} GFLOP/image at {k}x{k}" for k, v in report["backbone_gflop_per_image"].items()),
         "",
-        "| size | batch | precision | backbone img/s | full img/s | full/backbone | peak MiB backbone "
+        "| size | batch | precision | backbone img/s | full img/s | full/backbone | ms per batch | peak MiB backbone "
         "| peak MiB full |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["inference"]:
         lines.append(
             f"| {r['size']} | {r['batch']} | {r['precision']} | {r['backbone_images_per_s']:.2f} | "
             f"{r['full_images_per_s']:.2f} | {r['full_images_per_s'] / r['backbone_images_per_s']:.3f} | "
-            f"{r['peak_backbone_mib']:.0f} | {r['peak_full_mib']:.0f} |"
+            f"{r['latency_ms']:.2f} | {r['peak_backbone_mib']:.0f} | {r['peak_full_mib']:.0f} |"
         )
     lines += [
         "",
@@ -435,4 +482,9 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {'n/a' if v is None else f'{v:.3f}'} |" for k, v in report["summary"].items()]
+    if report["config"]["device"] == "cuda":
+        lines += ["", "| H200 target (ViT-S/16, 256x256) | target | measured |", "|---|---|---|"]
+        for key, target in GPU_TARGETS.items():
+            value = next((v for k, v in report["summary"].items() if k == key), None)
+            lines.append(f"| {key} | {target:g} | {'n/a' if value is None else f'{value:.2f}'} |")
     return "\n".join(lines) + "\n"

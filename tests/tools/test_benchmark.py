@@ -25,6 +25,15 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     agreement = report["training"]["cache"]["agreement_dice_bf16_vs_fp32"]
     assert report["summary"]["bf16_vs_fp32_mask_dice"] == agreement > 0.9  # bf16 flips few pixels, not most
     assert set(report["summary"]) >= {"cache_vs_reference_speed", "full_vs_backbone_speed_fp32", "bf16_vs_fp32_speed"}
+    assert all(r["latency_ms"] > 0 for r in rows)
+    # ms per batch and images/s are two views of the same median time
+    assert all(r["latency_ms"] == pytest.approx(1000 * r["batch"] / r["full_images_per_s"]) for r in rows)
+    cache = report["training"]["cache"]
+    assert report["summary"]["cache_build_views_per_s"] == pytest.approx(cache["samples"] / cache["cache_build_s"])
+    bf16 = next(r for r in rows if r["precision"] == "bfloat16")
+    ceiling = report["gemm_gflops"]["bfloat16"] * 1e9
+    flops = report["backbone_gflop_per_image"]["32"] * 1e9
+    assert report["summary"]["bf16_fraction_of_bf16_gemm"] == pytest.approx(bf16["full_images_per_s"] * flops / ceiling)
     table = (tmp_path / "benchmark.md").read_text()
     assert "(c) feature cache" in table and "| 32 | 2 | bfloat16 |" in table
     assert not list(tmp_path.glob("feature_cache/*/*.pt"))  # the benchmark's own cache is removed
@@ -46,3 +55,14 @@ def test_precision_agreement_is_the_dice_of_the_fp32_and_bf16_masks_over_all_sam
 
     assert _precision_agreement(net, samples, torch.device("cpu")) == pytest.approx(expected, abs=1e-12)
     assert net.backbone.precision == "float32"  # left as it was found
+
+
+def test_gpu_options_are_refused_on_the_cpu_and_the_sweep_can_be_chosen(tmp_path, caplog):
+    """--cuda-graphs needs a GPU (one line, exit 2); --sizes/--batches choose the sweep (CPU path of the GPU run)."""
+    assert main(["bench", "--quick", "--cuda-graphs", "--out", str(tmp_path / "graphs")]) == 2
+    assert "cuda_graphs needs --device cuda" in caplog.text and not (tmp_path / "graphs" / "benchmark.json").exists()
+    assert main(["bench", "--quick", "--sizes", "32", "--batches", "1", "3", "--out", str(tmp_path / "sweep")]) == 0
+    report = json.loads((tmp_path / "sweep" / "benchmark.json").read_text())
+    assert sorted({(r["size"], r["batch"]) for r in report["inference"]}) == [(32, 1), (32, 3)]
+    single = [r["latency_ms"] for r in report["inference"] if r["batch"] == 1]
+    assert report["summary"]["batch1_latency_ms"] == min(single)
