@@ -225,6 +225,21 @@ def _dicom_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def _video(args: argparse.Namespace) -> int:
+    from segdino_monai.dicom.pipeline import DicomSegmenter, check_output
+    from segdino_monai.video import FrameRange, VideoSegmenter, find_videos, run_video
+
+    frames = FrameRange(args.start, args.end, args.every)  # bad options stop the command before the model loads
+    check_output(args.output, args.inputs)
+    find_videos(args.inputs)
+    overrides = _set_overrides(args.set)
+    segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    _, errors = run_video(
+        args.inputs, args.output, VideoSegmenter(segmenter, args.batch_size), frames, args.masks, not args.no_progress
+    )
+    return 1 if errors else 0
+
+
 def _frame_numbers(value: str) -> list[int]:
     """``--frames`` values as people type them: ``5``, ``1,15,30``, ``10-20`` (numbers from 1)."""
     numbers: list[int] = []
@@ -438,6 +453,33 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     dicom.set_defaults(func=_dicom)
+    video = commands.add_parser(
+        "video",
+        help="segment video files: an overlay video and a per-frame CSV per video",
+        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov; folders "
+        "searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 (H.264, same frame rate and "
+        "size) and frames.csv (frame, time_s, area_pixels, mean_probability, mask_empty). Temporal smoothing is on "
+        "(--set temporal_smoothing=false turns it off). A bad or truncated video is reported with the frame reached, "
+        "its outputs keep the frames before it, and the next video follows (exit 1).",
+    )
+    video.add_argument("inputs", nargs="+", help="video files or folders")
+    video.add_argument("-o", "--output", required=True, help="output folder")
+    video.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
+    video.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
+    video.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
+    video.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    video.add_argument("--every", type=int, default=1, metavar="N", help="segment every N-th frame (default 1)")
+    video.add_argument(
+        "--start", default="0", help="first frame: a frame number from 0 (30) or seconds (1.5s); default 0"
+    )
+    video.add_argument("--end", help="end (excluded): a frame number (90) or seconds (3s); default the last frame")
+    video.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
+    video.add_argument(
+        "--masks", choices=["png", "video"], help="also write masks/frame_NNNNNN.png or masks.mkv (lossless FFV1)"
+    )
+    video.add_argument("--no-progress", action="store_true", help="no progress bar")
+    video.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
+    video.set_defaults(func=_video)
     node = commands.add_parser(
         "dicom-node",
         help="a DICOM node: receive images by C-STORE, segment them, send each DICOM SEG to the PACS",
