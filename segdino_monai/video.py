@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -238,6 +239,8 @@ class _Outputs:
         if masks == "video":
             self.final["mask_video"] = folder / "masks.mkv"
         self.temp = {key: _temp_name(path) for key, path in self.final.items()}
+        # PNG masks go to a temporary folder that replaces masks/ whole (a rerun leaves no mask of an earlier run)
+        self.png_dir = Path(tempfile.mkdtemp(prefix=".masks.", dir=folder)) if masks == "png" else None
         height, width = size
         self.containers: dict[str, Any] = {}
         self.streams: dict[str, Any] = {}
@@ -261,8 +264,8 @@ class _Outputs:
         self._encode("overlay", picture)
         if self.masks == "video":
             self._encode("mask_video", av.VideoFrame.from_ndarray(np.asarray(mask_png(mask)), format="gray"))
-        elif self.masks == "png":
-            write_png_mask(mask, self.folder / "masks" / f"frame_{number:06d}.png")
+        elif self.png_dir is not None:
+            write_png_mask(mask, self.png_dir / f"frame_{number:06d}.png")
         area = int((mask > 0).sum())
         self.csv.writerow([number, f"{seconds:.6f}", area, f"{probability:.6f}", int(area == 0)])
 
@@ -280,7 +283,13 @@ class _Outputs:
         for key, path in self.final.items():
             os.replace(self.temp[key], path)
         outputs = {key: path.name for key, path in self.final.items()}
-        if self.masks == "png":
+        if self.png_dir is not None:
+            masks = self.folder / "masks"
+            old = Path(tempfile.mkdtemp(prefix=".masks-old.", dir=self.folder))
+            if masks.exists():
+                os.replace(masks, old / "masks")
+            os.replace(self.png_dir, masks)
+            shutil.rmtree(old, ignore_errors=True)
             outputs["masks_png"] = "masks"
         return outputs
 
@@ -294,6 +303,8 @@ class _Outputs:
         self.csv_file.close()
         for path in self.temp.values():
             path.unlink(missing_ok=True)
+        if self.png_dir is not None:
+            shutil.rmtree(self.png_dir, ignore_errors=True)
 
 
 def _temp_name(path: Path) -> Path:

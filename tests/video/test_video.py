@@ -101,9 +101,19 @@ def test_video_outputs_match_the_bundle_on_the_decoded_frames(videos, unsmoothed
         np.testing.assert_array_equal(mask, expected)
         assert int(row["area_pixels"]) == int(expected.sum()) > 0
         assert 0.5 <= float(row["mean_probability"]) <= 1.0  # inside the mask: above the threshold
-    # a rerun replaces the files whole, leaving no temporary file
-    segment_video(source, tmp_path / "out", VideoSegmenter(unsmoothed, batch_size=5), masks="png", progress=False)
+    # a rerun replaces the files and the masks folder whole, leaving no temporary file and no earlier mask
+    rerun = FrameRange(end="3")
+    segment_video(source, tmp_path / "out", VideoSegmenter(unsmoothed), rerun, masks="png", progress=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frames.csv", "masks", "overlay.mp4"]
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == len(_rows(tmp_path / "out" / "frames.csv")) == 3
+
+
+def test_bad_options_stop_the_command_before_anything_is_written(videos, tmp_path):
+    out = tmp_path / "out"
+    assert main(["video", str(videos["mp4"]), "-o", str(out), "--every", "0"]) == 2
+    assert main(["video", str(videos["mp4"]), "-o", str(out), "--start", "soon"]) == 2
+    assert main(["video", str(tmp_path / "missing.mp4"), "-o", str(out)]) == 2
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("kind", ["avi", "mkv"])
@@ -170,3 +180,17 @@ def test_smoothing_restarts_with_each_video(videos, segmenter_factory, unsmoothe
     decoded, _ = _decoded(videos["mp4"])
     expected = _bundle_masks(decoded[4:5], unsmoothed, tmp_path / "png")[0]
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b" / "masks" / "frame_000004.png")) > 0, expected)
+
+
+def test_odd_frame_size_keeps_its_size(dicom_dir, segmenter_factory, tmp_path):
+    frames = [np.ascontiguousarray(read_image(dicom_dir / CINE, k)[:239, :319]) for k in (1, 2, 3)]
+    source = tmp_path / "odd.avi"
+    with av.open(str(source), "w") as container:  # uncompressed: H.264 in 4:2:0 needs an even size
+        stream = container.add_stream("rawvideo", rate=25)
+        stream.height, stream.width, stream.pix_fmt = 239, 319, "bgr24"
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+    segment_video(source, tmp_path / "out", VideoSegmenter(segmenter_factory("ultrasound")), progress=False)
+    overlay, rate = _decoded(tmp_path / "out" / "overlay.mp4")
+    assert len(overlay) == 3 and overlay[0].shape == (239, 319, 3) and rate == 25  # H.264 in 4:4:4
