@@ -19,7 +19,8 @@ mask is empty, and ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``mas
 (``masks="video"``: FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and
 renamed when complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated,
 corrupt) raises :class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames
-decoded up to there are completed and renamed (the CSV ends with the last frame segmented).
+decoded up to there are completed and renamed (the CSV ends with the last frame segmented; when no frame was
+segmented, nothing is written).
 """
 
 from __future__ import annotations
@@ -339,7 +340,7 @@ def segment_video(
         The frames segmented and the outputs.
 
     Raises:
-        InputError: the file cannot be opened as a video (nothing written).
+        InputError: the file cannot be opened as a video, or no frame was segmented (nothing written).
         VideoDecodeError: the video stopped decoding part way, raised once the outputs of the frames before it are
             complete and renamed (the error names the file and the frame reached).
     """
@@ -396,6 +397,13 @@ def segment_video(
             result.error = str(err)
         if batch:
             flush()
+        if not result.frames:  # an empty video file is no output: nothing is written
+            outputs.discard()
+            raise InputError(
+                result.error
+                or f"{path}: no frame from --start {frames.start} to --end {frames.end or 'the last'} "
+                f"(every {frames.every}); choose frames within the video"
+            )
         result.outputs = outputs.close()
     except BaseException:
         outputs.discard()

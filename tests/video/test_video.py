@@ -140,12 +140,17 @@ def test_truncated_video_keeps_the_frames_before_it_and_the_next_video_runs(kind
     assert len(_rows(tmp_path / "out" / "cine" / "frames.csv")) == FRAMES
 
 
-def test_not_a_video_is_named(segmenter_factory, tmp_path):
+def test_not_a_video_or_no_frame_is_named(videos, segmenter_factory, tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video")
     with pytest.raises(InputError, match="notes.mp4: cannot open as a video, frame 0 not reached"):
         segment_video(bad, tmp_path / "out", VideoSegmenter(segmenter_factory("ultrasound")), progress=False)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="cine.mp4: no frame from --start 20"):  # past the last frame
+        segment_video(
+            videos["mp4"], tmp_path / "out", VideoSegmenter(segmenter_factory("ultrasound")), FrameRange("20")
+        )
+    assert list((tmp_path / "out").iterdir()) == []  # no unreadable empty video
     assert issubclass(VideoDecodeError, InputError)
 
 
