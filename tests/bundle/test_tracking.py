@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from segdino_monai.cli import main
 from segdino_monai.reporting import RunLayout
 from tests.bundle.conftest import EVALUATE, bundle_run_command, run_command
+from tests.conftest import TINY_VIT
 
 
 def _run(client: MlflowClient, experiment: str, name: str | None = None):
@@ -78,3 +80,26 @@ def test_training_and_evaluation_with_mlflow_tracking(tmp_path: Path) -> None:
     assert logged["test_mean_dice"] == pytest.approx(statistics.fmean(dice), abs=1e-6)
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics_summary.json", "report.html", "report.md"} <= names, names
+
+
+def test_segdino_train_tracks_with_mlflow(tmp_path: Path, tiny_datalist: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tiny = [
+        "--backbone-weights",
+        "random",
+        "--spatial-size",
+        "64",
+        "64",
+        "--set",
+        f"network_def#backbone_kwargs={TINY_VIT}",
+    ]
+    args = ["--datalist", str(tiny_datalist), "--output-dir", str(tmp_path / "eval"), "--ckpt-dir", str(tmp_path)]
+    tracking = ["--tracking", "mlflow", "--tracking-uri", uri, "--set", "experiment_name=cli"]
+    assert main(["train", *args, *tiny, "--epochs", "1", "--set", "num_workers=0", *tracking]) == 0
+
+    client = MlflowClient(uri)
+    run = _run(client, "cli")
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == int(run.data.params["epoch_length"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mean_dice")] == [1]
+    assert "model.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
