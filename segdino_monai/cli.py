@@ -80,6 +80,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _run_bundle(args: argparse.Namespace) -> int:
     from segdino_monai.engines.runner import run_bundle
+    from segdino_monai.errors import InputError
 
     overrides = {
         "dataset_dir": args.dataset_dir,
@@ -101,8 +102,13 @@ def _run_bundle(args: argparse.Namespace) -> int:
     if args.command == "infer":
         overrides.update({"inference_mode": args.mode, "save_nifti": args.nifti or None})
         overrides.update({"largest_component": args.largest_component or None, "fill_holes": args.fill_holes or None})
+    if args.command in ("train", "evaluate"):
+        if args.tracking_uri and not args.tracking:
+            raise InputError("--tracking-uri needs --tracking mlflow (or a MONAI tracking settings file)")
+        overrides["tracking_uri"] = args.tracking_uri
     overrides.update(_set_overrides(args.set))
-    return run_bundle(args.command, args.bundle_root, overrides, preset=getattr(args, "preset", "default"))
+    preset, tracking = getattr(args, "preset", "default"), getattr(args, "tracking", None)
+    return run_bundle(args.command, args.bundle_root, overrides, preset=preset, tracking=tracking)
 
 
 def _set_overrides(items: Sequence[str] | None) -> dict[str, object]:
@@ -327,6 +333,14 @@ def _add_bundle_command(commands: argparse._SubParsersAction, name: str, help_te
             default="default",
             help="paper: the SegDINO paper's protocol (bundle/configs/paper.json: BCE, lr 1e-4, 50 epochs, no "
             "augmentation, scored at 256x256); see docs/reproduce.md",
+        )
+        parser.add_argument(
+            "--tracking",
+            help="MONAI's experiment tracking: 'mlflow' (pip install 'segdino-monai[tracking]'), or a MONAI tracking "
+            "settings file; more of its settings with --set (experiment_name=..., run_name=...)",
+        )
+        parser.add_argument(
+            "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<output dir>/mlruns.db); needs --tracking"
         )
     return parser
 

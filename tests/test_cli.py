@@ -97,6 +97,8 @@ def test_bundle_commands_reject_bad_options_before_running(tmp_path, errors):
         ),
         (["train", *args, "--bundle-root", str(tmp_path)], f"Bundle config {tmp_path}/configs/train.json not found"),
         (["evaluate", *args, "--set", "save_predictions=maybe"], "Option save_predictions must be true or false"),
+        (["train", *args, "--tracking-uri", "sqlite:///x.db"], "--tracking-uri needs --tracking mlflow"),
+        (["train", *args, "--set", "experiment_name=x"], "Unknown config id 'experiment_name' (in --set"),
     ]
     for argv, message in cases:
         errors.clear()

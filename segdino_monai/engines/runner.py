@@ -33,6 +33,7 @@ __all__ = [
     "check_command_line_ids",
     "check_config_ids",
     "run_bundle",
+    "tracking_ids",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ PRESETS: dict[str, tuple[str, ...]] = {"default": (), "paper": ("paper.json",)}
 
 
 def bundle_workflow(
-    task: str, bundle_root: str | Path | None = None, *, preset: str = "default", **overrides: Any
+    task: str,
+    bundle_root: str | Path | None = None,
+    *,
+    preset: str = "default",
+    tracking: str | None = None,
+    **overrides: Any,
 ) -> ConfigWorkflow:
     """Build (not yet initialise) the bundle workflow of a task with config overrides.
 
@@ -57,6 +63,9 @@ def bundle_workflow(
         bundle_root: the bundle folder; default: found from the working directory.
         preset: ``default``, or ``paper`` (train and evaluate): ``configs/paper.json`` merged last, the SegDINO
             paper's protocol.
+        tracking: MONAI's experiment tracking: ``mlflow``, or a tracking settings file (``--tracking`` of
+            ``python -m monai.bundle run``); its settings' ids (``tracking_uri``, ``experiment_name``, ...) are then
+            valid overrides.
         overrides: config ids and values, e.g. ``dataset_dir="/data/kvasir"``, ``**{"train#trainer#max_epochs": 5}``;
             ``None`` values are left out. They apply after every config file, the preset's included. ``modality``
             is not an override but the modality's config file (``configs/<modality>.json``), merged after the
@@ -84,7 +93,9 @@ def bundle_workflow(
                 "folder, the one with configs/metadata.json>, or run from the repository."
             )
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    check_config_ids(_read_configs(config_files, configs / "metadata.json"), overrides, "--set")
+    check_config_ids(
+        _read_configs(config_files, configs / "metadata.json"), overrides, "--set", allowed=tracking_ids(tracking)
+    )
     return ConfigWorkflow(
         config_file=[str(f) for f in config_files],
         meta_file=str(configs / "metadata.json"),
@@ -92,6 +103,7 @@ def bundle_workflow(
         workflow_type=workflow_type,
         run_id=run_id,
         bundle_root=str(root),
+        tracking=tracking,
         **overrides,
     )
 
@@ -101,6 +113,7 @@ def run_bundle(
     bundle_root: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     preset: str = "default",
+    tracking: str | None = None,
 ) -> int:
     """Initialise, run and finalise a bundle workflow (see :func:`bundle_workflow`).
 
@@ -110,7 +123,7 @@ def run_bundle(
     """
     from segdino_monai.engines.inference import ImagesSkipped
 
-    workflow = bundle_workflow(task, bundle_root, preset=preset, **dict(overrides or {}))
+    workflow = bundle_workflow(task, bundle_root, preset=preset, tracking=tracking, **dict(overrides or {}))
     workflow.initialize()
     try:
         workflow.run()
@@ -253,9 +266,20 @@ def check_command_line_ids(argv: Sequence[str] | None = None) -> None:
         return  # MONAI itself reports a run without configs
     files = [config_file] if isinstance(config_file, (str, Path)) else list(config_file)
     parser = _read_configs(files, options.get("meta_file"))
-    allowed: set[str] = set()
-    if options.get("tracking"):
-        allowed = {k for settings in DEFAULT_EXP_MGMT_SETTINGS.values() for k in settings.get("configs", {})}
-        allowed |= {"tracking_uri", "experiment_name", "run_name"}
     ids = [name for name in options if name not in BUNDLE_RUN_ARGS]
-    check_config_ids(parser, ids, option="--", allowed=allowed)
+    check_config_ids(parser, ids, option="--", allowed=tracking_ids(options.get("tracking")))
+
+
+def tracking_ids(tracking: str | None) -> set[str]:
+    """The config ids MONAI's experiment tracking adds (``--tracking``): valid overrides though no config has them.
+
+    Args:
+        tracking: ``mlflow`` (MONAI's settings), a tracking settings file, or ``None`` (no tracking: no ids).
+    """
+    if not tracking:
+        return set()
+    if tracking in DEFAULT_EXP_MGMT_SETTINGS:
+        settings = DEFAULT_EXP_MGMT_SETTINGS[tracking]
+    else:
+        settings = ConfigParser.load_config_files(tracking)
+    return set(settings.get("configs", {})) | {"tracking_uri", "experiment_name", "run_name"}

@@ -8,6 +8,7 @@ from segdino_monai.handlers.metrics_json import EpochMetricsJSON
 from segdino_monai.handlers.quiet_stop import QuietStop
 from segdino_monai.handlers.resumable_checkpoint import ResumableCheckpoint
 from segdino_monai.handlers.segmentation_report import SegmentationReport
+from segdino_monai.handlers.tracking import track_files
 
 __all__ = [
     "BestModelSaver",
@@ -16,4 +17,5 @@ __all__ = [
     "QuietStop",
     "ResumableCheckpoint",
     "SegmentationReport",
+    "track_files",
 ]

@@ -83,3 +83,8 @@ class RunLayout:
     def report_files(self) -> Path:
         """The figures of the markdown report."""
         return self.root / "report_files"
+
+    @property
+    def evaluation_files(self) -> list[Path]:
+        """What an evaluation writes besides the predictions: the per-image CSV, the summary and both reports."""
+        return [self.metrics_csv, self.summary_json, self.report_html, self.report_md, self.report_files]

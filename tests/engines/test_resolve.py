@@ -152,6 +152,13 @@ def test_command_line_ids_read_as_monai_bundle_run_reads_them(tmp_path):
         check_command_line_ids(_argv("--eval_split", "validation"))  # train.json alone has no eval_split
     # MONAI's tracking adds its own ids
     check_command_line_ids(_argv("--tracking", "mlflow", "--experiment_name", "x", "--tracking_uri", "file:/tmp/x"))
+    with pytest.raises(InputError, match="'experiment_name'"):
+        check_command_line_ids(_argv("--experiment_name", "x"))  # without --tracking, no tracking ids
+    # a tracking settings file brings its own ids
+    settings = _write(tmp_path / "tracking.json", {"handlers_id": {}, "configs": {"my_server": "http://x"}})
+    check_command_line_ids(_argv("--tracking", str(settings), "--my_server", "http://y"))
+    with pytest.raises(InputError, match="'my_server'"):
+        check_command_line_ids(_argv("--tracking", "mlflow", "--my_server", "http://y"))
     # an args_file holds config_file and overrides too
     args_file = _write(tmp_path / "args.json", {"config_file": str(CONFIGS / "train.json"), "feature_cahce": True})
     with pytest.raises(InputError, match="feature_cahce"):
