@@ -222,7 +222,8 @@ def test_four_concurrent_associations_lose_nothing(pacs, node, dicom_dir):
     uids = {str(ds.SOPInstanceUID) for batch in batches for ds in batch}
     found = wait_for(lambda: (f := seg_sources(pacs)) and uids <= set(f) and f, 120, "20 SEGs in Orthanc")
     assert all(len(found[uid]) == 1 for uid in uids)
-    assert all(node.states()[uid] == "sent" for uid in uids)
+    # the PACS has the SEG before the node journals the confirmed send: wait for the journal too
+    wait_for(lambda: all(node.states().get(uid) == "sent" for uid in uids), 30, "all 20 journaled as sent")
 
 
 def test_sigkill_while_queued_then_restart_delivers_exactly_one_seg_each(pacs, decoder_checkpoint, dicom_dir, tmp_path):
