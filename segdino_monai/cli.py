@@ -345,6 +345,14 @@ def _add_bundle_command(commands: argparse._SubParsersAction, name: str, help_te
     return parser
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the model of ``segdino dicom``, ``video`` and ``dicom-node`` (the bundle's)."""
+    parser.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
+    parser.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
+    parser.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
+    parser.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="segdino", description=__doc__)
@@ -439,17 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
         "dicom",
         help="segment DICOM images: DICOM SEG, PNG masks and overlays, NIfTI and a JSON report per instance",
         description="Run the bundle's inference on every image instance in the inputs (files, folders searched "
-        "recursively, DICOMDIR) and write OUT/<SOPInstanceUID>/. Cine loops without a frame of reference get "
-        "per-frame PNG masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1); "
+        "recursively, DICOMDIR) and write OUT/<SOPInstanceUID>/: a DICOM SEG (one frame per frame of a cine loop), "
+        "PNG masks and overlays, NIfTI and report.json; a subset of a cine's frames (--frames) gets per-frame PNG "
+        "masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1); "
         "a missing input, a folder with nothing to segment or an output folder inside an input folder stop the "
         "command (exit 2). After Ctrl-C or SIGTERM, rerun the same command to finish.",
     )
     dicom.add_argument("inputs", nargs="+", help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files)")
     dicom.add_argument("-o", "--output", required=True, help="output folder")
-    dicom.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
-    dicom.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
-    dicom.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
-    dicom.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    _add_model_options(dicom)
     dicom.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
     dicom.add_argument(
         "--frames",
@@ -478,10 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     video.add_argument("inputs", nargs="+", help="video files or folders")
     video.add_argument("-o", "--output", required=True, help="output folder")
-    video.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
-    video.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
-    video.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
-    video.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    _add_model_options(video)
     video.add_argument("--every", type=int, default=1, metavar="N", help="segment every N-th frame (default 1)")
     video.add_argument(
         "--start", default="0", help="first frame: a frame number from 0 (30) or seconds (1.5s); default 0"
@@ -510,10 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--allowed-aets", metavar="A,B", help="calling AE titles accepted (default: any)")
     node.add_argument("--send-attempts", type=int, default=5, help="refusals of one SEG before it is marked failed")
     node.add_argument("--max-backoff", type=float, default=60.0, help="longest delay between send retries (s)")
-    node.add_argument("--bundle-root", help="the bundle folder (default: ./bundle or .)")
-    node.add_argument("--backbone-weights", help="DINOv3 weights file (default: the bundle's), or 'random' (tests)")
-    node.add_argument("--checkpoint", help="decoder checkpoint (default: <bundle>/models/model.pt)")
-    node.add_argument("--modality", choices=["ultrasound", "endoscopy", "dermoscopy"], help="preprocessing preset")
+    _add_model_options(node)
     node.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
     node.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     node.set_defaults(func=_dicom_node)

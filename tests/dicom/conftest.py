@@ -49,23 +49,23 @@ def segmenter_factory(decoder_checkpoint):
     return make
 
 
-@pytest.fixture(scope="session")
-def dciodvfy() -> str:
-    """The dicom3tools validator; skipped where absent unless SEGDINO_REQUIRE_FIXTURES=1 (CI installs it)."""
-    path = shutil.which("dciodvfy")
+def _program(name: str, package: str, without: str) -> str:
+    """A Debian program's path; the test skips where it is absent unless SEGDINO_REQUIRE_FIXTURES=1 (CI installs it)."""
+    path = shutil.which(name)
     if path:
         return path
     if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-        pytest.fail("SEGDINO_REQUIRE_FIXTURES=1 but dciodvfy (Debian package dicom3tools) is not installed")
-    pytest.skip("dciodvfy not installed (apt-get install dicom3tools): SEG validation not run")
+        pytest.fail(f"SEGDINO_REQUIRE_FIXTURES=1 but {name} (Debian package {package}) is not installed")
+    pytest.skip(f"{name} not installed (apt-get install {package}): {without}")
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> str:
+    """The dicom3tools validator."""
+    return _program("dciodvfy", "dicom3tools", "SEG validation not run")
 
 
 @pytest.fixture(scope="session")
 def orthanc_binary() -> str:
-    """Debian's Orthanc PACS server; skipped where absent unless SEGDINO_REQUIRE_FIXTURES=1 (CI installs it)."""
-    path = shutil.which("Orthanc")
-    if path:
-        return path
-    if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-        pytest.fail("SEGDINO_REQUIRE_FIXTURES=1 but Orthanc (Debian package orthanc) is not installed")
-    pytest.skip("Orthanc not installed (apt-get install orthanc): the DICOM node is not tested against a PACS")
+    """Debian's Orthanc PACS server."""
+    return _program("Orthanc", "orthanc", "the DICOM node is not tested against a PACS")
