@@ -23,6 +23,7 @@ at all (a missing input, a folder with nothing to segment, an output folder insi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -347,6 +348,8 @@ class DicomSegmenter:
         postprocessing = parser.get_parsed_content("postprocessing").transforms
         self.postprocessing = Compose([t for t in postprocessing if not isinstance(t, SaveSegmentationd)])
         self.model_name = f"SegDINO {parser.get_parsed_content('backbone')} ({Path(self.checkpoint).name})"
+        #: the decoder checkpoint's SHA-256: with the model name it tells the SEGs of a retrained model apart
+        self.model_id = hashlib.sha256(Path(self.checkpoint).read_bytes()).hexdigest()
 
     @torch.no_grad()
     def segment(self, path: str | Path, frame: int | None = None) -> tuple[MetaTensor, np.ndarray]:
@@ -631,6 +634,7 @@ def run_dicom(
     options = seg_options or SegOptions(task=DEFAULT_TASK.get(segmenter.modality, "lesion"))
     if options.model_name == "SegDINO":  # the default: name the backbone and checkpoint
         options.model_name = segmenter.model_name
+    options.model_id = options.model_id or segmenter.model_id  # the SEGs' UIDs derive from it (writer.seg_uids)
     labels = options.labels(max(1, segmenter.num_classes - 1))
     summary = RunSummary()
     taken: set[str] = set()
