@@ -9,8 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segdino_monai.errors import finish_worker_threads, input_error_message, interrupted
+
+if TYPE_CHECKING:
+    from segdino_monai.dicom.pipeline import RunSummary
 
 __all__ = ["main", "build_parser"]
 
@@ -160,9 +164,13 @@ def _dicom(args: argparse.Namespace) -> int:
         run_dicom,
         sigterm_as_interrupt,
     )
+    from segdino_monai.dicom.web import STAGING_FOLDER, TOKEN_ENV, check_stow_url, is_url, retrieve
     from segdino_monai.dicom.writer import DEFAULT_TASK, SEGMENT_TASKS, SegOptions
     from segdino_monai.errors import InputError
 
+    urls = [item for item in args.inputs if is_url(item)]
+    local = [item for item in args.inputs if not is_url(item)]
+    token = args.dicomweb_token or os.environ.get(TOKEN_ENV) or None
     overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
     overrides.update(_distributed())
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
@@ -172,8 +180,11 @@ def _dicom(args: argparse.Namespace) -> int:
             frames = check_frames([n for group in args.frames for n in group]) if args.frames else None
             if args.task is not None and args.task not in SEGMENT_TASKS:
                 raise InputError(f"--task {args.task}: unknown task; choose one of {', '.join(SEGMENT_TASKS)}")
-            check_output(args.output, args.inputs)
-            find_inputs(args.inputs, exclude=[args.output])
+            check_output(args.output, local)
+            if local:
+                find_inputs(local, exclude=[args.output])
+            stow_root = check_stow_url(args.stow_url, token) if args.stow_url else None
+            retrieved = [path for url in urls for path in retrieve(url, Path(args.output) / STAGING_FOLDER, token)]
             segmenter = DicomSegmenter(
                 args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides
             )
@@ -185,7 +196,7 @@ def _dicom(args: argparse.Namespace) -> int:
                 content_creator_name=args.content_creator,
             )
             summary = run_dicom(
-                args.inputs, args.output, segmenter, args.overwrite, frames, options, not args.no_progress
+                [*local, *retrieved], args.output, segmenter, args.overwrite, frames, options, not args.no_progress
             )
         except KeyboardInterrupt as err:
             how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
@@ -196,7 +207,19 @@ def _dicom(args: argparse.Namespace) -> int:
                 args.output,
             )
             return 143 if isinstance(err, Terminated) else 130
-    return 0 if summary.ok else 1
+    if stow_root is None or int(os.environ.get("RANK", "0")) != 0:  # under torchrun, the first process stores
+        return 0 if summary.ok else 1
+    return 0 if _stow(summary, args.output, stow_root, token) and summary.ok else 1
+
+
+def _stow(summary: RunSummary, output: str, root: str, token: str | None) -> bool:
+    """Store the DICOM results of the finished instances by STOW-RS, recorded in ``summary.json``; True if all were."""
+    from segdino_monai.dicom.web import record_in_summary, store_results
+
+    finished = summary.processed + summary.fallback + summary.done
+    result = store_results(finished, root, token)
+    record_in_summary(output, "stow", result.as_dict())
+    return result.ok
 
 
 def _dicom_node(args: argparse.Namespace) -> int:
@@ -451,11 +474,28 @@ def build_parser() -> argparse.ArgumentParser:
         "PNG masks and overlays, NIfTI and report.json; a subset of a cine's frames (--frames) gets per-frame PNG "
         "masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1); "
         "a missing input, a folder with nothing to segment or an output folder inside an input folder stop the "
-        "command (exit 2). After Ctrl-C or SIGTERM, rerun the same command to finish.",
+        "command (exit 2). After Ctrl-C or SIGTERM, rerun the same command to finish. DICOMweb study or series URLs "
+        "are retrieved (QIDO-RS/WADO-RS) into OUT/dicomweb/ and segmented like files; --stow-url stores the SEGs on a "
+        "DICOMweb server (STOW-RS): an instance whose results were not stored makes the exit status 1.",
     )
-    dicom.add_argument("inputs", nargs="+", help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files)")
+    dicom.add_argument(
+        "inputs",
+        nargs="+",
+        help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files), or DICOMweb study/series URLs "
+        "(http(s)://HOST/.../dicom-web/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>])",
+    )
     dicom.add_argument("-o", "--output", required=True, help="output folder")
     _add_model_options(dicom)
+    dicom.add_argument(
+        "--stow-url",
+        metavar="URL",
+        help="also store every DICOM result (the SEGs) by STOW-RS on this DICOMweb server (http(s)://HOST/dicom-web)",
+    )
+    dicom.add_argument(
+        "--dicomweb-token",
+        metavar="TOKEN",
+        help="bearer token for the DICOMweb server of the URL inputs and --stow-url (default: $SEGDINO_DICOMWEB_TOKEN)",
+    )
     dicom.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
     dicom.add_argument(
         "--frames",
