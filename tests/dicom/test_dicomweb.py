@@ -193,3 +193,38 @@ def test_seg_uids_follow_the_source_and_the_model(dicom_dir):
         seg_uids(source, replace(options, segmentation_type="LABELMAP")),
     ]
     assert len({uid for pair in [uids, *variants] for uid in pair}) == 10
+
+
+def test_token_is_sent_and_a_refusal_says_what_to_do(decoder_checkpoint, tmp_path, monkeypatch, caplog, capsys):
+    """A server that wants credentials: the bearer token (option or environment) goes with every request."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies/1.2.3"
+    try:
+        assert (
+            main(_command(tmp_path / "out", decoder_checkpoint, "ultrasound", url, "--dicomweb-token", "s3cret")) == 2
+        )
+        monkeypatch.setenv("SEGDINO_DICOMWEB_TOKEN", "from-env")
+        assert main(_command(tmp_path / "out", decoder_checkpoint, "ultrasound", url)) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(seen[: len(seen) // 2]) == {"Bearer s3cret"} and set(seen[len(seen) // 2 :]) == {"Bearer from-env"}
+    captured = capsys.readouterr()
+    text = caplog.text + captured.out + captured.err
+    assert "HTTP 401" in text and "--dicomweb-token or set SEGDINO_DICOMWEB_TOKEN" in text
