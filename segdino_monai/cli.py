@@ -475,14 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.set_defaults(func=_dicom)
     video = commands.add_parser(
         "video",
-        help="segment video files: an overlay video and a per-frame CSV per video",
-        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov; folders "
-        "searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 (H.264, same frame rate and "
-        "size) and frames.csv (frame, time_s, area_pixels, mean_probability, mask_empty). Temporal smoothing is on "
-        "(--set temporal_smoothing=false turns it off). A bad or truncated video is reported with the frame reached, "
-        "its outputs keep the frames before it, and the next video follows (exit 1).",
+        help="segment video files and DICOM cine loops: an overlay video and a per-frame CSV per input",
+        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov) or multi-frame "
+        "DICOM (cine loop; folders searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 "
+        "(H.264, same frame rate and size; a DICOM's from its Frame Time, Frame Time Vector, Cine Rate or "
+        "Recommended Display Frame Rate, else 25/s) and frames.csv (frame, time_s, area_pixels, area_mm2 where the "
+        "pixel size is known (DICOM), mean_probability, mask_empty). Temporal smoothing is on "
+        "(--set temporal_smoothing=false turns it off). A bad or truncated input is reported with the frame reached, "
+        "its outputs keep the frames before it, and the next input follows (exit 1).",
     )
-    video.add_argument("inputs", nargs="+", help="video files or folders")
+    video.add_argument("inputs", nargs="+", help="video files, multi-frame DICOM files or folders")
     video.add_argument("-o", "--output", required=True, help="output folder")
     _add_model_options(video)
     video.add_argument("--every", type=int, default=1, metavar="N", help="segment every N-th frame (default 1)")

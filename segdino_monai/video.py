@@ -1,26 +1,32 @@
-"""Video files in, overlay video and per-frame CSV out: ``segdino video`` on ``.mp4``, ``.avi``, ``.mkv``, ``.mov``.
+"""Videos and cine loops in, overlay video and per-frame CSV out: ``segdino video``.
 
-Frames are decoded with PyAV (FFmpeg in its wheel) and segmented by the bundle's ``inference.json`` pipeline as
-:class:`~segdino_monai.dicom.pipeline.DicomSegmenter` runs it: a decoded frame is not a file, so it enters the
+Inputs are video files (``.mp4``, ``.avi``, ``.mkv``, ``.mov``, decoded with PyAV, FFmpeg in its wheel) and
+multi-frame DICOM files (ultrasound cine loops, video endoscopy: :class:`~segdino_monai.dicom.cine.DicomCine`, their
+frame rate from the Cine module, see there). Frames are segmented by the bundle's ``inference.json`` pipeline as
+:class:`~segdino_monai.dicom.pipeline.DicomSegmenter` runs it. A DICOM frame is read by the config's own ``load``
+steps (the package's DICOM reader, one frame per call), so it carries what ``segdino dicom`` sees (the ultrasound
+region that the ultrasound config crops, the pixel size). A decoded video frame is not a file, so it enters the
 config's preprocessing after its ``load`` steps, as the ``(3, H, W)`` float32 RGB MetaTensor on 0..255 that the
-loader gives for a picture (same meta data: spatial shape, channel dimension, source name), and the config's
-inferer, network and postprocessing (without its file writer) follow. Frames are segmented in batches of
-``batch_size`` (preprocessing and postprocessing per frame, one network call per batch) and streamed: the decoder,
-the batch and the encoders are all that is held in memory, never the whole video.
+loader gives for a picture (same meta data: spatial shape, channel dimension, source name). The config's inferer,
+network and postprocessing (without its file writer) follow. Frames are segmented in batches of ``batch_size``
+(preprocessing and postprocessing per frame, one network call per batch) and streamed: the decoder, the batch and
+the encoders are all that is held in memory, never the whole video.
 
 Temporal smoothing (the config's ``temporal_smoothing``, on by default) sees each frame's position as
-``(video file, frame number)``: it runs over consecutive frames and is reset for each video; with ``every > 1`` the
+``(file, frame number)``: it runs over consecutive frames and is reset for each input; with ``every > 1`` the
 frames segmented are not consecutive, so each is segmented alone (no smoothing).
 
-Per video, ``OUT/<stem>/`` holds ``overlay.mp4`` (H.264, the source's frame rate and size, one frame per segmented
-frame), ``frames.csv`` (``frame`` from 0, ``time_s`` the frame's presentation time, ``area_pixels`` of the
-foreground, ``mean_probability`` the mean foreground probability inside the mask, or over the whole frame when the
-mask is empty, and ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``masks="png"``) or ``masks.mkv``
-(``masks="video"``: FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and
-renamed when complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated,
-corrupt) raises :class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames
-decoded up to there are completed and renamed (the CSV ends with the last frame segmented; when no frame was
-segmented, nothing is written).
+Per input, ``OUT/<stem>/`` holds ``overlay.mp4`` (H.264, the source's frame rate and size, one frame per segmented
+frame), ``frames.csv`` (``frame`` from 0, for DICOM the frame number minus 1; ``time_s`` the frame's presentation
+time; ``area_pixels`` of the foreground; ``area_mm2``, the same in mm2 where the pixel size is known (DICOM:
+PixelSpacing, ImagerPixelSpacing or the ultrasound region, as ``segdino dicom`` reports areas), empty for videos;
+``mean_probability`` the mean foreground probability inside the mask, or over the whole frame when the mask is
+empty; ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``masks="png"``) or ``masks.mkv`` (``masks="video"``:
+FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and renamed when
+complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated, corrupt) raises
+:class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames decoded up to there
+are completed and renamed (the CSV ends with the last frame segmented; when no frame was segmented, nothing is
+written).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from monai.data import MetaTensor
 from monai.transforms import AsDiscreted, Compose
 
 from segdino_monai.dicom.pipeline import DicomSegmenter
+from segdino_monai.dicom.reader import DICOM_SUFFIXES, is_dicom_file, read_header
 from segdino_monai.errors import InputError
 from segdino_monai.filenames import file_stem
 from segdino_monai.transforms import TemporalSmoothd
@@ -54,7 +61,9 @@ __all__ = ["VIDEO_SUFFIXES", "FrameRange", "VideoDecodeError", "VideoSegmenter",
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-CSV_COLUMNS = ("frame", "time_s", "area_pixels", "mean_probability", "mask_empty")
+CSV_COLUMNS = ("frame", "time_s", "area_pixels", "area_mm2", "mean_probability", "mask_empty")
+#: frames per second of a video file that declares none (and of a multi-frame DICOM without timing).
+DEFAULT_FRAME_RATE = Fraction(25)
 
 
 class VideoDecodeError(InputError):
@@ -97,10 +106,15 @@ def _frame_or_seconds(value: str, fps: float, name: str) -> int:
 
 
 def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
-    """The video files to segment: files as given, folders searched recursively for :data:`VIDEO_SUFFIXES`.
+    """The inputs to segment: files as given, folders searched recursively for videos and multi-frame DICOM.
+
+    In folders, videos are found by their suffix (:data:`VIDEO_SUFFIXES`) and DICOM files by theirs (``.dcm``,
+    ``.dicom``) or their ``DICM`` marker; DICOM files of one frame are passed over (``segdino dicom`` segments them),
+    unreadable ones kept (they are reported when segmented).
 
     Raises:
-        InputError: an input is missing, or a folder holds no video.
+        InputError: an input is missing, a DICOM file given by name has one frame, or a folder holds no video and no
+            multi-frame DICOM.
     """
     found: list[Path] = []
     for item in inputs:
@@ -108,13 +122,31 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
         if not path.exists():
             raise InputError(f"Input not found: {path} (check the path)")
         if path.is_file():
+            if _is_dicom(path) and _dicom_frames(path) == 1:
+                raise InputError(f"{path}: a single-frame DICOM image, not a cine loop; segment it with segdino dicom")
             found.append(path)
             continue
-        videos = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+        files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES or (_is_dicom(p) and _dicom_frames(p) != 1)]
         if not videos:
-            raise InputError(f"No video ({', '.join(VIDEO_SUFFIXES)}) in input folder {path}")
+            raise InputError(
+                f"No video ({', '.join(VIDEO_SUFFIXES)}) and no multi-frame DICOM in input folder {path}; single-frame "
+                "DICOM images are segmented by segdino dicom"
+            )
         found.extend(videos)
     return list(dict.fromkeys(found))
+
+
+def _is_dicom(path: Path) -> bool:
+    return path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path)
+
+
+def _dicom_frames(path: Path) -> int | None:
+    """A DICOM file's number of frames, or ``None`` when its header cannot be read (reported when segmented)."""
+    try:
+        return int(read_header(path).get("NumberOfFrames", 1) or 1)
+    except (InputError, TypeError, ValueError):
+        return None
 
 
 class VideoSegmenter:
@@ -146,7 +178,8 @@ class VideoSegmenter:
                 for smoother in step.smoothers.values():
                     smoother.reset()
 
-    def frame_data(self, rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
+    @staticmethod
+    def frame_data(rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
         """One decoded ``(H, W, 3)`` uint8 frame as the config's ``load`` steps give a picture (number from 1)."""
         array = torch.from_numpy(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)).astype(np.float32))
         meta = {
@@ -158,11 +191,10 @@ class VideoSegmenter:
         return {"image": MetaTensor(array, meta=meta)}
 
     @torch.no_grad()
-    def segment(self, frames: Sequence[tuple[int, np.ndarray]], source: str) -> list[tuple[np.ndarray, float]]:
-        """``(mask (H, W) uint8, mean foreground probability)`` of each ``(frame number from 0, RGB frame)``."""
+    def segment(self, items: Sequence[dict[str, Any]]) -> list[tuple[np.ndarray, float]]:
+        """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it."""
         seg = self.segmenter
-        start = seg.load_steps
-        data = [seg.preprocessing(self.frame_data(rgb, source, number + 1), start=start) for number, rgb in frames]
+        data = [seg.preprocessing(item, start=seg.load_steps) for item in items]
         images = torch.stack([torch.as_tensor(d["image"]) for d in data]).to(seg.device)
         logits = torch.as_tensor(seg.inferer(images, seg.network)).detach().cpu()
         results = []
@@ -185,6 +217,48 @@ class VideoResult:
     frames: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+
+
+class _VideoFile:
+    """The frames of a video file, decoded in order by PyAV (the frame source of a video; see ``DicomCine``)."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+
+        try:
+            self.container = av.open(str(path))
+            self.stream = self.container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as err:
+            reason = "no video stream" if isinstance(err, IndexError) else str(err)
+            raise InputError(
+                f"{path}: cannot open as a video, frame 0 not reached ({reason}); give a .mp4, .avi, .mkv or .mov "
+                "file or a multi-frame DICOM (a .mp4 or .mov cut short before its index, written at the end, cannot "
+                "be read at all)"
+            ) from err
+        self.path, self.source = path, str(path.resolve())
+        self.rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FRAME_RATE)
+        self.size = (self.stream.codec_context.height, self.stream.codec_context.width)
+        self.total = int(self.stream.frames or 0) or None
+
+    def frames(self, first: int, end: int | None, every: int) -> Iterator[tuple[int, float, np.ndarray, dict]]:
+        """``(frame from 0, time in s, (H, W, 3) uint8 RGB, the frame as the loader gives it)`` of the chosen frames."""
+        for number, seconds, rgb in _decode(self.container, self.stream, self.path):
+            if end is not None and number >= end:
+                break
+            if number >= first and (number - first) % every == 0:
+                yield number, seconds, rgb, VideoSegmenter.frame_data(rgb, self.source, number + 1)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _open_source(path: Path, segmenter: VideoSegmenter) -> Any:
+    """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (:class:`_VideoFile`)."""
+    if _is_dicom(path):
+        from segdino_monai.dicom.cine import DicomCine  # imports this module
+
+        return DicomCine(path, segmenter.segmenter)
+    return _VideoFile(path)
 
 
 def _decode(container: Any, stream: Any, path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -258,7 +332,16 @@ class _Outputs:
         self.csv = csv.writer(self.csv_file)
         self.csv.writerow(CSV_COLUMNS)
 
-    def write(self, number: int, seconds: float, rgb: np.ndarray, mask: np.ndarray, probability: float) -> None:
+    def write(
+        self,
+        number: int,
+        seconds: float,
+        rgb: np.ndarray,
+        mask: np.ndarray,
+        probability: float,
+        pixel_size_mm: Sequence[float] | None = None,
+    ) -> None:
+        """Encode and record one segmented frame (the area in mm2 where ``pixel_size_mm``, (row, column), is known)."""
         import av
 
         picture = av.VideoFrame.from_ndarray(overlay(rgb, mask), format="rgb24")
@@ -268,7 +351,8 @@ class _Outputs:
         elif self.png_dir is not None:
             write_png_mask(mask, self.png_dir / f"frame_{number:06d}.png")
         area = int((mask > 0).sum())
-        self.csv.writerow([number, f"{seconds:.6f}", area, f"{probability:.6f}", int(area == 0)])
+        mm2 = "" if pixel_size_mm is None else f"{area * float(pixel_size_mm[0]) * float(pixel_size_mm[1]):.4f}"
+        self.csv.writerow([number, f"{seconds:.6f}", area, mm2, f"{probability:.6f}", int(area == 0)])
 
     def _encode(self, key: str, frame: Any) -> None:
         for packet in self.streams[key].encode(frame):
@@ -344,53 +428,41 @@ def segment_video(
         VideoDecodeError: the video stopped decoding part way, raised once the outputs of the frames before it are
             complete and renamed (the error names the file and the frame reached).
     """
-    import av
     from tqdm import tqdm
 
     path, folder = Path(path), Path(folder)
     frames = frames or FrameRange()
     if masks not in (None, "png", "video"):
         raise InputError(f"--masks {masks}: choose png or video")
-    try:
-        container = av.open(str(path))
-        stream = container.streams.video[0]
-    except (av.error.FFmpegError, IndexError) as err:
-        reason = "no video stream" if isinstance(err, IndexError) else str(err)
-        raise InputError(
-            f"{path}: cannot open as a video, frame 0 not reached ({reason}); give a .mp4, .avi, .mkv or .mov file "
-            "(a .mp4 or .mov cut short before its index, written at the end, cannot be read at all)"
-        ) from err
+    source = _open_source(path, segmenter)
     result = VideoResult(str(path.resolve()))
-    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-    first, end = frames.bounds(float(rate))
-    size = (stream.codec_context.height, stream.codec_context.width)
+    first, end = frames.bounds(float(source.rate))
     try:
-        outputs = _Outputs(folder, size, Fraction(rate), masks)
+        outputs = _Outputs(folder, source.size, source.rate, masks)
     except BaseException:
-        container.close()
+        source.close()
         raise
-    total = int(stream.frames or 0) or None
+    total = None
+    if source.total is not None:
+        total = len(range(first, source.total if end is None else min(end, source.total), frames.every))
     bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
     began = time.perf_counter()
     segmenter.reset()
-    batch: list[tuple[int, float, np.ndarray]] = []
+    batch: list[tuple[int, float, np.ndarray, dict[str, Any]]] = []
 
     def flush() -> None:
-        results = segmenter.segment([(n, rgb) for n, _, rgb in batch], str(path.resolve()))
-        for (number, seconds, rgb), (mask, probability) in zip(batch, results, strict=True):
-            outputs.write(number, seconds, rgb, mask, probability)
+        results = segmenter.segment([data for *_, data in batch])
+        for (number, seconds, rgb, data), (mask, probability) in zip(batch, results, strict=True):
+            spacing = data["image"].meta.get("pixel_size_mm")  # DICOM: the reader's, as segdino dicom's areas
+            outputs.write(number, seconds, rgb, mask, probability, spacing)
         result.frames += len(batch)
+        bar.update(len(batch))
         batch.clear()
 
     try:
         try:
-            for number, seconds, rgb in _decode(container, stream, path):
-                bar.update(1)
-                if end is not None and number >= end:
-                    break
-                if number < first or (number - first) % frames.every:
-                    continue
-                batch.append((number, seconds, rgb))
+            for item in source.frames(first, end, frames.every):
+                batch.append(item)
                 if len(batch) == segmenter.batch_size:
                     flush()
         except VideoDecodeError as err:
@@ -398,7 +470,6 @@ def segment_video(
         if batch:
             flush()
         if not result.frames:  # an empty video file is no output: nothing is written
-            outputs.discard()
             raise InputError(
                 result.error
                 or f"{path}: no frame from --start {frames.start} to --end {frames.end or 'the last'} "
@@ -410,7 +481,7 @@ def segment_video(
         raise
     finally:
         bar.close()
-        container.close()
+        source.close()
     elapsed = time.perf_counter() - began
     logger.info(
         "%s: %d frames segmented in %.1f s (%.1f frames/s) into %s",
