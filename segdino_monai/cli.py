@@ -239,6 +239,7 @@ def _video(args: argparse.Namespace) -> int:
     check_output(args.output, args.inputs)
     find_videos(args.inputs)
     overrides = _set_overrides(args.set)
+    overrides.update(_distributed())  # under torchrun: the inputs are dealt out between the processes
     segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
     _, errors = run_video(
         args.inputs, args.output, VideoSegmenter(segmenter, args.batch_size), frames, args.masks, not args.no_progress

@@ -26,7 +26,8 @@ FFV1, lossless grey levels as the PNG masks). Every file is written under a temp
 complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated, corrupt) raises
 :class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames decoded up to there
 are completed and renamed (the CSV ends with the last frame segmented; when no frame was segmented, nothing is
-written).
+written). ``OUT/summary.json`` lists the inputs segmented and those that failed; under ``torchrun`` the inputs are
+dealt out between the processes and one summary is written (:func:`run_video`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import AsDiscreted, Compose
 
-from segdino_monai.dicom.pipeline import DicomSegmenter
+from segdino_monai.dicom.cine import DEFAULT_FRAME_RATE, CineFrameError, DicomCine
+from segdino_monai.dicom.pipeline import DicomSegmenter, _rank_and_world
 from segdino_monai.dicom.reader import DICOM_SUFFIXES, is_dicom_file, read_header
+from segdino_monai.dicom.writer import write_json
 from segdino_monai.errors import InputError
 from segdino_monai.filenames import file_stem
 from segdino_monai.transforms import TemporalSmoothd
@@ -62,8 +65,6 @@ logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 CSV_COLUMNS = ("frame", "time_s", "area_pixels", "area_mm2", "mean_probability", "mask_empty")
-#: frames per second of a video file that declares none (and of a multi-frame DICOM without timing).
-DEFAULT_FRAME_RATE = Fraction(25)
 
 
 class VideoDecodeError(InputError):
@@ -211,12 +212,30 @@ class VideoSegmenter:
 
 @dataclass
 class VideoResult:
-    """What one video gave: frames decoded and segmented, the outputs and the error that stopped it, if any."""
+    """What one input gave: frames segmented, the output folder and files, and the error that stopped it, if any."""
 
     source: str
     frames: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
+    folder: str = ""
+    #: wall seconds: ``decode`` (reading and decoding the frames), ``model`` (preprocessing, network and
+    #: postprocessing), ``encode`` (overlays, video and mask encoders, CSV) and ``total``.
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "model": 0.0, "encode": 0.0})
     error: str | None = None
+
+
+def _timed(items: Iterator[Any], seconds: dict[str, float], key: str) -> Iterator[Any]:
+    """``items`` as they come, the time spent producing them added to ``seconds[key]``."""
+    iterator = iter(items)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            seconds[key] += time.perf_counter() - start
+        yield item
 
 
 class _VideoFile:
@@ -255,8 +274,6 @@ class _VideoFile:
 def _open_source(path: Path, segmenter: VideoSegmenter) -> Any:
     """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (:class:`_VideoFile`)."""
     if _is_dicom(path):
-        from segdino_monai.dicom.cine import DicomCine  # imports this module
-
         return DicomCine(path, segmenter.segmenter)
     return _VideoFile(path)
 
@@ -435,7 +452,7 @@ def segment_video(
     if masks not in (None, "png", "video"):
         raise InputError(f"--masks {masks}: choose png or video")
     source = _open_source(path, segmenter)
-    result = VideoResult(str(path.resolve()))
+    result = VideoResult(str(path.resolve()), folder=str(folder))
     first, end = frames.bounds(float(source.rate))
     try:
         outputs = _Outputs(folder, source.size, source.rate, masks)
@@ -449,23 +466,28 @@ def segment_video(
     began = time.perf_counter()
     segmenter.reset()
     batch: list[tuple[int, float, np.ndarray, dict[str, Any]]] = []
+    spent = result.seconds
 
     def flush() -> None:
+        start = time.perf_counter()
         results = segmenter.segment([data for *_, data in batch])
+        encode = time.perf_counter()
         for (number, seconds, rgb, data), (mask, probability) in zip(batch, results, strict=True):
             spacing = data["image"].meta.get("pixel_size_mm")  # DICOM: the reader's, as segdino dicom's areas
             outputs.write(number, seconds, rgb, mask, probability, spacing)
+        spent["model"] += encode - start
+        spent["encode"] += time.perf_counter() - encode
         result.frames += len(batch)
         bar.update(len(batch))
         batch.clear()
 
     try:
         try:
-            for item in source.frames(first, end, frames.every):
+            for item in _timed(source.frames(first, end, frames.every), spent, "decode"):
                 batch.append(item)
                 if len(batch) == segmenter.batch_size:
                     flush()
-        except VideoDecodeError as err:
+        except (VideoDecodeError, CineFrameError) as err:  # the frames before it are kept
             result.error = str(err)
         if batch:
             flush()
@@ -475,20 +497,25 @@ def segment_video(
                 or f"{path}: no frame from --start {frames.start} to --end {frames.end or 'the last'} "
                 f"(every {frames.every}); choose frames within the video"
             )
-        result.outputs = outputs.close()
+        start = time.perf_counter()
+        result.outputs = outputs.close()  # the encoders' buffered frames are encoded here
+        spent["encode"] += time.perf_counter() - start
     except BaseException:
         outputs.discard()
         raise
     finally:
         bar.close()
         source.close()
-    elapsed = time.perf_counter() - began
+    spent["total"] = elapsed = time.perf_counter() - began
     logger.info(
-        "%s: %d frames segmented in %.1f s (%.1f frames/s) into %s",
+        "%s: %d frames segmented in %.1f s (%.1f frames/s; decode %.1f s, model %.1f s, encode %.1f s) into %s",
         path,
         result.frames,
         elapsed,
         result.frames / elapsed if elapsed > 0 else 0.0,
+        spent["decode"],
+        spent["model"],
+        spent["encode"],
         folder,
     )
     if result.error:
@@ -504,22 +531,50 @@ def run_video(
     masks: str | None = None,
     progress: bool = True,
 ) -> tuple[list[VideoResult], list[str]]:
-    """Segment every video into ``output/<stem>/``; a bad file is reported and skipped.
+    """Segment every input into ``output/<stem>/``; a bad file is reported and skipped; ``output/summary.json``.
+
+    The summary lists, sorted by file, the inputs ``segmented`` (file, output folder, frames, output files) and
+    those ``failed`` (file, output folder, reason; a file that stopped part way keeps the outputs of the frames
+    before it), with their ``counts``.
+
+    Under ``torchrun`` (``torch.distributed`` initialised) the inputs are dealt out as ``segdino dicom`` deals its
+    files: process ``r`` segments every ``world_size``-th input from its ``r``-th, every process names all output
+    folders alike (each has one writer), the results are gathered, and process 0 writes the one summary.
 
     Returns:
-        The results of the videos done, and the error of each video that failed or stopped part way.
+        The results of the inputs done, and the error of each input that failed or stopped part way (of every
+        process under ``torchrun``, so that each returns the same exit status).
     """
     output = Path(output)
-    done, errors = [], []
+    rank, world = _rank_and_world()
+    done: list[VideoResult] = []
+    failed: list[dict[str, str]] = []
     names: set[str] = set()
-    for path in find_videos(inputs):
+    for index, path in enumerate(find_videos(inputs)):
         name = file_stem(path)
         while name in names:  # same stem in two folders
             name += "_"
         names.add(name)
+        if index % world != rank:  # another process's input: only its name, as that process chooses it
+            continue
         try:
             done.append(segment_video(path, output / name, segmenter, frames, masks, progress))
         except InputError as err:
             logger.error("%s", err)
-            errors.append(str(err))
-    return done, errors
+            failed.append({"file": str(path.resolve()), "output": str(output / name), "reason": str(err)})
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, (done, failed))
+        done = sorted((r for part, _ in parts for r in part), key=lambda r: r.source)
+        failed = sorted((f for _, part in parts for f in part), key=lambda f: f["file"])
+    if rank == 0:
+        segmented = [{"file": r.source, "output": r.folder, "frames": r.frames, "outputs": r.outputs} for r in done]
+        summary = {"counts": {"segmented": len(done), "failed": len(failed)}, "segmented": segmented, "failed": failed}
+        output.mkdir(parents=True, exist_ok=True)
+        write_json(summary, output / "summary.json")
+        logger.info(
+            "segdino video: %d segmented, %d failed; summary in %s", len(done), len(failed), output / "summary.json"
+        )
+    return done, [f["reason"] for f in failed]

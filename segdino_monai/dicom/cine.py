@@ -15,8 +15,8 @@ Frame rate and times (PS3.3 C.7.6.5, Cine Module), acquisition timing first:
    sum of the first ``k + 1`` increments, and the rate is the frame count over the time they span;
 3. Cine Rate (0018,0040), frames per second;
 4. Recommended Display Frame Rate (0008,2144), frames per second;
-5. none of them: 25 frames/s (:data:`segdino_monai.video.DEFAULT_FRAME_RATE`, as for a video file that declares
-   no rate), with a warning.
+5. none of them: :data:`DEFAULT_FRAME_RATE`, 25 frames/s (as for a video file that declares no rate), with a
+   warning.
 
 The overlay video gets that rate as a fraction with a denominator up to 1001 (30 for 33.333 ms, 30000/1001 for
 NTSC's 29.97), at constant rate: a Frame Time Vector's uneven increments show in the CSV's times only.
@@ -33,13 +33,19 @@ from typing import Any
 import numpy as np
 
 from segdino_monai.dicom.pipeline import DicomSegmenter
-from segdino_monai.dicom.reader import _number_of_frames, read_header
+from segdino_monai.dicom.reader import DicomReadError, _number_of_frames, read_header
 from segdino_monai.errors import InputError, input_error_message
-from segdino_monai.video import DEFAULT_FRAME_RATE, VideoDecodeError
 
-__all__ = ["DicomCine", "cine_timing"]
+__all__ = ["DEFAULT_FRAME_RATE", "CineFrameError", "DicomCine", "cine_timing"]
 
 logger = logging.getLogger(__name__)
+
+#: frames per second of a source that declares none (a multi-frame DICOM without timing, a video file without rate).
+DEFAULT_FRAME_RATE = Fraction(25)
+
+
+class CineFrameError(DicomReadError):
+    """A frame of a multi-frame DICOM that cannot be read: names the file and the frame (the ones before it were)."""
 
 
 def _positive(ds: Any, keyword: str) -> float | None:
@@ -115,7 +121,7 @@ class DicomCine:
         Frame ``k`` is the DICOM frame number ``k + 1``.
 
         Raises:
-            VideoDecodeError: a frame cannot be read (naming the file and the frame); the frames before it were given.
+            CineFrameError: a frame cannot be read (naming the file and the frame); the frames before it were given.
         """
         seg = self.segmenter
         last = self.total if end is None else min(end, self.total)
@@ -127,7 +133,7 @@ class DicomCine:
                 message = input_error_message(err)
                 if message is None:
                     raise
-                raise VideoDecodeError(
+                raise CineFrameError(
                     f"{self.path}: cannot decode frame {number} (DICOM frame number {number + 1}: "
                     f"{message.removeprefix(f'{self.path}: ')}); the frames before it were read"
                 ) from err
