@@ -51,7 +51,7 @@ from monai.transforms import AsDiscreted, Compose
 
 from segdino_monai.dicom.cine import DEFAULT_FRAME_RATE, CineFrameError, DicomCine
 from segdino_monai.dicom.pipeline import DicomSegmenter, _rank_and_world
-from segdino_monai.dicom.reader import DICOM_SUFFIXES, is_dicom_file, read_header
+from segdino_monai.dicom.reader import DICOM_SUFFIXES, NON_IMAGE_SOP_CLASSES, is_dicom_file, read_header
 from segdino_monai.dicom.writer import write_json
 from segdino_monai.errors import InputError
 from segdino_monai.filenames import file_stem
@@ -110,12 +110,13 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
     """The inputs to segment: files as given, folders searched recursively for videos and multi-frame DICOM.
 
     In folders, videos are found by their suffix (:data:`VIDEO_SUFFIXES`) and DICOM files by theirs (``.dcm``,
-    ``.dicom``) or their ``DICM`` marker; DICOM files of one frame are passed over (``segdino dicom`` segments them),
-    unreadable ones kept (they are reported when segmented).
+    ``.dicom``) or their ``DICM`` marker; DICOM files of one frame (``segdino dicom`` segments them) and DICOM objects
+    that are no image (SEG, SR, ...: ``segdino dicom``'s own outputs) are passed over, unreadable ones kept (they are
+    reported when segmented).
 
     Raises:
-        InputError: an input is missing, a DICOM file given by name has one frame, or a folder holds no video and no
-            multi-frame DICOM.
+        InputError: an input is missing, a DICOM file given by name has one frame or is no image, or a folder holds
+            no video and no multi-frame DICOM.
     """
     found: list[Path] = []
     for item in inputs:
@@ -123,12 +124,15 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
         if not path.exists():
             raise InputError(f"Input not found: {path} (check the path)")
         if path.is_file():
-            if _is_dicom(path) and _dicom_frames(path) == 1:
+            count = _dicom_frames(path) if _is_dicom(path) else None
+            if count == 1:
                 raise InputError(f"{path}: a single-frame DICOM image, not a cine loop; segment it with segdino dicom")
+            if count == 0:
+                raise InputError(f"{path}: a DICOM object that is no image (a SEG, SR, ...): nothing to segment")
             found.append(path)
             continue
         files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES or (_is_dicom(p) and _dicom_frames(p) != 1)]
+        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES or _is_cine(p)]
         if not videos:
             raise InputError(
                 f"No video ({', '.join(VIDEO_SUFFIXES)}) and no multi-frame DICOM in input folder {path}; single-frame "
@@ -142,10 +146,22 @@ def _is_dicom(path: Path) -> bool:
     return path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path)
 
 
+def _is_cine(path: Path) -> bool:
+    """Whether a file found in a folder is a multi-frame DICOM image (or a DICOM file too damaged to tell)."""
+    return _is_dicom(path) and _dicom_frames(path) not in (0, 1)
+
+
 def _dicom_frames(path: Path) -> int | None:
-    """A DICOM file's number of frames, or ``None`` when its header cannot be read (reported when segmented)."""
+    """A DICOM image's number of frames, 0 for a DICOM object that is no image (SEG, SR, ...).
+
+    ``None`` when its header cannot be read (the file is reported when segmented).
+    """
     try:
-        return int(read_header(path).get("NumberOfFrames", 1) or 1)
+        header = read_header(path)
+        sop_class = str(header.get("SOPClassUID", ""))
+        if any(sop_class == uid or sop_class.startswith(f"{uid}.") for uid in NON_IMAGE_SOP_CLASSES):
+            return 0
+        return int(header.get("NumberOfFrames", 1) or 1)
     except (InputError, TypeError, ValueError):
         return None
 

@@ -31,6 +31,7 @@ except ImportError:  # optional (the `video` extra); mandatory where the fixture
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"  # 30 frames, Frame Time 33.333 ms, US region 0.051 cm pixels
 SINGLE = "us/pydicom__pydicom/examples_palette.dcm"
+SEG = "seg/ImagingDataCommons__highdicom/seg_image_ct_binary.dcm"
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,10 @@ def test_inputs_cine_dicom_and_video_alike_single_frame_refused(dicom_dir, tmp_p
     shutil.copy(dicom_dir / CINE, inputs / "UID1234")  # no suffix: found by its DICM marker
     shutil.copy(dicom_dir / SINGLE, inputs / "still.dcm")  # one frame: segdino dicom's
     (inputs / "notes.txt").write_text("not an input")
+    shutil.copy(dicom_dir / SEG, inputs / "seg.dcm")  # 3 frames, but a SEG (segdino dicom's own output): no image
     assert find_videos([inputs]) == [inputs / "UID1234", inputs / "cine.dcm"]
+    with pytest.raises(InputError, match="seg.dcm: a DICOM object that is no image"):
+        find_videos([inputs / "seg.dcm"])
     with pytest.raises(InputError, match="still.dcm: a single-frame DICOM image, not a cine loop; segment it with"):
         find_videos([inputs / "still.dcm"])
     assert main(["video", str(inputs / "still.dcm"), "-o", str(tmp_path / "out")]) == 2
