@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from segdino_monai.dicom.pipeline import DicomSegmenter
-from segdino_monai.dicom.reader import DicomReadError, _number_of_frames, read_header
+from segdino_monai.dicom.reader import DicomReadError, _number_of_frames, image_shape, read_header
 from segdino_monai.errors import InputError, input_error_message
 
 __all__ = ["DEFAULT_FRAME_RATE", "CineFrameError", "DicomCine", "cine_timing"]
@@ -105,7 +105,7 @@ class DicomCine:
         self.total = _number_of_frames(header, self.path)
         if self.total < 2:
             raise InputError(f"{self.path}: a single-frame DICOM image, not a cine loop; segment it with segdino dicom")
-        self.size = (int(header.Rows), int(header.Columns))
+        self.size = image_shape(self.path)  # checked: an image with pixel data and its rows and columns
         self.rate, self.times, timing = cine_timing(header, self.total)
         if timing == "default":
             logger.warning(
@@ -142,6 +142,6 @@ class DicomCine:
             yield number, float(self.times[number]), rgb, data
 
     def close(self) -> None:
-        """Let the reader drop the file's data set."""
+        """Let the reader drop the file's data set (it keeps the last multi-frame one, until another is read)."""
         self.segmenter.reader.frame = None
-        self.segmenter.reader._cached = None
+        self.segmenter.reader._cached = None  # DicomReader's cache of that data set (same package)
