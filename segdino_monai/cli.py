@@ -72,7 +72,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
-    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs})
+    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "video": args.video})
     if args.device == "cuda" and not args.quick:
         options.update(GPU_SWEEP)
     options.update({k: tuple(v) for k, v in (("sizes", args.sizes), ("batches", args.batches)) if v})
@@ -262,6 +262,7 @@ def _video(args: argparse.Namespace) -> int:
     check_output(args.output, args.inputs)
     find_videos(args.inputs)
     overrides = _set_overrides(args.set)
+    overrides.update(_distributed())  # under torchrun: the inputs are dealt out between the processes
     segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
     _, errors = run_video(
         args.inputs, args.output, VideoSegmenter(segmenter, args.batch_size), frames, args.masks, not args.no_progress
@@ -436,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 8; on cuda 1 2 4 ... 256)")
     bench.add_argument("--compile", action="store_true", help="time the network through torch.compile")
     bench.add_argument("--cuda-graphs", action="store_true", help="time it as CUDA graphs (--device cuda only)")
+    bench.add_argument(
+        "--video", action="store_true", help="also time segdino video (frames/s; decode, model, encode split)"
+    )
     bench.set_defaults(func=_bench)
 
     train = _add_bundle_command(commands, "train", "train the decoder")
@@ -515,14 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.set_defaults(func=_dicom)
     video = commands.add_parser(
         "video",
-        help="segment video files: an overlay video and a per-frame CSV per video",
-        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov; folders "
-        "searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 (H.264, same frame rate and "
-        "size) and frames.csv (frame, time_s, area_pixels, mean_probability, mask_empty). Temporal smoothing is on "
-        "(--set temporal_smoothing=false turns it off). A bad or truncated video is reported with the frame reached, "
-        "its outputs keep the frames before it, and the next video follows (exit 1).",
+        help="segment video files and DICOM cine loops: an overlay video and a per-frame CSV per input",
+        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov) or multi-frame "
+        "DICOM (cine loop; folders searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 "
+        "(H.264, same frame rate and size; a DICOM's from its Frame Time, Frame Time Vector, Cine Rate or "
+        "Recommended Display Frame Rate, else 25/s) and frames.csv (frame, time_s, area_pixels, area_mm2 where the "
+        "pixel size is known (DICOM), mean_probability, mask_empty). Temporal smoothing is on "
+        "(--set temporal_smoothing=false turns it off). A bad or truncated input is reported with the frame reached, "
+        "its outputs keep the frames before it, and the next input follows (exit 1).",
     )
-    video.add_argument("inputs", nargs="+", help="video files or folders")
+    video.add_argument("inputs", nargs="+", help="video files, multi-frame DICOM files or folders")
     video.add_argument("-o", "--output", required=True, help="output folder")
     _add_model_options(video)
     video.add_argument("--every", type=int, default=1, metavar="N", help="segment every N-th frame (default 1)")
