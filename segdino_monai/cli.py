@@ -68,7 +68,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
-    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs})
+    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "time_budget_s": args.time_budget})
     if args.device == "cuda" and not args.quick:
         options.update(GPU_SWEEP)
     options.update({k: tuple(v) for k, v in (("sizes", args.sizes), ("batches", args.batches)) if v})
@@ -413,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 8; on cuda 1 2 4 ... 256)")
     bench.add_argument("--compile", action="store_true", help="time the network through torch.compile")
     bench.add_argument("--cuda-graphs", action="store_true", help="time it as CUDA graphs (--device cuda only)")
+    bench.add_argument(
+        "--time-budget", type=float, default=3600.0, help="seconds for the whole run; later steps are skipped (0: none)"
+    )
     bench.set_defaults(func=_bench)
 
     train = _add_bundle_command(commands, "train", "train the decoder")
