@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from segdino_monai.errors import InputError
+from segdino_monai.networks.blocks.rope_attention import use_rope_attention
 from segdino_monai.networks.nets.dinov3_checkpoint import (
     CheckpointLayout,
     describe_checkpoint,
@@ -129,6 +130,7 @@ class DINOv3Backbone(nn.Module):
             if layout != CheckpointLayout.META and name.endswith("_qkvb") and "blocks.0.attn.q_bias" not in state:
                 name = name.removesuffix("_qkvb")  # a file of the plain (bias-free) variant
         self.model = self._create(name, pretrained=str(weights) == TIMM_HUB_WEIGHTS, **model_kwargs)
+        use_rope_attention(self.model)  # the same attention, fewer memory passes in inference
         if layout == CheckpointLayout.TRANSFORMERS:
             self._check_config(weights, _ALIASES.get(arch, arch))
         if state is not None:
