@@ -73,6 +73,7 @@ def _bench(args: argparse.Namespace) -> int:
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
     options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "video": args.video})
+    options["time_budget_s"] = args.time_budget
     if args.device == "cuda" and not args.quick:
         options.update(GPU_SWEEP)
     options.update({k: tuple(v) for k, v in (("sizes", args.sizes), ("batches", args.batches)) if v})
@@ -439,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cuda-graphs", action="store_true", help="time it as CUDA graphs (--device cuda only)")
     bench.add_argument(
         "--video", action="store_true", help="also time segdino video (frames/s; decode, model, encode split)"
+    )
+    bench.add_argument(
+        "--time-budget", type=float, default=3600.0, help="seconds for the whole run; later steps are skipped (0: none)"
     )
     bench.set_defaults(func=_bench)
 
