@@ -183,6 +183,8 @@ def _dicom(args: argparse.Namespace) -> int:
                 series_description=args.series_description,
                 series_number=args.series_number,
                 content_creator_name=args.content_creator,
+                also_sc=args.also_sc,
+                also_sr=args.also_sr,
             )
             summary = run_dicom(
                 args.inputs, args.output, segmenter, args.overwrite, frames, options, not args.no_progress
@@ -469,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--series-description", default="SegDINO segmentation", help="SEG series description")
     dicom.add_argument("--series-number", type=int, default=901, help="SEG series number")
     dicom.add_argument("--content-creator", default="SegDINO^Algorithm", help="SEG content creator (person name)")
+    _add_derived_object_options(dicom)
     dicom.add_argument("--overwrite", action="store_true", help="redo instances whose outputs exist")
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
@@ -519,6 +522,22 @@ def build_parser() -> argparse.ArgumentParser:
     node.set_defaults(func=_dicom_node)
     _add_label_commands(commands)
     return parser
+
+
+def _add_derived_object_options(parser: argparse.ArgumentParser) -> None:
+    """``--also-sc`` and ``--also-sr``: the DICOM objects written (and sent by the node) beside the SEG."""
+    parser.add_argument(
+        "--also-sc",
+        action="store_true",
+        help="also write a Secondary Capture overlay (sc.dcm; sc_NNNN.dcm per frame of a cine) for viewers that "
+        "cannot show a SEG",
+    )
+    parser.add_argument(
+        "--also-sr",
+        action="store_true",
+        help="also write a DICOM SR measurement report (sr.dcm, TID 1500): area (mm2) and maximum diameter (mm) of "
+        "each segment, referencing the SEG and the source; none when the pixel size is unknown",
+    )
 
 
 def _add_label_commands(commands: argparse._SubParsersAction) -> None:

@@ -116,7 +116,7 @@ def segment_areas(
 
 @dataclass
 class SegOptions:
-    """Descriptive options of a written SEG.
+    """Descriptive options of a written SEG, and which DICOM objects go with it.
 
     Args:
         task: key of :data:`SEGMENT_TASKS` (or a :class:`SegmentTask`) describing segment 1.
@@ -127,6 +127,10 @@ class SegOptions:
         series_number: SeriesNumber.
         content_creator_name: ContentCreatorName (DICOM person name).
         manufacturer: Manufacturer.
+        also_sc: also write a Secondary Capture overlay beside the SEG
+            (:mod:`segdino_monai.dicom.secondary_capture`; series ``series_number + 1``).
+        also_sr: also write a TID 1500 SR measurement report referencing the SEG
+            (:mod:`segdino_monai.dicom.measurement_report`; series ``series_number + 2``).
     """
 
     task: str | SegmentTask = "lesion"
@@ -137,6 +141,8 @@ class SegOptions:
     series_number: int = 901
     content_creator_name: str = "SegDINO^Algorithm"
     manufacturer: str = "segdino-monai"
+    also_sc: bool = False
+    also_sr: bool = False
 
     def spec(self) -> SegmentTask:
         """The :class:`SegmentTask` of segment 1."""
