@@ -591,7 +591,7 @@ def _write_sc_sr(
     references and the pixel size (no measurement in mm without it).
     """
     from segdino_monai.dicom.measurement_report import write_sr
-    from segdino_monai.dicom.secondary_capture import ScUnsupportedError, write_sc
+    from segdino_monai.dicom.secondary_capture import write_sc
 
     notes: dict[str, str] = {}
     source = seg_uid = None
@@ -608,20 +608,17 @@ def _write_sc_sr(
         seg_uid = str(pydicom.dcmread(folder / "seg.dcm", stop_before_pixels=True).SOPInstanceUID)
     if options.also_sc and source is not None:
         frames = [(None if single else n, np.moveaxis(frame.numpy(), 0, -1), mask) for n, frame, mask in segmented]
-        try:
-            names = write_sc(
-                source,
-                frames,
-                folder,
-                seg_uid,
-                options.series_number + 1,
-                f"{options.series_description} overlay",
-                options.manufacturer,
-                options.spec().label,
-            )
-            report["outputs"]["sc"] = names[0] if single else names
-        except ScUnsupportedError as err:
-            notes["sc"] = str(err)
+        names = write_sc(
+            source,
+            frames,
+            folder,
+            seg_uid,
+            options.series_number + 1,
+            f"{options.series_description} overlay",
+            options.manufacturer,
+            options.spec().label,
+        )
+        report["outputs"]["sc"] = names[0] if single else names
     if options.also_sr and source is not None:
         if seg_uid is None:
             notes["sr"] = "no SEG was written for the SR to reference"

@@ -27,21 +27,17 @@ import numpy as np
 
 from segdino_monai.atomic import atomic_write
 from segdino_monai.dicom.uids import derived_uid
-from segdino_monai.errors import InputError
 from segdino_monai.visualize import overlay
 
-__all__ = ["ScUnsupportedError", "sc_file_name", "write_sc"]
+__all__ = ["sc_file_name", "write_sc"]
 
 logger = logging.getLogger(__name__)
 
 #: (121322, DCM, "Source image for image processing operation"): the purpose of the reference to the source image.
 _SOURCE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 #: the General Image module's lossy compression history, carried over from the source (PS3.3 C.7.6.1.1.5).
 _LOSSY_HISTORY = ("LossyImageCompression", "LossyImageCompressionRatio", "LossyImageCompressionMethod")
-
-
-class ScUnsupportedError(InputError):
-    """highdicom cannot copy the source's patient and study information (a SOP class it does not know)."""
 
 
 def sc_file_name(frame_number: int | None) -> str:
@@ -70,9 +66,6 @@ def write_sc(
         series_description: SeriesDescription.
         manufacturer: Manufacturer.
         label: what the overlay shows, for the Derivation Description.
-
-    Raises:
-        ScUnsupportedError: when highdicom does not know the source's SOP class (it cannot copy its modules).
     """
     import highdicom as hd
     from pydicom import Dataset
@@ -82,6 +75,13 @@ def write_sc(
 
     folder = Path(folder)
     source_uid = str(source.SOPInstanceUID)
+    # highdicom picks the Patient and Study module attributes to copy by the source's IOD, and does not know retired
+    # classes (Ultrasound Image Storage (Retired)); those modules are the same in every image IOD, so it is told the
+    # source is a Secondary Capture, on a copy (a new dict of the same elements: Dataset(source) would share the
+    # source's dict, and setting a value on a shared element would change the source)
+    patient_and_study = Dataset(dict(source.items()))
+    del patient_and_study.SOPClassUID
+    patient_and_study.SOPClassUID = _SECONDARY_CAPTURE
     series_uid = derived_uid(source_uid, seg_uid, "sc-series")
     names = []
     for number, image, mask in frames:
@@ -101,12 +101,7 @@ def write_sc(
             series_description=series_description,
             software_versions=f"segdino-monai {segdino_monai.__version__}",
         )
-        try:
-            sc.copy_patient_and_study_information(source)
-        except KeyError as err:  # highdicom's module tables do not know the (retired) SOP class of the source
-            raise ScUnsupportedError(
-                f"highdicom does not know the source's SOP class {source.get('SOPClassUID')}"
-            ) from err
+        sc.copy_patient_and_study_information(patient_and_study)
         # General Image module, Type 2C for an image without plane orientation: the source's own, or empty
         sc.PatientOrientation = source.get("PatientOrientation", None) or None
         reference = Dataset()
