@@ -216,7 +216,9 @@ def _dicom_node(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     overrides = _set_overrides(args.set)
     segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
-    options = SegOptions(task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"))
+    options = SegOptions(
+        task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"), also_sc=args.also_sc, also_sr=args.also_sr
+    )
     node = DicomNode(
         segmenter,
         args.store_dir,
@@ -505,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a DICOM node: receive images by C-STORE, segment them, send each DICOM SEG to the PACS",
         description="Listen for C-STORE (and C-ECHO) as a Storage SCP; store every received image instance in "
         "STORE_DIR (synced before the success status), segment it in the background with the bundle's inference "
-        "and send its DICOM SEG to --forward by C-STORE, retrying with back-off. Restartable: after a crash or "
+        "and send its DICOM SEG (and with --also-sc/--also-sr its overlay and SR) to --forward by C-STORE, "
+        "retrying with back-off. Restartable: after a crash or "
         "SIGKILL, start it again to finish the journaled work. Stop it with Ctrl-C or SIGTERM.",
     )
     node.add_argument("--aet", default="SEGDINO", help="this node's AE title (default SEGDINO)")
@@ -518,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--max-backoff", type=float, default=60.0, help="longest delay between send retries (s)")
     _add_model_options(node)
     node.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
+    _add_derived_object_options(node)
     node.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     node.set_defaults(func=_dicom_node)
     _add_label_commands(commands)
