@@ -18,7 +18,8 @@ site when known, the algorithm, and:
 The pixel size is the one ``segdino dicom`` reports (:func:`~segdino_monai.dicom.reader.pixel_size_mm`:
 PixelSpacing, ImagerPixelSpacing, or the image region of the Sequence of Ultrasound Regions). **When it is unknown no
 SR is written**: a measurement in mm would be a guess, and TID 1500 measurements have units; the report says why
-(``sr_not_written``) and the areas stay in pixels there.
+(``sr_not_written``) and the areas stay in pixels there. Nor with a LABELMAP SEG (``--labelmap``): its frames hold
+every segment, and a reference to a SEG frame cannot also name a segment (PS3.3 C.18.4).
 
 UIDs are derived from the source and its SEG (:mod:`segdino_monai.dicom.uids`).
 """
@@ -104,6 +105,9 @@ def write_sr(
         num_segments: number of foreground classes.
         series_number: SeriesNumber of the SR's series.
         series_description: SeriesDescription.
+
+    Raises:
+        ValueError: for a SEG that is not BINARY (one segment per frame).
     """
     import highdicom as hd
     import pydicom
@@ -112,6 +116,8 @@ def write_sr(
     import segdino_monai
 
     seg = pydicom.dcmread(str(seg_path))
+    if seg.SegmentationType != "BINARY":
+        raise ValueError(f"{seg_path}: a {seg.SegmentationType} SEG; the SR references BINARY SEG frames")
     spec = options.spec()
     frames_of = seg_frame_numbers(seg)
     source_uid, seg_uid = str(source.SOPInstanceUID), str(seg.SOPInstanceUID)

@@ -587,8 +587,9 @@ def _write_sc_sr(
 
     What is written is listed in ``report["outputs"]`` (``"sc"``: ``"sc.dcm"``, or the list of ``sc_NNNN.dcm`` of a
     multi-frame source; ``"sr"``: ``"sr.dcm"``); what cannot be, with the reason in ``sc_not_written`` or
-    ``sr_not_written``: the SC needs a DICOM source with its study and instance UIDs, the SR also the SEG it
-    references and the pixel size (no measurement in mm without it).
+    ``sr_not_written``: the SC needs a DICOM source with its study and instance UIDs, the SR also the BINARY SEG it
+    references (a LABELMAP frame holds every segment, and a frame reference cannot name one) and the pixel size (no
+    measurement in mm without it).
     """
     from segdino_monai.dicom.measurement_report import write_sr
     from segdino_monai.dicom.secondary_capture import write_sc
@@ -622,6 +623,8 @@ def _write_sc_sr(
     if options.also_sr and source is not None:
         if seg_uid is None:
             notes["sr"] = "no SEG was written for the SR to reference"
+        elif options.segmentation_type.upper() != "BINARY":
+            notes["sr"] = "the SR references one segment per SEG frame: a BINARY SEG (without --labelmap)"
         elif not spacing:
             notes["sr"] = (
                 "the pixel size is unknown (no PixelSpacing, ImagerPixelSpacing or calibrated ultrasound region): "

@@ -260,3 +260,18 @@ def test_segment_measurements_of_a_rectangle(spacing, height, width):
     expected = max(math.hypot(height * sy, (width - 1) * sx), math.hypot((height - 1) * sy, width * sx))
     assert diameter == pytest.approx(expected)
     assert segment_measurements(mask, 1, spacing) == (0.0, None)
+
+
+def test_a_labelmap_seg_gets_no_sr_and_the_report_says_why(dicom_dir, decoder_checkpoint, tmp_path):
+    source = dicom_dir / "us/pydicom__pydicom/examples_palette.dcm"  # calibrated: only the LABELMAP stops the SR
+    sets = [a for k, v in TINY_OVERRIDES.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    args = ["dicom", str(source), "-o", str(tmp_path / "out"), "--bundle-root", str(BUNDLE), "--modality"]
+    args += ["ultrasound", "--backbone-weights", "random", "--checkpoint", str(decoder_checkpoint), "--no-progress"]
+    assert main([*args, "--labelmap", "--also-sr", *sets]) == 0
+    (folder,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    report = _report(folder)
+    assert report["outputs"]["seg"] == "seg.dcm" and report["pixel_size_mm"] and "sr" not in report["outputs"]
+    assert "BINARY SEG" in report["sr_not_written"] and not (folder / "sr.dcm").exists()
+    with pytest.raises(ValueError, match="LABELMAP"):
+        masks = [(None, np.zeros((350, 800), np.uint8))]
+        write_sr(pydicom.dcmread(source), folder / "seg.dcm", masks, (1, 1), folder / "x", SegOptions())
