@@ -293,6 +293,49 @@ def test_sc_and_sr_too_exactly_once_each_through_a_sigkill(pacs, decoder_checkpo
         assert log.count(f"sent {planned[uid].upper()} {uid} of") == 1, uid
 
 
+def test_a_restart_sends_only_the_objects_not_yet_confirmed(pacs, dicom_dir, tmp_path):
+    """A journal entry whose SEG send was confirmed (killed before its SC and SR went): the restarted node sends
+    the SC and the SR, and not the SEG (the PACS never had it here, so a resend would show)."""
+    from segdino_monai.dicom.measurement_report import write_sr
+    from segdino_monai.dicom.node import SEGMENTED, DicomNode, Journal
+    from segdino_monai.dicom.secondary_capture import write_sc
+    from segdino_monai.dicom.sender import Destination
+    from segdino_monai.dicom.writer import SegOptions, prepare_seg_source, write_seg
+
+    (image,) = copies(dicom_dir / US_CALIBRATED, 1)
+    uid = str(image.SOPInstanceUID)
+    journal = Journal(tmp_path / "store")
+    folder = journal.results / uid / uid
+    folder.mkdir(parents=True)
+    source, _ = prepare_seg_source(image)
+    mask = np.zeros((image.Rows, image.Columns), np.uint8)
+    mask[100:200, 300:500] = 1
+    write_seg(source, mask, folder / "seg.dcm")
+    seg_uid = str(pydicom.dcmread(folder / "seg.dcm").SOPInstanceUID)
+    (sc,) = write_sc(source, [(None, np.zeros((*mask.shape, 3), np.uint8), mask)], folder, seg_uid)
+    write_sr(source, folder / "seg.dcm", [(None, mask)], (0.26, 0.26), folder / "sr.dcm", SegOptions())
+    objects = [
+        {
+            "kind": kind,
+            "file": str((folder / name).relative_to(journal.root)),
+            "uid": str(pydicom.dcmread(folder / name).SOPInstanceUID),
+        }
+        for kind, name in (("seg", "seg.dcm"), ("sc", sc), ("sr", "sr.dcm"))
+    ]
+    journal.update(uid, state=SEGMENTED, seg=objects[0]["file"], seg_uid=seg_uid, objects=objects, sent=[seg_uid])
+    node = DicomNode(None, journal.root, Destination(ORTHANC_AET, "127.0.0.1", pacs.dicom_port), port=free_port(),
+                     seg_options=SegOptions())  # fmt: skip
+    node.start()
+    try:
+        wait_for(lambda: journal.read(uid)["state"] == "sent", 30, "the SC and SR sent")
+    finally:
+        node.stop()
+    assert journal.read(uid)["sent"] == [o["uid"] for o in objects]
+    assert uid not in seg_sources(pacs)  # the confirmed SEG was not sent again
+    stored = {str(ds.SOPInstanceUID) for ds in [*pacs.instances("OT"), *pacs.instances("SR")]}
+    assert {objects[1]["uid"], objects[2]["uid"]} <= stored
+
+
 def test_destination_down_then_back_gets_every_seg(orthanc_binary, decoder_checkpoint, dicom_dir, tmp_path):
     """Sends are retried while the PACS is down; a node stopped meanwhile resends the same SEGs (same UIDs) later."""
     (tmp_path / "pacs").mkdir()
