@@ -195,6 +195,8 @@ def _dicom(args: argparse.Namespace) -> int:
                 series_description=args.series_description,
                 series_number=args.series_number,
                 content_creator_name=args.content_creator,
+                also_sc=args.also_sc,
+                also_sr=args.also_sr,
             )
             summary = run_dicom(
                 [*local, *retrieved], args.output, segmenter, args.overwrite, frames, options, not args.no_progress
@@ -238,7 +240,9 @@ def _dicom_node(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     overrides = _set_overrides(args.set)
     segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
-    options = SegOptions(task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"))
+    options = SegOptions(
+        task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"), also_sc=args.also_sc, also_sr=args.also_sr
+    )
     node = DicomNode(
         segmenter,
         args.store_dir,
@@ -517,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--series-description", default="SegDINO segmentation", help="SEG series description")
     dicom.add_argument("--series-number", type=int, default=901, help="SEG series number")
     dicom.add_argument("--content-creator", default="SegDINO^Algorithm", help="SEG content creator (person name)")
+    _add_derived_object_options(dicom)
     dicom.add_argument("--overwrite", action="store_true", help="redo instances whose outputs exist")
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
@@ -552,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a DICOM node: receive images by C-STORE, segment them, send each DICOM SEG to the PACS",
         description="Listen for C-STORE (and C-ECHO) as a Storage SCP; store every received image instance in "
         "STORE_DIR (synced before the success status), segment it in the background with the bundle's inference "
-        "and send its DICOM SEG to --forward by C-STORE, retrying with back-off. Restartable: after a crash or "
+        "and send its DICOM SEG (and with --also-sc/--also-sr its overlay and SR) to --forward by C-STORE, "
+        "retrying with back-off. Restartable: after a crash or "
         "SIGKILL, start it again to finish the journaled work. Stop it with Ctrl-C or SIGTERM.",
     )
     node.add_argument("--aet", default="SEGDINO", help="this node's AE title (default SEGDINO)")
@@ -565,10 +571,27 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--max-backoff", type=float, default=60.0, help="longest delay between send retries (s)")
     _add_model_options(node)
     node.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
+    _add_derived_object_options(node)
     node.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     node.set_defaults(func=_dicom_node)
     _add_label_commands(commands)
     return parser
+
+
+def _add_derived_object_options(parser: argparse.ArgumentParser) -> None:
+    """``--also-sc`` and ``--also-sr``: the DICOM objects written (and sent by the node) beside the SEG."""
+    parser.add_argument(
+        "--also-sc",
+        action="store_true",
+        help="also write a Secondary Capture overlay (sc.dcm; sc_NNNN.dcm per frame of a cine) for viewers that "
+        "cannot show a SEG",
+    )
+    parser.add_argument(
+        "--also-sr",
+        action="store_true",
+        help="also write a DICOM SR measurement report (sr.dcm, TID 1500): area (mm2) and maximum diameter (mm) of "
+        "each segment, referencing the SEG and the source; none when the pixel size is unknown",
+    )
 
 
 def _add_label_commands(commands: argparse._SubParsersAction) -> None:

@@ -273,9 +273,14 @@ class _NotStored(Exception):
 
 
 def _dicom_outputs(folder: Path) -> list[Path]:
-    """The DICOM files an instance's ``report.json`` lists in its ``outputs`` (``seg.dcm``, ``sc.dcm``, ...)."""
+    """The DICOM files an instance's ``report.json`` lists in its ``outputs``, in order.
+
+    That is ``seg.dcm``, then ``sc.dcm`` (a cine: a list of ``sc_NNNN.dcm``) and ``sr.dcm`` where written.
+    """
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-    names = [name for name in report.get("outputs", {}).values() if isinstance(name, str)]
+    names: list[str] = []
+    for value in report.get("outputs", {}).values():
+        names += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
     return [folder / name for name in names if name.lower().endswith(".dcm")]
 
 

@@ -117,7 +117,7 @@ def segment_areas(
 
 @dataclass
 class SegOptions:
-    """Descriptive options of a written SEG.
+    """Descriptive options of a written SEG, and which DICOM objects go with it.
 
     Args:
         task: key of :data:`SEGMENT_TASKS` (or a :class:`SegmentTask`) describing segment 1.
@@ -130,6 +130,10 @@ class SegOptions:
         manufacturer: Manufacturer.
         model_id: what identifies the model's weights beyond its name (``segdino dicom``: the decoder checkpoint's
             SHA-256); with the source and these options it determines the SEG's UIDs (:func:`seg_uids`).
+        also_sc: also write a Secondary Capture overlay beside the SEG
+            (:mod:`segdino_monai.dicom.secondary_capture`; series ``series_number + 1``).
+        also_sr: also write a TID 1500 SR measurement report referencing the SEG
+            (:mod:`segdino_monai.dicom.measurement_report`; series ``series_number + 2``).
     """
 
     task: str | SegmentTask = "lesion"
@@ -141,6 +145,8 @@ class SegOptions:
     content_creator_name: str = "SegDINO^Algorithm"
     manufacturer: str = "segdino-monai"
     model_id: str = ""
+    also_sc: bool = False
+    also_sr: bool = False
 
     def spec(self) -> SegmentTask:
         """The :class:`SegmentTask` of segment 1."""

@@ -108,12 +108,16 @@ class Orthanc:
 
     def segs(self) -> list[Any]:
         """Every SEG instance Orthanc holds, as pydicom data sets."""
+        return self.instances("SEG")
+
+    def instances(self, modality: str) -> list[Any]:
+        """Every instance of the series of ``modality`` (``SEG``, ``OT`` for Secondary Capture, ``SR``), as pydicom."""
         import io
 
         import pydicom
 
         found = self.request(
-            "POST", "/tools/find", json.dumps({"Level": "Series", "Query": {"Modality": "SEG"}}).encode()
+            "POST", "/tools/find", json.dumps({"Level": "Series", "Query": {"Modality": modality}}).encode()
         )
         datasets = []
         for series in found:
