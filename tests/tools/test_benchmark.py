@@ -37,6 +37,12 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     table = (tmp_path / "benchmark.md").read_text()
     assert "(c) feature cache" in table and "| 32 | 2 | bfloat16 |" in table
     assert not list(tmp_path.glob("feature_cache/*/*.pt"))  # the benchmark's own cache is removed
+    tta = report["tta"]
+    assert (tta["size"], tta["batch"], tta["views"]) == (32, 2, 3)
+    assert tta["tta_images_per_s"] > 0 and tta["tta_vs_plain_speed"] == pytest.approx(
+        tta["tta_images_per_s"] / tta["plain_images_per_s"]
+    )
+    assert "| flips (horizontal, vertical) | 3 |" in table
 
 
 def test_precision_agreement_is_the_dice_of_the_fp32_and_bf16_masks_over_all_samples():
