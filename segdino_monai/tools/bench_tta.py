@@ -1,7 +1,7 @@
 """What test-time augmentation costs: images/s of the plain network and of :class:`TTAInferer`, side by side.
 
-Timed interleaved in one process on the same input (the benchmark's smallest size and largest batch, fp32), so that
-the ratio is not skewed by the machine's load drifting between the two. The views of one scale go through the
+Timed interleaved in one process on the same input (the benchmark uses its smallest size and largest batch, fp32), so
+that the ratio is not skewed by the machine's load drifting between the two. The views of one scale go through the
 network as one batch, so TTA with ``n`` views costs about ``n`` times the network plus the flips and the averaging;
 the measured ratio says how close to ``1 / n`` the speed is.
 """
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from segdino_monai.inferers import TTAInferer
-
-if TYPE_CHECKING:
-    from segdino_monai.tools.benchmark import BenchmarkConfig
 
 __all__ = ["TTA_FLIPS", "tta_markdown", "tta_speed"]
 
@@ -25,23 +23,31 @@ TTA_FLIPS = ("horizontal", "vertical")
 """The views timed: the bundle's default TTA (the image, its mirror image, upside down)."""
 
 
-def tta_speed(config: BenchmarkConfig) -> dict[str, Any]:
-    """Images/s of the plain network and of the default TTA at the smallest size and largest batch, in fp32."""
-    from segdino_monai.tools.benchmark import _network, _setup, _sync
+def tta_speed(network: Callable[[torch.Tensor], torch.Tensor], size: int, batch: int, repeats: int) -> dict[str, Any]:
+    """Images/s of the plain network and of the default TTA on ``batch`` random ``size`` x ``size`` images.
 
-    device = _setup(config)
-    size, batch = min(config.sizes), max(config.batches)
-    net = _network(config).eval()
+    Args:
+        network: the model, in evaluation mode, on its device (the benchmark's: fp32).
+        size: the input height and width.
+        batch: images per call.
+        repeats: timed rounds (the median is reported), after one round of warm-up.
+    """
+    device = next(network.parameters()).device if isinstance(network, torch.nn.Module) else torch.device("cpu")
     tta = TTAInferer(flips=TTA_FLIPS, scales=[1.0])
     x = torch.rand(batch, 3, size, size, device=device)
     seconds: dict[str, list[float]] = {"plain": [], "tta": []}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     with torch.no_grad():
-        for step in range(config.repeats + 1):
-            for name, fn in (("plain", lambda: net(x)), ("tta", lambda: tta(x, net))):
-                _sync(device)
+        for step in range(repeats + 1):
+            for name, fn in (("plain", lambda: network(x)), ("tta", lambda: tta(x, network))):
+                sync()
                 start = time.perf_counter()
                 fn()
-                _sync(device)
+                sync()
                 if step:  # the first round is warm-up
                     seconds[name].append(time.perf_counter() - start)
     plain, augmented = (batch / statistics.median(seconds[n]) for n in ("plain", "tta"))

@@ -41,6 +41,7 @@ import torch
 
 from segdino_monai.atomic import atomic_write
 from segdino_monai.errors import InputError
+from segdino_monai.tools.bench_tta import tta_markdown, tta_speed
 
 __all__ = ["GPU_SWEEP", "GPU_TARGETS", "QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
 
@@ -400,10 +401,8 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
                 row.update(inference_speed(config, size, batch, precision))
                 row.update(_child("inference_memory", config, size, batch, precision))
                 report["inference"].append(row)
-    from segdino_monai.tools.bench_tta import tta_speed
-
     logger.info("test-time augmentation")
-    report["tta"] = tta_speed(config)
+    report["tta"] = tta_speed(_network(config).eval(), min(config.sizes), max(config.batches), config.repeats)
     for mode in ("reference", "frozen", "cache"):
         logger.info("training epoch: %s", mode)
         report["training"][mode] = _child("training_speed", config, mode)
@@ -475,8 +474,6 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{r['latency_ms']:.2f} | {r['peak_backbone_mib']:.0f} | {r['peak_full_mib']:.0f} |"
         )
     if "tta" in report:
-        from segdino_monai.tools.bench_tta import tta_markdown
-
         lines += tta_markdown(report["tta"])
     lines += [
         "",
