@@ -5,6 +5,8 @@ One run measures, side by side on the same machine:
 - the matrix-multiply ceiling (a large sgemm, fp32 and bf16) and the backbone's FLOPs per image;
 - inference images/s of the full network and of the backbone alone (sizes, batch sizes, fp32 and bf16 autocast),
   timed interleaved, with peak memory from a fresh process per setting;
+- the cost of test-time augmentation: images/s with the default three TTA views against the plain network
+  (:mod:`segdino_monai.tools.bench_tta`);
 - a training epoch three ways: (a) reference-style, the backbone inside autograd and optimised, as the SegDINO
   reference code trains; (b) the frozen backbone under no_grad every step; (c) the decoder from the feature cache
   (first epoch including the cache build, then later epochs), each in its own process for peak memory;
@@ -44,6 +46,7 @@ import torch
 from segdino_monai.atomic import atomic_write
 from segdino_monai.errors import InputError
 from segdino_monai.networks.nets.dinov3_backbone import use_bf16
+from segdino_monai.tools.bench_tta import tta_markdown, tta_speed
 
 __all__ = ["GPU_SWEEP", "GPU_TARGETS", "QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
 
@@ -447,6 +450,9 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
                 row.update(inference_speed(config, size, batch, precision))
                 row.update(_child("inference_memory", config, size, batch, precision))
                 report["inference"].append(row)
+    if budget.allows("test-time augmentation"):
+        logger.info("test-time augmentation")
+        report["tta"] = tta_speed(_network(config).eval(), min(config.sizes), max(config.batches), config.repeats)
     for mode in ("reference", "frozen", "cache"):
         if budget.allows(f"training epoch: {mode}"):
             logger.info("training epoch: %s", mode)
@@ -526,6 +532,8 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{r['full_images_per_s']:.2f} | {r['full_images_per_s'] / r['backbone_images_per_s']:.3f} | "
             f"{r['latency_ms']:.2f} | {r['peak_backbone_mib']:.0f} | {r['peak_full_mib']:.0f} |"
         )
+    if "tta" in report:
+        lines += tta_markdown(report["tta"])
     lines += [
         "",
         "| training | samples/s | epoch s | peak MiB | added by training MiB | notes |",

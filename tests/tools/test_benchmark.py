@@ -47,6 +47,12 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path, monkeypatch):
     assert "(c) feature cache" in table and "| 32 | 2 | bfloat16 |" in table
     assert report["machine"]["cpu_kind"] == "avx512_bf16" and report["skipped"] == []
     assert not list(tmp_path.glob("feature_cache/*/*.pt"))  # the benchmark's own cache is removed
+    tta = report["tta"]
+    assert (tta["size"], tta["batch"], tta["views"]) == (32, 2, 3)
+    assert tta["tta_images_per_s"] > 0 and tta["tta_vs_plain_speed"] == pytest.approx(
+        tta["tta_images_per_s"] / tta["plain_images_per_s"]
+    )
+    assert "| flips (horizontal, vertical) | 3 |" in table
 
 
 def test_precision_agreement_is_the_dice_of_the_fp32_and_bf16_masks_over_all_samples():
@@ -104,9 +110,9 @@ def test_steps_after_the_time_budget_are_skipped_and_listed(tmp_path, monkeypatc
     args = ["bench", "--quick", "--batches", "1", "2", "--time-budget", "1e-9", "--out", str(tmp_path)]
     assert main(args) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
-    assert report["inference"] == [] and report["training"] == {} and report["summary"] == {}
+    assert report["inference"] == [] and report["training"] == {} and report["summary"] == {} and "tta" not in report
     expected = [f"inference 32x32, batch {b}, {p}" for b in (1, 2) for p in ("float32", "bfloat16")]
-    expected += [f"training epoch: {mode}" for mode in ("reference", "frozen", "cache")]
+    expected += ["test-time augmentation"] + [f"training epoch: {mode}" for mode in ("reference", "frozen", "cache")]
     assert [s["step"] for s in report["skipped"]] == expected
     assert all("time budget of 1e-09 s" in s["why"] for s in report["skipped"])
     assert report["gemm_gflops"]["float32"] > 0
