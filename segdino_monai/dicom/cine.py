@@ -5,8 +5,9 @@ The frames are read one at a time by the bundle's own loader (the config's ``loa
 :meth:`~segdino_monai.dicom.pipeline.DicomSegmenter.segment` does), so each frame carries the meta data that
 ``segdino dicom`` sees: the ultrasound image region that the ultrasound config's crop uses, and the pixel size in mm
 (PixelSpacing, ImagerPixelSpacing, else the ultrasound region's physical deltas), from which ``segdino video``'s CSV
-gives the area in mm2. Only the decoded frames of the current batch are held; the reader keeps the file's data set
-(its encoded pixel data as stored in the file) while the frames are read.
+gives the area in mm2. Only the decoded frames of the current batch are held: the reader keeps the file's header
+while the frames are read, and reads each frame's pixel data (native, or its compressed fragments) from the file on
+its own, so memory does not grow with the length of the cine.
 
 Frame rate and times (PS3.3 C.7.6.5, Cine Module), acquisition timing first:
 
@@ -142,6 +143,6 @@ class DicomCine:
             yield number, float(self.times[number]), rgb, data
 
     def close(self) -> None:
-        """Let the reader drop the file's data set (it keeps the last multi-frame one, until another is read)."""
+        """Let the reader drop the file's header (it keeps the last multi-frame one, until another is read)."""
         self.segmenter.reader.frame = None
         self.segmenter.reader._cached = None  # DicomReader's cache of that data set (same package)

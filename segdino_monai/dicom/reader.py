@@ -72,6 +72,9 @@ NON_IMAGE_SOP_CLASSES = {
 }
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PREAMBLE = 128  # a DICOM Part 10 file: 128 bytes of preamble, then b"DICM"
+# DicomReader parses files with values over this size left in the file (read when used): a cine's pixel data stays
+# there and its frames are read from the file one at a time, so memory is bounded by a frame, not by the video
+_DEFER_SIZE = 64 * 1024
 # what pydicom raises on a file that is missing, not DICOM, truncated or with garbled tags and values (element
 # values are parsed when first used, so these can come from any attribute access, not only from dcmread)
 _PARSE_ERRORS: tuple[type[BaseException], ...] = (
@@ -253,7 +256,7 @@ def _check_pixel_data_length(ds: Any, path: str | Path) -> None:
         expected = int(get_expected_length(ds, unit="bytes"))
     except (AttributeError, KeyError, TypeError, ValueError) as err:  # the attributes it is computed from
         raise _fail(path, f"pixel data size cannot be computed from its attributes ({err})") from err
-    stored = len(ds.PixelData or b"")
+    stored = _stored_pixel_bytes(ds, path)
     if stored < expected:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         raise _fail(
@@ -264,8 +267,41 @@ def _check_pixel_data_length(ds: Any, path: str | Path) -> None:
         )
 
 
-def _decode_pydicom(ds: Any, numbers: list[int], count: int) -> tuple[np.ndarray, str]:
-    """Decode the chosen frames with pydicom, trying each available plugin; returns ``(F, H, W[, S])`` and its name."""
+def _deferred_pixel_data(ds: Any) -> Any:
+    """The raw Pixel Data element of a data set read with ``defer_size`` whose value is in the file, or ``None``."""
+    from pydicom.dataelem import RawDataElement
+
+    if "PixelData" not in ds:
+        return None
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if isinstance(element, RawDataElement) and element.value is None and element.length != 0:
+        return element
+    return None
+
+
+def _stored_pixel_bytes(ds: Any, path: str | Path) -> int:
+    """The bytes of (native) pixel data the file holds: the element's length, or what is left of the file after it.
+
+    A deferred value (:func:`_deferred_pixel_data`) is not read: its length comes from the element header, cut to
+    the file's size (a truncated file's header still gives the full length).
+    """
+    element = _deferred_pixel_data(ds)
+    if element is None:
+        return len(ds.PixelData or b"")
+    try:
+        left = os.path.getsize(path) - int(element.value_tell)
+    except OSError as err:
+        raise _fail(path, f"cannot read it ({err.strerror or err})") from err
+    return max(0, min(int(element.length), left))
+
+
+def _decode_pydicom(ds: Any, numbers: list[int], count: int, path: str | Path | None = None) -> tuple[np.ndarray, str]:
+    """Decode the chosen frames with pydicom, trying each available plugin; returns ``(F, H, W[, S])`` and its name.
+
+    When a multi-frame data set's pixel data was left in the file (read with ``defer_size``) and ``path`` is given,
+    each frame is read from the file on its own (pydicom's ``pixel_array(path, index=...)`` reads the header and
+    that frame's bytes or fragments only), so the memory used is that of the chosen frames, not of the pixel data.
+    """
     from pydicom.pixels import get_decoder, pixel_array
 
     syntax = ds.file_meta.TransferSyntaxUID
@@ -277,10 +313,16 @@ def _decode_pydicom(ds: Any, numbers: list[int], count: int) -> tuple[np.ndarray
         if not plugins:
             missing = ", ".join(sorted(decoder.missing_dependencies)) or "a pixel-data plugin"
             raise RuntimeError(f"no pydicom decoder for {syntax.name}: install {missing}")
+    # a single frame's deferred value is read whole when used, as a data set read without defer_size holds it
+    from_file = path is not None and count > 1 and _deferred_pixel_data(ds) is not None
     errors = []
     for plugin in plugins:
         try:
-            if len(numbers) == count:
+            if from_file:
+                options = {"decoding_plugin": plugin, "transfer_syntax_uid": syntax}  # the syntax: files without meta
+                decoded = [pixel_array(str(path), index=n - 1, **options) for n in numbers]
+                array = decoded[0][None] if len(decoded) == 1 else np.stack(decoded)
+            elif len(numbers) == count:
                 array = pixel_array(ds, decoding_plugin=plugin)
                 array = array if count > 1 else array[None]
             else:
@@ -329,7 +371,7 @@ def _grey_to_255(array: np.ndarray, ds: Any) -> np.ndarray:
 
 
 def _to_rgb_255(array: np.ndarray, ds: Any, samples: int, decoder: str) -> np.ndarray:
-    """``(F, H, W[, S])`` decoded pixels to ``(F, H, W, 3)`` float RGB on 0..255."""
+    """``(F, H, W[, S])`` decoded pixels to ``(F, H, W, 3)`` float (32 or 64 bits) RGB on 0..255."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if samples == 1 and photometric == "PALETTE COLOR" and decoder.startswith("pydicom"):
         from pydicom.pixels import apply_color_lut
@@ -339,9 +381,10 @@ def _to_rgb_255(array: np.ndarray, ds: Any, samples: int, decoder: str) -> np.nd
         return np.floor(rgb / 256.0) if rgb.dtype.itemsize > 1 else rgb.astype(np.float64)
     if samples == 1:
         return np.repeat(_grey_to_255(array, ds)[..., None], 3, axis=-1)
-    rgb = array[..., :3].astype(np.float64)
     bits = int(ds.get("BitsStored", 8))
-    return rgb * (255.0 / (2.0**bits - 1)) if bits > 8 else rgb
+    if bits > 8:
+        return array[..., :3].astype(np.float64) * (255.0 / (2.0**bits - 1))
+    return array[..., :3].astype(np.float32)  # 8-bit values are exact in float32: no float64 copy of the frames
 
 
 def pixel_size_mm(ds: Any) -> tuple[list[float] | None, str | None]:
@@ -397,7 +440,7 @@ def _decode_dataset(
     _check_pixel_data_length(ds, path)
     samples = int(ds.get("SamplesPerPixel", 1))
     try:
-        array, decoder = _decode_pydicom(ds, numbers, count)
+        array, decoder = _decode_pydicom(ds, numbers, count, path)
     except _DECODE_ERRORS as err:
         reason = f"pydicom cannot decode {ds.file_meta.TransferSyntaxUID.name} ({err})"
         if not use_itk:
@@ -411,7 +454,7 @@ def _decode_dataset(
     if tuple(array.shape[1:3]) != (rows, cols):
         raise _fail(path, f"decoded frames are {array.shape[1:3]} where Rows x Columns is {rows} x {cols}")
     rgb = _to_rgb_255(array, ds, samples, decoder)  # (F, H, W, 3)
-    image = np.moveaxis(rgb.astype(np.float32), -1, 0)  # (3, F, H, W)
+    image = np.moveaxis(rgb.astype(np.float32, copy=False), -1, 0)  # (3, F, H, W)
     if isinstance(frames, (int, np.integer)) or (frames is None and count == 1):
         image = image[:, 0]
     spacing, spacing_source = pixel_size_mm(ds)
@@ -542,7 +585,10 @@ class DicomReader(ImageReader):
 
     Frames: segmentation works on one 2D frame. ``frame`` picks the DICOM frame number (from 1) of a multi-frame file
     (set it before each call, ``reader.frame = n``, as ``segdino dicom`` does frame by frame; the DICOM data set of
-    the last multi-frame file is kept, so reading its frames one by one parses it once). A multi-frame file read with
+    the last multi-frame file is kept, so reading its frames one by one parses it once; its pixel data stays in the
+    file, from which each frame is read on its own: memory is bounded by a frame, never the whole cine, for native
+    and encapsulated (compressed) pixel data alike, except where only the ITK fallback decodes it, which reads the
+    whole file). A multi-frame file read with
     ``frame=None`` raises :class:`DicomReadError` naming the file and its frame count and pointing to
     ``segdino dicom``, rather than segmenting its first frame with a warning: the inference engine reports and
     skips such a file and goes on, where a first-frame mask would silently stand for a whole cine loop (a warning is
@@ -629,7 +675,11 @@ class DicomReader(ImageReader):
         return _dicom_image(ds, path, self.frame, self.use_itk)
 
     def _dataset(self, path: Path) -> Any:
-        """The file's DICOM data set; the last multi-frame one is kept while the file is unchanged."""
+        """The file's DICOM data set; the last multi-frame one is kept while the file is unchanged.
+
+        Values over :data:`_DEFER_SIZE` bytes (a cine's pixel data) are left in the file: the frames are then decoded
+        from the file one at a time (:func:`_decode_pydicom`), and the kept data set holds the header only.
+        """
         try:
             stat = path.stat()
         except OSError as err:
@@ -640,7 +690,7 @@ class DicomReader(ImageReader):
         cached = self._cached
         if cached is not None and cached[0] == key:
             return cached[1]
-        ds = _dcmread(path)
+        ds = _dcmread(path, defer_size=_DEFER_SIZE)
         self._cached = (key, ds) if _number_of_frames(ds, path) > 1 else None
         return ds
 
