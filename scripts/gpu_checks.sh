@@ -33,7 +33,7 @@ step() {  # step NAME COMMAND...: run it, record its status and time
 CONFIGS=bundle/configs
 DATA="$FIXTURES/endoscopy/kvasir_seg_256"
 step datalist $PY -m segdino_monai.cli prepare-data --layout kvasir "$DATA" -o "$OUT/datalist.json"
-step bench $PY -m segdino_monai.cli bench --device "$DEVICE" --out "$OUT/bench" "${BENCH[@]}"
+step bench $PY -m segdino_monai.cli bench --device "$DEVICE" --video --out "$OUT/bench" "${BENCH[@]}"
 step bench_cuda_graphs $PY -m segdino_monai.cli bench --device "$DEVICE" --cuda-graphs --batches 1 256 --sizes 256 \
     --out "$OUT/bench_graphs" "${BENCH[@]}"
 step train_amp_bf16 $PY -m monai.bundle run training --config_file "$CONFIGS/train.json" "${COMMON[@]}" \
@@ -48,6 +48,11 @@ step feature_cache $PY -m monai.bundle run training --config_file "$CONFIGS/trai
     --feature_cache true --train#trainer#max_epochs 2
 step dicom $PY -m segdino_monai.cli dicom "$FIXTURES/dicom/us" -o "$OUT/dicom" --bundle-root bundle \
     --backbone-weights "$WEIGHTS" --checkpoint "$OUT/models/model.pt" --modality ultrasound --no-progress "${SET[@]}"
+step video $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m segdino_monai.cli video \
+    "$FIXTURES/dicom/us" -o "$OUT/video" --bundle-root bundle --backbone-weights "$WEIGHTS" \
+    --checkpoint "$OUT/models/model.pt" --modality ultrasound --batch-size 8 --no-progress "${SET[@]}"
+step infer_tta $PY -m monai.bundle run inference --config_file "$CONFIGS/inference.json" "${COMMON[@]}" \
+    --dataset_dir "$DATA/images" --output_dir "$OUT/infer_tta" --ckpt_dir "$OUT/models" --tta true --uncertainty true
 step torchrun_train $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m monai.bundle run training \
     --config_file "['$CONFIGS/train.json','$CONFIGS/multi_gpu_train.json']" "${COMMON[@]}" \
     --datalist "$OUT/datalist.json" --output_dir "$OUT/eval_ddp" --ckpt_dir "$OUT/models_ddp" \
