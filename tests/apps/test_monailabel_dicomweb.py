@@ -12,7 +12,9 @@ import io
 import json
 import os
 import shutil
+import time
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -167,18 +169,17 @@ def test_final_label_goes_back_as_a_seg(label_server, orthanc, dicom_dir):
     image = _uid(source, "SeriesInstanceUID")
     label = np.zeros((source.Rows, source.Columns), np.uint8)
     label[40:120, 60:200] = 1
-    for _ in range(2):  # saved again (a correction): the PACS keeps one SEG, the same instance
-        status, _, body = _save_label(label_server, image, label)
-        assert status == 200, body[:500]
-        segs = _segs(orthanc)
-        assert len(segs) == 1
-        seg = segs[0]
-        assert seg.StudyInstanceUID == source.StudyInstanceUID
-        referenced = seg.ReferencedSeriesSequence[0]
-        assert referenced.SeriesInstanceUID == image
-        assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
-        assert seg.SeriesDescription == "SegDINO final label (MONAI Label)"
-        np.testing.assert_array_equal(seg.pixel_array, label)
+    status, _, body = _save_label(label_server, image, label)
+    assert status == 200, body[:500]
+    segs = _segs(orthanc)
+    assert len(segs) == 1
+    seg = segs[0]
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == image
+    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert seg.SeriesDescription == "SegDINO final label (MONAI Label)"
+    np.testing.assert_array_equal(seg.pixel_array, label)
     assert json.loads(body)["label"] == image
     assert _stats(label_server)["completed"] == 1  # the SEG in the PACS makes the image labelled
 
@@ -189,3 +190,22 @@ def test_final_label_goes_back_as_a_seg(label_server, orthanc, dicom_dir):
     status, _, body = _save_label(label_server, "1.2.3.4.5", label)
     assert status == 404, body[:500]
     assert len(_segs(orthanc)) == 1
+
+
+def test_training_data_takes_the_labels_from_the_pacs(label_server, orthanc, dicom_dir, tmp_path):
+    """A label SEG put in the PACS by someone else is downloaded as the image's label for training."""
+    from segdino_monai.apps.monailabel.label_seg import write_label_seg
+
+    source = pydicom.dcmread(dicom_dir / PALETTE)
+    label = np.zeros((source.Rows, source.Columns), np.uint8)
+    label[100:300, 200:600] = 1
+    Image.fromarray(label).save(tmp_path / "label.png")
+    orthanc.upload(write_label_seg(dicom_dir / PALETTE, tmp_path / "label.png", tmp_path / "seg.dcm"))
+    time.sleep(1.5)  # the series lists are kept for MONAI_LABEL_DICOMWEB_CACHE_EXPIRY (1 s here)
+    status, _, body = label_server.request("GET", "/datastore/?output=train")
+    assert status == 200, body[:500]
+    found = {Path(item["image"]).name: item["label"] for item in json.loads(body)}
+    assert f"{source.SeriesInstanceUID}.dcm" in found, found
+    with Image.open(found[f"{source.SeriesInstanceUID}.dcm"]) as picture:
+        np.testing.assert_array_equal(np.asarray(picture), label)
+    assert _stats(label_server)["completed"] == 2

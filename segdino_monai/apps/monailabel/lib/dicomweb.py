@@ -1,25 +1,29 @@
 """MONAI Label's DICOMweb datastore made to serve 2D images (single-frame ultrasound, endoscopy, dermoscopy).
 
 monailabel 0.8.5's ``DICOMWebDatastore`` (``monailabel/datastore/dicom.py``) was written for CT series. For a 2D
-image it breaks in three places, which this subclass replaces:
+image it breaks in four places, which this subclass replaces:
 
 - ``get_image_uri`` (dicom.py:88-91) converts the series to NIfTI with SimpleITK (``utils/convert.py:33-57``): an RGB
   ultrasound image becomes a ``(W, H, 1, 1, 3)`` vector volume, not the 2D picture the model was trained on. Here
   the image is the series' one DICOM file, which the bundle's reader reads as ``segdino dicom`` does (same pixels,
   same mask).
 - ``save_label`` (dicom.py:192-196) writes the SEG with dcmqi's ``itkimage2segimage`` (``utils/convert.py:145-146``
-  and ``173-190``), which the app downloads from GitHub at start (``interfaces/app.py:556-575``, refused offline)
-  and which needs a 3D geometry; an empty label gives no file and a ``FileNotFoundError`` (``convert.py:141-143``,
+  and ``173-190``), which the app downloads from GitHub at start (``interfaces/app.py:176``, ``556-575``) and
+  which needs a 3D geometry; an empty label gives no file and a ``FileNotFoundError`` (``convert.py:141-143``,
   then ``utils/dicom.py:115``). Here the SEG is written by ``segdino dicom``'s writer in the main environment
   (:mod:`segdino_monai.apps.monailabel.label_seg`) and stored by STOW-RS (MONAI Label's own
   ``dicom_web_upload_dcm``).
-- Image ids are file names cut at the first dot (``LocalDatastore._to_id`` with ``file_ext``,
-  ``datastore/local.py:219-226``): ``<SeriesInstanceUID>.dcm`` would be the id ``1``. Here ``.dcm`` is cut only.
+- Image ids are file names without ``file_ext`` (``LocalDatastore._to_id``, ``datastore/local.py:219-226``), which
+  takes every trailing dot-separated part of up to 10 characters: ``<SeriesInstanceUID>.dcm`` would lose the UID's
+  last components (``...185059.5457.dcm`` gives ``...185059``). Here ``.dcm`` is cut only.
+- Without the NIfTI conversion it never records the image (dicom.py:85-86), so a label cannot be saved
+  (``ImageNotFoundException``, ``local.py:487-489``), and a SEG read back from the PACS stays a folder that
+  training never sees (dicom.py:106-107). Here the image is recorded and a 2D SEG becomes a PNG label.
 
 What stays as MONAI Label has it: one image is one series (``list_images``, dicom.py:129-133); a series of several
 single-frame images cannot be served (the requests for it get a 422 that says so); a SEG in the PACS that
 references a listed series counts as its label (dicom.py:136-164), the model's own SEGs from ``segdino dicom``
-included; final labels read back from the PACS for training go through ``pydicom_seg`` (dicom.py:112-115).
+included.
 """
 
 from __future__ import annotations
@@ -31,15 +35,18 @@ import subprocess
 import tempfile
 from typing import Any
 
+import numpy as np
+import pydicom
 from fastapi import HTTPException
 from lib.configs import OVERRIDES_FILE
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
-from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
+from monailabel.datastore.utils.dicom import dicom_web_download_series, dicom_web_upload_dcm
 from monailabel.interfaces.datastore import DefaultLabelTag
+from PIL import Image
 
-__all__ = ["SEG_PYTHON_VARIABLE", "SegDINODICOMwebDatastore", "dicomweb_datastore", "served_modality"]
+__all__ = ["SEG_PYTHON_VARIABLE", "SegDINODICOMwebDatastore", "dicomweb_datastore", "seg_mask", "served_modality"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +106,31 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         self.add_image(image_id, os.path.join(series_dir, files[0]), self._dicom_info(image_id))
         return cached
 
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        """The label picture of an image; a final label that is a SEG in the PACS is downloaded and kept as PNG.
+
+        MONAI Label asks with the SEG's SeriesInstanceUID as ``label_id`` and the image as ``image_id`` when it
+        gathers the training data (``datalist``); otherwise ``label_id`` is the image id (the cached label).
+        """
+        if label_tag != DefaultLabelTag.FINAL or not image_id:
+            return LocalDatastore.get_label_uri(self, label_id, label_tag)
+        cached = LocalDatastore.get_label_uri(self, image_id, label_tag)
+        if cached and os.path.isfile(cached):
+            return cached
+        seg_dir = os.path.join(self._datastore.image_path(), "segs", label_id)
+        if not os.path.isdir(seg_dir) or not os.listdir(seg_dir):
+            dicom_web_download_series(None, label_id, seg_dir, self._client, False)
+        files = sorted(name for name in os.listdir(seg_dir) if name.endswith(".dcm"))
+        mask = seg_mask(pydicom.dcmread(os.path.join(seg_dir, files[0]))) if len(files) == 1 else None
+        if mask is None:
+            logger.warning("SEG series %s (label of %s) is not one 2D SEG: left out", label_id, image_id)
+            return ""
+        with tempfile.TemporaryDirectory() as folder:
+            png = os.path.join(folder, "label.png")
+            Image.fromarray(mask).save(png)
+            LocalDatastore.save_label(self, image_id, png, label_tag, {"SeriesInstanceUID": label_id})
+        return LocalDatastore.get_label_uri(self, image_id, label_tag)
+
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = ""
     ) -> str:
@@ -141,6 +173,30 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         if result.returncode != 0:
             raise RuntimeError(f"writing the SEG failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
         return out
+
+
+def seg_mask(seg: Any) -> np.ndarray | None:
+    """The ``(H, W)`` uint8 class-index mask of a SEG of one 2D image (segment numbers); ``None`` for a 3D one.
+
+    Each frame of a BINARY (or FRACTIONAL) SEG is one segment of the image, named by its ``ReferencedSegmentNumber``;
+    a LABELMAP SEG holds the segment numbers themselves.
+    """
+    frames = np.asarray(seg.pixel_array)
+    frames = frames.reshape(-1, *frames.shape[-2:])
+    if str(seg.get("SegmentationType", "")) == "LABELMAP":
+        return frames[0].astype(np.uint8) if len(frames) == 1 else None
+    shared = (seg.get("SharedFunctionalGroupsSequence") or [{}])[0]
+    numbers = [
+        int(item.ReferencedSegmentNumber)
+        for group in seg.get("PerFrameFunctionalGroupsSequence") or []
+        for item in (group.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence") or [])
+    ]
+    if len(numbers) != len(frames) or len(set(numbers)) != len(numbers):  # a frame per segment, or it is not 2D
+        return None
+    mask = np.zeros(frames.shape[1:], np.uint8)
+    for number, frame in zip(numbers, frames, strict=True):
+        mask[frame > 0] = number
+    return mask
 
 
 def served_modality(bundle: str) -> str:
