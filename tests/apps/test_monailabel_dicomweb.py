@@ -37,6 +37,7 @@ segmenter_factory = dicom_conftest.segmenter_factory
 PALETTE = "us/pydicom__pydicom/examples_palette.dcm"  # 800 x 350, palette colour
 RGB = "us/pydicom__pydicom/examples_rgb_color.dcm"  # 320 x 240, RGB
 PAIR = "us/pydicom__pydicom-data/color-px.dcm"  # uploaded with a copy in its series: a series of two images
+ENDOSCOPY = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"  # VL endoscopy as a secondary capture (OT), JPEG 2000 lossless
 OTHER = "us/pydicom__pydicom/ExplVR_BigEnd.dcm"  # uploaded as an MR series: not one of our modalities
 
 
@@ -54,7 +55,7 @@ def orthanc(dicom_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("orthanc")
     server = Orthanc(binary, folder, {}, dicomweb=True)
     server.start()
-    for name in (PALETTE, RGB, PAIR):
+    for name in (PALETTE, RGB, PAIR, ENDOSCOPY):
         server.upload(dicom_dir / name)
     second = pydicom.dcmread(dicom_dir / PAIR)
     second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -134,16 +135,18 @@ def _segs(orthanc: Orthanc) -> list[pydicom.Dataset]:
 
 
 def test_datastore_lists_the_series_of_our_modalities(label_server, dicom_dir):
-    # palette, rgb and the two-instance series are US; the MR series is left out (MONAI Label's default: CT only)
-    assert _stats(label_server) == {"total": 3, "completed": 0, "label_tags": {}}
+    # palette, rgb and the two-instance series are US, the endoscopy image OT; the MR series is left out (MONAI
+    # Label's default filter would list CT only)
+    assert _stats(label_server) == {"total": 4, "completed": 0, "label_tags": {}}
     status, _, body = label_server.request("POST", "/activelearning/first", b"{}", {"Content-Type": "application/json"})
     assert status == 200, body[:500]
-    listed = {_uid(pydicom.dcmread(dicom_dir / name), "SeriesInstanceUID") for name in (PALETTE, RGB, PAIR)}
+    listed = {_uid(pydicom.dcmread(dicom_dir / name), "SeriesInstanceUID") for name in (PALETTE, RGB, PAIR, ENDOSCOPY)}
     assert json.loads(body)["id"] in listed
 
 
-@pytest.mark.parametrize("name", [PALETTE, RGB])
+@pytest.mark.parametrize("name", [PALETTE, RGB, ENDOSCOPY])
 def test_served_mask_equals_the_bundle_inference(label_server, segmenter_factory, dicom_dir, name):
+    """The served bundle runs one modality (ultrasound here); the endoscopy image checks the VL/JPEG 2000 path."""
     source = pydicom.dcmread(dicom_dir / name)
     status, kind, body = _infer(label_server, _uid(source, "SeriesInstanceUID"))
     assert status == 200, body[:500]

@@ -1,6 +1,7 @@
 """The SegDINO MONAI Label app: the bundle in ``<app>/model/segdino`` served as model ``segdino``, offline.
 
-Start it with ``segdino label-server --studies <folder>``, which lays out the app folder and the bundle copy.
+Start it with ``segdino label-server --studies <folder or dicom-web URL>``, which lays out the app folder and the
+bundle copy; a DICOMweb server is served through ``lib/dicomweb.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """MONAI Label's DICOMweb datastore made to serve 2D images (single-frame ultrasound, endoscopy, dermoscopy).
 
 monailabel 0.8.5's ``DICOMWebDatastore`` (``monailabel/datastore/dicom.py``) was written for CT series. For a 2D
-image it breaks in four places, which this subclass replaces:
+image it breaks in five places, which this subclass replaces:
 
 - ``get_image_uri`` (dicom.py:88-91) converts the series to NIfTI with SimpleITK (``utils/convert.py:33-57``): an RGB
   ultrasound image becomes a ``(W, H, 1, 1, 3)`` vector volume, not the 2D picture the model was trained on. Here
@@ -16,6 +16,8 @@ image it breaks in four places, which this subclass replaces:
 - Image ids are file names without ``file_ext`` (``LocalDatastore._to_id``, ``datastore/local.py:219-226``), which
   takes every trailing dot-separated part of up to 10 characters: ``<SeriesInstanceUID>.dcm`` would lose the UID's
   last components (``...185059.5457.dcm`` gives ``...185059``). Here ``.dcm`` is cut only.
+- It retrieves series in the default transfer syntax (``utils/dicom.py:80``), which the server must transcode
+  compressed images to: Orthanc cannot for JPEG 2000 (HTTP 500). Here series are retrieved as stored.
 - Without the NIfTI conversion it never records the image (dicom.py:85-86), so a label cannot be saved
   (``ImageNotFoundException``, ``local.py:487-489``), and a SEG read back from the PACS stays a folder that
   training never sees (dicom.py:106-107). Here the image is recorded and a 2D SEG becomes a PNG label.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from typing import Any
@@ -42,9 +45,10 @@ from lib.configs import OVERRIDES_FILE
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
-from monailabel.datastore.utils.dicom import dicom_web_download_series, dicom_web_upload_dcm
+from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
 from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
+from pydicom.dataset import Dataset
 
 __all__ = ["SEG_PYTHON_VARIABLE", "SegDINODICOMwebDatastore", "dicomweb_datastore", "seg_mask", "served_modality"]
 
@@ -53,6 +57,7 @@ logger = logging.getLogger(__name__)
 #: The main environment's interpreter (with highdicom), set by ``segdino label-server``.
 SEG_PYTHON_VARIABLE = "SEGDINO_LABEL_SEG_PYTHON"
 _SEG_TIMEOUT_S = 300
+_AS_STORED = (("application/dicom", "*"),)  # WADO-RS: any transfer syntax, no transcoding by the server
 
 
 class SegDINODICOMwebDatastore(DICOMWebDatastore):
@@ -94,7 +99,7 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
             return cached
         if image_id not in self.list_images():
             return ""
-        series_dir = super().get_image_uri(image_id)  # with convert_to_nifti=False: the downloaded series folder
+        series_dir = self._download_series(image_id, os.path.join(self._datastore.image_path(), image_id))
         files = sorted(name for name in os.listdir(series_dir) if name.endswith(".dcm"))
         if len(files) != 1:
             raise HTTPException(
@@ -118,8 +123,7 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         if cached and os.path.isfile(cached):
             return cached
         seg_dir = os.path.join(self._datastore.image_path(), "segs", label_id)
-        if not os.path.isdir(seg_dir) or not os.listdir(seg_dir):
-            dicom_web_download_series(None, label_id, seg_dir, self._client, False)
+        self._download_series(label_id, seg_dir)
         files = sorted(name for name in os.listdir(seg_dir) if name.endswith(".dcm"))
         mask = seg_mask(pydicom.dcmread(os.path.join(seg_dir, files[0]))) if len(files) == 1 else None
         if mask is None:
@@ -130,6 +134,27 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
             Image.fromarray(mask).save(png)
             LocalDatastore.save_label(self, image_id, png, label_tag, {"SeriesInstanceUID": label_id})
         return LocalDatastore.get_label_uri(self, image_id, label_tag)
+
+    def _download_series(self, series_id: str, folder: str) -> str:
+        """Retrieve a series by WADO-RS into ``folder`` (once), as stored.
+
+        MONAI Label's download (``utils/dicom.py:80``) asks for the default transfer syntax, Explicit VR Little
+        Endian, which the server must transcode compressed images to: Orthanc cannot for JPEG 2000 (HTTP 500, "Cannot
+        transcode image"). Here any transfer syntax is accepted, and the bundle's reader decodes it.
+        """
+        if os.path.isdir(folder) and os.listdir(folder):
+            return folder
+        found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_id})
+        studies = [str(Dataset.from_json(item)["StudyInstanceUID"].value) for item in found]
+        if not studies:
+            raise HTTPException(status_code=404, detail=f"Series {series_id} is not on {self._client.base_url}")
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        partial = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(folder))
+        for instance in self._client.retrieve_series(studies[0], series_id, media_types=_AS_STORED):
+            instance.save_as(os.path.join(partial, f"{instance.SOPInstanceUID}.dcm"))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)  # a download cut short leaves no series folder that looks complete
+        return folder
 
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = ""
