@@ -4,7 +4,7 @@ The MONAI Label server's DICOMweb datastore (``lib/dicomweb.py``, MONAI Label en
 ``python -m segdino_monai.apps.monailabel.label_seg SOURCE LABEL OUT`` with the main environment's interpreter:
 the SEG writer of ``segdino dicom`` (:func:`segdino_monai.dicom.writer.write_seg`, highdicom) needs pydicom 3,
 which the MONAI Label environment cannot hold (monailabel 0.8.5 pins pydicom<3), and MONAI Label's own SEG writer
-(dcmqi's ``itkimage2segimage``) needs a 3D geometry that ultrasound and endoscopy images do not have.
+(dcmqi's ``itkimage2segimage``) is a program it downloads from GitHub, made for volumes.
 
 Exit status 0: ``OUT`` written; 2: bad input (one line on stderr: the label does not fit the source, the source
 cannot have a SEG, the label file cannot be read).

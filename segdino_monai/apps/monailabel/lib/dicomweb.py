@@ -8,11 +8,11 @@ image it breaks in five places, which this subclass replaces:
   the image is the series' one DICOM file, which the bundle's reader reads as ``segdino dicom`` does (same pixels,
   same mask).
 - ``save_label`` (dicom.py:192-196) writes the SEG with dcmqi's ``itkimage2segimage`` (``utils/convert.py:145-146``
-  and ``173-190``), which the app downloads from GitHub at start (``interfaces/app.py:176``, ``556-575``) and
-  which needs a 3D geometry; an empty label gives no file and a ``FileNotFoundError`` (``convert.py:141-143``,
-  then ``utils/dicom.py:115``). Here the SEG is written by ``segdino dicom``'s writer in the main environment
-  (:mod:`segdino_monai.apps.monailabel.label_seg`) and stored by STOW-RS (MONAI Label's own
-  ``dicom_web_upload_dcm``).
+  and ``173-190``), which the app downloads from GitHub at start (``interfaces/app.py:176``, ``556-575``);
+  without it a final label is a ``FileNotFoundError`` (``utils/others/generic.py:78``), and an empty label gives
+  no file and a ``FileNotFoundError`` (``convert.py:141-143``, then ``utils/dicom.py:115``). Here the SEG is
+  written by ``segdino dicom``'s writer in the main environment (:mod:`segdino_monai.apps.monailabel.label_seg`)
+  and stored by STOW-RS (MONAI Label's own ``dicom_web_upload_dcm``).
 - Image ids are file names without ``file_ext`` (``LocalDatastore._to_id``, ``datastore/local.py:219-226``), which
   takes every trailing dot-separated part of up to 10 characters: ``<SeriesInstanceUID>.dcm`` would lose the UID's
   last components (``...185059.5457.dcm`` gives ``...185059``). Here ``.dcm`` is cut only.
