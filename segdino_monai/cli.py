@@ -322,8 +322,26 @@ def _label_server(args: argparse.Namespace) -> int:
         overrides=overrides,
         host=args.host,
         port=args.port,
+        search_filter=_search_filter(args.search_filter),
     )
     return 0
+
+
+def _search_filter(value: str | None) -> dict[str, object] | None:
+    import json
+
+    from segdino_monai.errors import InputError
+
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not parsed:
+        example = json.dumps({"Modality": "US"})
+        raise InputError(f"--search-filter {value!r}: give a JSON object of QIDO-RS keys, e.g. '{example}'")
+    return parsed
 
 
 def _default_bundle_root() -> str:
@@ -610,9 +628,20 @@ def _add_label_commands(commands: argparse._SubParsersAction) -> None:
         "label-server",
         help="start the MONAI Label server on the bundle, offline",
         description="Serve the bundle as MONAI Label model `segdino` (infer and train) on a folder of 2D images "
-        "(.jpg/.png; labels in <studies>/labels/final), offline. Stop it with Ctrl-C.",
+        "(.jpg/.png; labels in <studies>/labels/final), or on the single-frame images of a DICOMweb server (final "
+        "labels go back to it as DICOM SEG), offline. Stop it with Ctrl-C.",
     )
-    srv.add_argument("--studies", required=True, help="the image folder (MONAI Label's local datastore)")
+    srv.add_argument(
+        "--studies",
+        required=True,
+        help="the image folder (MONAI Label's local datastore) or a DICOMweb URL (http://HOST:PORT/dicom-web)",
+    )
+    srv.add_argument(
+        "--search-filter",
+        metavar="JSON",
+        help='with a DICOMweb URL: the QIDO-RS series filter (default {"Modality": "US,ES,XC,OT"}: ultrasound, '
+        "endoscopy, dermoscopy photographs, secondary captures)",
+    )
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     srv.add_argument("--bundle-root", help="the bundle to serve (default: ./bundle or .)")

@@ -273,7 +273,10 @@ def _deferred_pixel_data(ds: Any) -> Any:
 
     if "PixelData" not in ds:
         return None
-    element = ds.get_item("PixelData", keep_deferred=True)
+    try:
+        element = ds.get_item("PixelData", keep_deferred=True)
+    except TypeError:  # pydicom 2 (the MONAI Label environment): get_item leaves a deferred value unread anyway
+        element = ds.get_item("PixelData")
     if isinstance(element, RawDataElement) and element.value is None and element.length != 0:
         return element
     return None
@@ -302,7 +305,11 @@ def _decode_pydicom(ds: Any, numbers: list[int], count: int, path: str | Path | 
     each frame is read from the file on its own (pydicom's ``pixel_array(path, index=...)`` reads the header and
     that frame's bytes or fragments only), so the memory used is that of the chosen frames, not of the pixel data.
     """
-    from pydicom.pixels import get_decoder, pixel_array
+    try:
+        from pydicom.pixels import get_decoder, pixel_array
+    except ImportError:  # pydicom 2 (the MONAI Label environment pins pydicom<3): its handlers, tried in turn
+        array = ds.pixel_array
+        return (array if count > 1 else array[None])[[n - 1 for n in numbers]], "pydicom:2"
 
     syntax = ds.file_meta.TransferSyntaxUID
     decoder = get_decoder(syntax)  # raises NotImplementedError for a transfer syntax pydicom does not know
@@ -346,7 +353,10 @@ def _decode_itk(path: str | Path, numbers: list[int], count: int, samples: int) 
 
 def _grey_to_255(array: np.ndarray, ds: Any) -> np.ndarray:
     """Apply the modality and VOI LUT/window of a MONOCHROME image and bring it to 0..255 (MONOCHROME1 inverted)."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom 2
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
 
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
@@ -374,7 +384,10 @@ def _to_rgb_255(array: np.ndarray, ds: Any, samples: int, decoder: str) -> np.nd
     """``(F, H, W[, S])`` decoded pixels to ``(F, H, W, 3)`` float (32 or 64 bits) RGB on 0..255."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if samples == 1 and photometric == "PALETTE COLOR" and decoder.startswith("pydicom"):
-        from pydicom.pixels import apply_color_lut
+        try:
+            from pydicom.pixels import apply_color_lut
+        except ImportError:  # pydicom 2
+            from pydicom.pixel_data_handlers.util import apply_color_lut
 
         rgb = apply_color_lut(array, ds)
         # 16-bit LUT entries: the high byte is the 8-bit colour (0xFF00 is full scale, as GDCM does it)

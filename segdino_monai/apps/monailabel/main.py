@@ -1,6 +1,7 @@
 """The SegDINO MONAI Label app: the bundle in ``<app>/model/segdino`` served as model ``segdino``, offline.
 
-Start it with ``segdino label-server --studies <folder>``, which lays out the app folder and the bundle copy.
+Start it with ``segdino label-server --studies <folder or dicom-web URL>``, which lays out the app folder and the
+bundle copy; a DICOMweb server is served through ``lib/dicomweb.py``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Any
 
 import monailabel
 from fastapi import HTTPException
+from lib.dicomweb import dicomweb_datastore
 from lib.infers import BadImageError, SegDINOInfer
 from lib.trainers import SegDINOTrain
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
@@ -45,6 +48,14 @@ class SegDINOApp(MONAILabelApp):
             description="SegDINO (frozen DINOv3 ViT + tiny decoder) 2D segmentation served from its MONAI bundle",
             version=monailabel.__version__,
         )
+
+    def _init_dicomweb_datastore(self) -> Datastore:
+        """``--studies http(s)://.../dicom-web``: 2D images and SEGs written by our writer (``lib/dicomweb.py``).
+
+        MONAI Label 0.8.5 calls this for a DICOMweb URL (``interfaces/app.py:153``); its own converts series to
+        NIfTI and downloads dcmqi from GitHub to write SEGs, neither of which serves 2D images.
+        """
+        return dicomweb_datastore(self.studies, self._bundle)
 
     def init_infers(self) -> dict[str, InferTask]:
         """The ``segdino`` inference task (absent, with a warning, while the bundle has no ``models/model.pt``)."""

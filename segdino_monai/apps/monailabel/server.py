@@ -4,23 +4,40 @@ The app code (``main.py``, ``lib/``) is copied into a working app folder whose `
 bundle copy: its configs are refreshed from the bundle on every start, its ``models/`` (``model.pt``, what
 training updates) is kept. Config overrides for serving (the backbone weights file, anything given with
 ``--set``) go to ``configs/monailabel.json`` in that copy, which the app's tasks merge after the bundle's configs.
+
+``--studies`` may be a DICOMweb URL: the app's DICOMweb datastore (``lib/dicomweb.py``) lists the series that the
+search filter selects (:data:`DEFAULT_SEARCH_FILTER`, our modalities, instead of MONAI Label's CT), and writes the
+DICOM SEG of a final label with this environment's interpreter (highdicom), which it is told in
+``SEGDINO_LABEL_SEG_PYTHON``.
 """
 
 from __future__ import annotations
 
 import filecmp
+import importlib.util
 import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from segdino_monai.apps.monailabel.environment import env_python
 from segdino_monai.atomic import atomic_write
+from segdino_monai.errors import InputError
 
-__all__ = ["MODEL_NAME", "OVERRIDES_FILE", "prepare_app", "server_command", "server_environment"]
+__all__ = [
+    "DEFAULT_SEARCH_FILTER",
+    "MODEL_NAME",
+    "OVERRIDES_FILE",
+    "dicomweb_environment",
+    "is_dicomweb",
+    "prepare_app",
+    "server_command",
+    "server_environment",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +47,11 @@ APP_SOURCE = Path(__file__).resolve().parent
 _APP_FILES = ("main.py", "lib")
 _BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
 _DEFAULT_WEIGHTS = "dinov3_vits16_pretrain_lvd1689m-08c60483.pth"
+#: QIDO-RS series filter of a DICOMweb datastore: ultrasound, endoscopy, external-camera photography (dermoscopy) and
+#: other (secondary captures); a comma-separated value matches any of them (PS3.18 8.3.4.1, Orthanc's plugin too)
+DEFAULT_SEARCH_FILTER = {"Modality": "US,ES,XC,OT"}
+#: seconds MONAI Label keeps the PACS's series and label lists (its default, 7200, hides new images for two hours)
+DEFAULT_DICOMWEB_CACHE_EXPIRY_S = 60
 
 
 def prepare_app(
@@ -117,6 +139,7 @@ def server_command(
     script's unquoted argument passing (paths with spaces).
     """
     python = env_python(Path(env).resolve())
+    studies = str(studies) if is_dicomweb(studies) else str(Path(studies).resolve())
     if not (python.is_file() and (python.parent / "monailabel").is_file()):
         raise FileNotFoundError(
             f"No MONAI Label environment at {Path(env).resolve()}: create it with `segdino label-env --path {env}`."
@@ -124,7 +147,7 @@ def server_command(
     return [
         str(python), "-m", "monailabel.main", "start_server",
         "--app", str(Path(app_dir).resolve()),
-        "--studies", str(Path(studies).resolve()),
+        "--studies", studies,
         "--host", host,
         "--port", str(port),
         "--conf", "models", MODEL_NAME,
@@ -146,6 +169,36 @@ def server_environment(env: str | Path, base: Mapping[str, str] | None = None) -
     return variables
 
 
+def is_dicomweb(studies: str | Path) -> bool:
+    """Whether ``--studies`` is a DICOMweb URL rather than a folder."""
+    return str(studies).startswith(("http://", "https://"))
+
+
+def dicomweb_environment(app_dir: str | Path, search_filter: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The server's variables for a DICOMweb datastore: MONAI Label's series filter and cache, our SEG writer.
+
+    Args:
+        app_dir: the working app folder; the downloaded series are cached in its ``dicomweb-cache``.
+        search_filter: QIDO-RS series filter (default :data:`DEFAULT_SEARCH_FILTER`).
+
+    Raises:
+        InputError: when this environment cannot write DICOM SEG (highdicom, the ``dicom`` extra, is missing).
+    """
+    if importlib.util.find_spec("highdicom") is None:
+        raise InputError(
+            "--studies <dicom-web URL> sends final labels back as DICOM SEG, written with highdicom: install the dicom "
+            "extra (pip install 'segdino-monai[dicom]')"
+        )
+    return {
+        "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": json.dumps(dict(search_filter or DEFAULT_SEARCH_FILTER)),
+        "MONAI_LABEL_DICOMWEB_CACHE_PATH": str(Path(app_dir).resolve() / "dicomweb-cache"),
+        "MONAI_LABEL_DICOMWEB_CACHE_EXPIRY": os.environ.get(
+            "MONAI_LABEL_DICOMWEB_CACHE_EXPIRY", str(DEFAULT_DICOMWEB_CACHE_EXPIRY_S)
+        ),
+        "SEGDINO_LABEL_SEG_PYTHON": sys.executable,
+    }
+
+
 def start(  # pragma: no cover - exec replaces the process
     studies: str | Path,
     env: str | Path,
@@ -155,11 +208,20 @@ def start(  # pragma: no cover - exec replaces the process
     overrides: Mapping[str, Any] | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    search_filter: Mapping[str, Any] | None = None,
 ) -> None:
-    """Prepare the app and replace this process by the MONAI Label server (stop it with Ctrl-C or SIGTERM)."""
-    if not Path(studies).is_dir():
+    """Prepare the app and replace this process by the MONAI Label server (stop it with Ctrl-C or SIGTERM).
+
+    ``studies`` is a folder of images or a DICOMweb URL (``search_filter`` selects its series).
+    """
+    variables = server_environment(env)
+    if is_dicomweb(studies):
+        variables.update(dicomweb_environment(app_dir, search_filter))
+    elif search_filter:
+        raise InputError("--search-filter selects the series of a DICOMweb server: give --studies a dicom-web URL")
+    elif not Path(studies).is_dir():
         raise FileNotFoundError(f"Studies folder not found: {studies}")
     command = server_command(env, app_dir, studies, host, port)
     prepare_app(app_dir, bundle_root, backbone_weights, overrides)
     logger.info("%s", " ".join(command))
-    os.execve(command[0], command, server_environment(env))
+    os.execve(command[0], command, variables)

@@ -1,0 +1,276 @@
+"""MONAI Label's DICOMweb datastore made to serve 2D images (single-frame ultrasound, endoscopy, dermoscopy).
+
+monailabel 0.8.5's ``DICOMWebDatastore`` (``monailabel/datastore/dicom.py``) was written for CT series. For a 2D
+image it breaks in five places, which this subclass replaces:
+
+- ``get_image_uri`` (dicom.py:88-91) converts the series to NIfTI with SimpleITK (``utils/convert.py:33-57``): an RGB
+  ultrasound image becomes a ``(W, H, 1, 1, 3)`` vector volume, not the 2D picture the model was trained on. Here
+  the image is the series' one DICOM file, which the bundle's reader reads as ``segdino dicom`` does (same pixels,
+  same mask).
+- ``save_label`` (dicom.py:192-196) writes the SEG with dcmqi's ``itkimage2segimage`` (``utils/convert.py:145-146``
+  and ``173-190``), which the app downloads from GitHub at start (``interfaces/app.py:176``, ``556-575``);
+  without it a final label is a ``FileNotFoundError`` (``utils/others/generic.py:78``), and an empty label gives
+  no file and a ``FileNotFoundError`` (``convert.py:141-143``, then ``utils/dicom.py:115``). Here the SEG is
+  written by ``segdino dicom``'s writer in the main environment (:mod:`segdino_monai.apps.monailabel.label_seg`)
+  and stored by STOW-RS (MONAI Label's own ``dicom_web_upload_dcm``).
+- Image ids are file names without ``file_ext`` (``LocalDatastore._to_id``, ``datastore/local.py:219-226``), which
+  takes every trailing dot-separated part of up to 10 characters: ``<SeriesInstanceUID>.dcm`` would lose the UID's
+  last components (``...185059.5457.dcm`` gives ``...185059``). Here ``.dcm`` is cut only.
+- It retrieves series in the default transfer syntax (``utils/dicom.py:80``), which the server must transcode
+  compressed images to: Orthanc cannot for JPEG 2000 (HTTP 500). Here series are retrieved as stored.
+- Without the NIfTI conversion it never records the image (dicom.py:85-86), so a label cannot be saved
+  (``ImageNotFoundException``, ``local.py:487-489``), and a SEG read back from the PACS stays a folder that
+  training never sees (dicom.py:106-107). Here the image is recorded and a 2D SEG becomes a PNG label.
+
+What stays as MONAI Label has it: one image is one series (``list_images``, dicom.py:129-133); a series of several
+single-frame images cannot be served (the requests for it get a 422 that says so); a SEG in the PACS that
+references a listed series counts as its label (dicom.py:136-164), the model's own SEGs from ``segdino dicom``
+included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Any
+
+import numpy as np
+import pydicom
+from fastapi import HTTPException
+from lib.configs import OVERRIDES_FILE
+from monailabel.config import settings
+from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
+from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
+from monailabel.interfaces.datastore import DefaultLabelTag
+from PIL import Image
+from pydicom.dataset import Dataset
+
+__all__ = ["SEG_PYTHON_VARIABLE", "SegDINODICOMwebDatastore", "dicomweb_datastore", "seg_mask", "served_modality"]
+
+logger = logging.getLogger(__name__)
+
+#: The main environment's interpreter (with highdicom), set by ``segdino label-server``.
+SEG_PYTHON_VARIABLE = "SEGDINO_LABEL_SEG_PYTHON"
+_SEG_TIMEOUT_S = 300
+_AS_STORED = (("application/dicom", "*"),)  # WADO-RS: any transfer syntax, no transcoding by the server
+
+
+class SegDINODICOMwebDatastore(DICOMWebDatastore):
+    """A DICOMweb datastore whose images are single-frame DICOM files and whose final labels go back as DICOM SEG.
+
+    Args:
+        client: the DICOMweb client of the PACS.
+        search_filter: the QIDO-RS series filter of the served images (e.g. ``{"Modality": "US,ES,XC,OT"}``).
+        seg_python: the main environment's interpreter, which writes the SEGs.
+        modality: the served modality, naming the segmented structure in the SEG.
+        cache_path: where series are downloaded (default MONAI Label's, ``~/.cache/monailabel/dicom``).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        search_filter: dict[str, Any],
+        seg_python: str,
+        modality: str = "ultrasound",
+        cache_path: str | None = None,
+    ) -> None:
+        super().__init__(client, search_filter, cache_path=cache_path, fetch_by_frame=False, convert_to_nifti=False)
+        self._seg_python = seg_python
+        self._modality = modality
+
+    def _to_id(self, file: str) -> tuple[str, str]:
+        if file.endswith(".dcm"):  # a UID is full of dots: only the extension goes
+            return file[: -len(".dcm")], ".dcm"
+        return super()._to_id(file)
+
+    def get_image_uri(self, image_id: str) -> str:
+        """The series' DICOM file, downloaded once by WADO-RS; ``""`` for a series the search filter does not list.
+
+        Raises:
+            HTTPException: 422 when the series holds other than one instance.
+        """
+        cached = os.path.join(self._datastore.image_path(), f"{image_id}.dcm")
+        if image_id in self._datastore.objects and os.path.isfile(cached):
+            return cached
+        if image_id not in self.list_images():
+            return ""
+        series_dir = self._download_series(image_id, os.path.join(self._datastore.image_path(), image_id))
+        files = sorted(name for name in os.listdir(series_dir) if name.endswith(".dcm"))
+        if len(files) != 1:
+            raise HTTPException(
+                status_code=422,
+                detail=f"Series {image_id} holds {len(files)} instances: MONAI Label 0.8.5 serves one series as one "
+                "image, and this app serves 2D images, so a series must hold one single-frame instance (segment the "
+                "others with `segdino dicom <study URL>`)",
+            )
+        self.add_image(image_id, os.path.join(series_dir, files[0]), self._dicom_info(image_id))
+        return cached
+
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        """The label picture of an image; a final label that is a SEG in the PACS is downloaded and kept as PNG.
+
+        MONAI Label asks with the SEG's SeriesInstanceUID as ``label_id`` and the image as ``image_id`` when it
+        gathers the training data (``datalist``); otherwise ``label_id`` is the image id (the cached label).
+        """
+        if label_tag != DefaultLabelTag.FINAL or not image_id:
+            return LocalDatastore.get_label_uri(self, label_id, label_tag)
+        cached = LocalDatastore.get_label_uri(self, image_id, label_tag)
+        if cached and os.path.isfile(cached):
+            return cached
+        seg_dir = os.path.join(self._datastore.image_path(), "segs", label_id)
+        self._download_series(label_id, seg_dir)
+        files = sorted(name for name in os.listdir(seg_dir) if name.endswith(".dcm"))
+        mask = seg_mask(pydicom.dcmread(os.path.join(seg_dir, files[0]))) if len(files) == 1 else None
+        if mask is None:
+            logger.warning("SEG series %s (label of %s) is not one 2D SEG: left out", label_id, image_id)
+            return ""
+        with tempfile.TemporaryDirectory() as folder:
+            png = os.path.join(folder, "label.png")
+            Image.fromarray(mask).save(png)
+            LocalDatastore.save_label(self, image_id, png, label_tag, {"SeriesInstanceUID": label_id})
+        return LocalDatastore.get_label_uri(self, image_id, label_tag)
+
+    def _download_series(self, series_id: str, folder: str) -> str:
+        """Retrieve a series by WADO-RS into ``folder`` (once), as stored.
+
+        MONAI Label's download (``utils/dicom.py:80``) asks for the default transfer syntax, Explicit VR Little
+        Endian, which the server must transcode compressed images to: Orthanc cannot for JPEG 2000 (HTTP 500, "Cannot
+        transcode image"). Here any transfer syntax is accepted, and the bundle's reader decodes it.
+        """
+        if os.path.isdir(folder) and os.listdir(folder):
+            return folder
+        found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_id})
+        studies = [str(Dataset.from_json(item)["StudyInstanceUID"].value) for item in found]
+        if not studies:
+            raise HTTPException(status_code=404, detail=f"Series {series_id} is not on {self._client.base_url}")
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        partial = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(folder))
+        for instance in self._client.retrieve_series(studies[0], series_id, media_types=_AS_STORED):
+            instance.save_as(os.path.join(partial, f"{instance.SOPInstanceUID}.dcm"))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)  # a download cut short leaves no series folder that looks complete
+        return folder
+
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = ""
+    ) -> str:
+        """Keep the label in the cache; a final label also goes to the PACS as a DICOM SEG (STOW-RS).
+
+        Raises:
+            HTTPException: 404 for an image not listed; 422 when the label does not fit the image; 502 when the PACS
+                refuses the SEG.
+        """
+        source = self.get_image_uri(image_id)
+        if not source:
+            raise HTTPException(status_code=404, detail=f"Image {image_id!r} is not in the datastore")
+        label_info = dict(label_info or {})
+        if label_tag == DefaultLabelTag.FINAL:
+            with tempfile.TemporaryDirectory() as folder:
+                seg = self._write_seg(source, label_filename, os.path.join(folder, "seg.dcm"), label_info)
+                try:
+                    series = dicom_web_upload_dcm(seg, self._client)
+                except Exception as err:  # requests' HTTP errors and anything else of the STOW-RS request
+                    raise HTTPException(
+                        status_code=502, detail=f"The PACS {self._client.base_url} refused the SEG: {err}"
+                    ) from err
+            image = self.get_image_info(image_id)
+            label_info.update(
+                {key: image.get(key) for key in ("Modality", "PatientID", "StudyInstanceUID")}
+                | {"SeriesInstanceUID": series}
+            )
+            logger.info("final label of %s stored in the PACS as SEG series %s", image_id, series)
+        return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+
+    def _write_seg(self, source: str, label: str, out: str, label_info: dict[str, Any]) -> str:
+        command = [
+            self._seg_python, "-m", "segdino_monai.apps.monailabel.label_seg", source, label, out,
+            "--modality", self._modality, "--annotator", str(label_info.get("user") or ""),
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=_SEG_TIMEOUT_S, check=False)
+        if result.returncode == 2:
+            raise HTTPException(status_code=422, detail=result.stderr.strip().splitlines()[-1])
+        if result.returncode != 0:
+            raise RuntimeError(f"writing the SEG failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        return out
+
+
+def seg_mask(seg: Any) -> np.ndarray | None:
+    """The ``(H, W)`` uint8 class-index mask of a SEG of one 2D image (segment numbers); ``None`` for a 3D one.
+
+    Each frame of a BINARY (or FRACTIONAL) SEG is one segment of the image, named by its ``ReferencedSegmentNumber``;
+    a LABELMAP SEG holds the segment numbers themselves.
+    """
+    frames = np.asarray(seg.pixel_array)
+    frames = frames.reshape(-1, *frames.shape[-2:])
+    if str(seg.get("SegmentationType", "")) == "LABELMAP":
+        return frames[0].astype(np.uint8) if len(frames) == 1 else None
+    shared = (seg.get("SharedFunctionalGroupsSequence") or [{}])[0]
+    numbers = [
+        int(item.ReferencedSegmentNumber)
+        for group in seg.get("PerFrameFunctionalGroupsSequence") or []
+        for item in (group.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence") or [])
+    ]
+    if len(numbers) != len(frames) or len(set(numbers)) != len(numbers):  # a frame per segment, or it is not 2D
+        return None
+    mask = np.zeros(frames.shape[1:], np.uint8)
+    for number, frame in zip(numbers, frames, strict=True):
+        mask[frame > 0] = number
+    return mask
+
+
+def served_modality(bundle: str) -> str:
+    """The modality the served bundle copy runs: its overrides' ``modality``, else ``inference.json``'s."""
+    for name in (OVERRIDES_FILE, "inference.json"):
+        path = os.path.join(bundle, "configs", name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                modality = json.load(f).get("modality")
+            if modality:
+                return str(modality)
+    return "ultrasound"
+
+
+def dicomweb_datastore(studies: str, bundle: str) -> SegDINODICOMwebDatastore:
+    """The datastore of ``--studies http(s)://.../dicom-web``, configured as MONAI Label configures its own.
+
+    The ``MONAI_LABEL_*`` settings apply (search filter, QIDO/WADO/STOW prefixes, user and password, cache folder);
+    dcmqi is not downloaded.
+
+    Raises:
+        RuntimeError: when the main environment's interpreter is not known (start with ``segdino label-server``).
+    """
+    seg_python = os.environ.get(SEG_PYTHON_VARIABLE, "")
+    if not (seg_python and os.path.isfile(seg_python)):
+        raise RuntimeError(
+            f"{SEG_PYTHON_VARIABLE}={seg_python!r} is not an interpreter: start the server with `segdino label-server "
+            "--studies <dicom-web URL>`, which names the main environment's Python (it writes the DICOM SEGs)."
+        )
+    session = None
+    if settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
+        from dicomweb_client.session_utils import create_session_from_user_pass
+
+        session = create_session_from_user_pass(
+            settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD
+        )
+    client = DICOMwebClientX(
+        url=studies,
+        session=session,
+        qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+        wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+        stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX,
+    )
+    cache_path = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
+    logger.info("DICOMweb %s, series filter %s", studies, settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER)
+    return SegDINODICOMwebDatastore(
+        client,
+        settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER,
+        seg_python,
+        modality=served_modality(bundle),
+        cache_path=cache_path,
+    )
