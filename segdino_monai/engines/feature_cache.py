@@ -13,6 +13,10 @@ also records its own key and is checked when the dataset opens, so a stale or co
 Files are written atomically, so an interrupted build (Ctrl-C, a killed process) resumes where it stopped: the views
 written before are reused, the temporary files the killed writer left are removed, the rest is computed.
 
+Validation can read the cache too (``view=0``: always the deterministic view), so a retraining that only adds labels
+(the MONAI Label app) runs no backbone at all for the images cached before. ``computed`` and ``reused`` count the
+views a dataset computed and found on disk.
+
 Under ``torch.distributed`` (``multi_gpu_train.json``) every process opens the same cache: process 0 alone removes
 leftovers and writes ``config.json``, then the views to compute are dealt out (process ``r`` computes every
 ``world_size``-th, from its rank), and every process waits for all (a barrier) before it reads any file, so no view is
@@ -83,6 +87,12 @@ class FeatureCacheDataset(Dataset):
         batch_size: images per backbone batch while building.
         seed: base seed of the augmented views.
         progress: show a progress bar while building.
+        view: always give this view (``0``: the deterministic view, for validation); default: a random view
+            per item and epoch. Every view is still built, so the files are the ones training uses.
+
+    Attributes:
+        computed: views this process computed (the backbone ran).
+        reused: views found valid on disk.
     """
 
     def __init__(
@@ -98,9 +108,13 @@ class FeatureCacheDataset(Dataset):
         batch_size: int = 8,
         seed: int = 0,
         progress: bool = True,
+        view: int | None = None,
     ) -> None:
         if num_views < 1 or (num_views > 1 and train_transform is None):
             raise ValueError(f"num_views must be >= 1 (and > 1 needs train_transform), got {num_views}")
+        if view is not None and not 0 <= view < num_views:
+            raise ValueError(f"view must be in 0..{num_views - 1} (num_views={num_views}), got {view}")
+        self.view = view
         self.data = list(data)
         self.num_views = num_views
         self.dtype = getattr(torch, dtype)
@@ -119,6 +133,9 @@ class FeatureCacheDataset(Dataset):
         missing = [(i, v) for i in range(len(self.data)) for v in range(num_views) if not self._valid(i, v)]
         _barrier()  # every process has its list of missing views before any process writes one
         share = missing[rank::world]
+        self.computed = len(share)
+        self.reused = len(self.data) * num_views - len(missing)
+        logger.info("Feature cache %s: %d views reused, %d to compute", self.folder, self.reused, self.computed)
         if share:
             self._build(share, network, eval_transform, train_transform, batch_size, seed, progress)
         _barrier()  # every view is on disk before any process reads one
@@ -127,7 +144,9 @@ class FeatureCacheDataset(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        view = int(torch.randint(self.num_views, (1,))) if self.num_views > 1 else 0
+        view = self.view
+        if view is None:
+            view = int(torch.randint(self.num_views, (1,))) if self.num_views > 1 else 0
         entry = torch.load(self.files[index][view], map_location="cpu", weights_only=True, mmap=True)
         return {"image": entry["features"].float(), "label": entry["label"].float()}
 
