@@ -25,6 +25,7 @@ computed twice and no file is read half-written. Otherwise one process builds a 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -73,7 +74,7 @@ class FeatureCacheDataset(Dataset):
     """Cached backbone features and masks of every view of every image (see the module docstring).
 
     Items are ``{"image": features (taps, C, h, w) float32, "label": (1, H, W) float32}``: a batch of them is what
-    :class:`CachedFeatureNetwork` takes.
+    :class:`CachedFeatureNetwork` takes. Entries without a ``label`` (unlabelled images) give features only.
 
     Args:
         data: datalist entries ``{"image": ..., "label": ...}``.
@@ -148,7 +149,10 @@ class FeatureCacheDataset(Dataset):
         if view is None:
             view = int(torch.randint(self.num_views, (1,))) if self.num_views > 1 else 0
         entry = torch.load(self.files[index][view], map_location="cpu", weights_only=True, mmap=True)
-        return {"image": entry["features"].float(), "label": entry["label"].float()}
+        item = {"image": entry["features"].float()}
+        if "label" in entry:
+            item["label"] = entry["label"].float()
+        return item
 
     def _remove_leftovers(self) -> None:
         """Remove the temporary files of an interrupted build (``atomic_write``'s ``.<name>.*.tmp.<ext>``)."""
@@ -192,6 +196,9 @@ class FeatureCacheDataset(Dataset):
 
         backbone = network.backbone
         device = next(backbone.parameters()).device
+        # the views come from a copy: drawing them sets the random transforms' parameters (e.g. RandAffined's), which
+        # are part of the key, so a second dataset on the same pipeline (validation) would get another key and folder
+        train_transform = copy.deepcopy(train_transform)
         logger.info("Building the feature cache in %s: %d views to compute", self.folder, len(todo))
         bar = tqdm(total=len(todo), desc="feature cache", unit="view", disable=not progress)
         for start in range(0, len(todo), batch_size):
@@ -201,8 +208,9 @@ class FeatureCacheDataset(Dataset):
             with torch.no_grad():
                 features = torch.stack(backbone(images), dim=1).to("cpu", self.dtype)
             for (i, v), sample, feature in zip(chunk, samples, features, strict=True):
-                label = _plain(sample["label"]).to(torch.uint8)
-                entry = {"features": feature.clone(), "label": label.clone(), "key": self._entry_key(self.data[i], v)}
+                entry = {"features": feature.clone(), "key": self._entry_key(self.data[i], v)}
+                if "label" in sample:  # an unlabelled image (active learning) has features only
+                    entry["label"] = _plain(sample["label"]).to(torch.uint8).clone()
                 atomic_write(self.files[i][v], lambda tmp, entry=entry: torch.save(entry, tmp))
             bar.update(len(chunk))
         bar.close()

@@ -87,6 +87,18 @@ def test_a_fixed_view_and_the_counts_of_computed_and_reused_views(demo, tmp_path
         cache(demo, net, tmp_path, num_views=3, view=3)
 
 
+def test_a_second_dataset_on_the_same_pipelines_finds_the_views_the_first_built(demo, tmp_path):
+    """Training builds its views, then validation opens the cache with the same transforms: same key, nothing built."""
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    train, evaluate = get_transforms("endoscopy", spatial_size=(64, 64))
+    options = {"num_views": 3, "dtype": "float32", "progress": False}
+    training = FeatureCacheDataset(demo, net, evaluate, train, tmp_path, **options)
+    assert training.computed == 3 * len(demo)
+    validation = FeatureCacheDataset(demo[-1:], net, evaluate, train, tmp_path, view=0, **options)
+    assert validation.key == training.key
+    assert (validation.computed, validation.reused) == (0, 3)
+
+
 def test_key_changes_with_weights_taps_size_and_preprocessing(demo, tmp_path):
     net = SegDINO(backbone_kwargs=TINY_VIT)
     base = cache(demo[:1], net, tmp_path).key
