@@ -34,6 +34,11 @@ def test_prepare_app_lays_out_the_app_and_the_bundle_copy(tmp_path):
     assert overrides["backbone_weights"] == str(weights.resolve())
     assert overrides["modality"] == "ultrasound"
     assert "resolve_backbone_weights(@backbone_weights)" in overrides["network_def#weights"]
+    # training reads backbone features from the cache in the app folder unless --set says otherwise
+    assert overrides["feature_cache"] is True
+    assert overrides["feature_cache_dir"] == str((tmp_path / "app" / "feature_cache").resolve())
+    server.prepare_app(tmp_path / "app", source, str(weights), {"feature_cache": False})
+    assert json.loads((served / "configs" / "monailabel.json").read_text())["feature_cache"] is False
     # a restart keeps the served (trained) model and refreshes the rest
     (served / "models" / "model.pt").write_bytes(b"trained")
     server.prepare_app(tmp_path / "app", source, "random")

@@ -1,6 +1,10 @@
 """The SegDINO MONAI Label app: the bundle in ``<app>/model/segdino`` served as model ``segdino``, offline.
 
 Start it with ``segdino label-server --studies <folder>``, which lays out the app folder and the bundle copy.
+
+Settings (MONAI Label's ``--conf NAME VALUE``, or ``segdino label-server --set NAME=VALUE``): ``retrain_every``
+(retrain after every N new final labels; 0, the default, never), ``retrain_epochs`` (epochs of such a retraining,
+default 5) and ``retrain_val_split`` (its validation share, default 0.2).
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from typing import Any
 
 import monailabel
 from fastapi import HTTPException
+from lib.activelearning import Diversity
+from lib.configs import app_option
 from lib.infers import BadImageError, SegDINOInfer
+from lib.retraining import RetrainCounter
 from lib.trainers import SegDINOTrain
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -20,6 +27,7 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.async_tasks.utils import tasks
 from monailabel.utils.others.generic import strtobool
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,9 @@ class SegDINOApp(MONAILabelApp):
             description="SegDINO (frozen DINOv3 ViT + tiny decoder) 2D segmentation served from its MONAI bundle",
             version=monailabel.__version__,
         )
+        self._retrain_epochs = int(app_option(self._bundle, conf, "retrain_epochs", 5))
+        self._retrain_val_split = float(app_option(self._bundle, conf, "retrain_val_split", 0.2))
+        self._retrain = RetrainCounter(int(app_option(self._bundle, conf, "retrain_every", 0)), self.datastore())
 
     def init_infers(self) -> dict[str, InferTask]:
         """The ``segdino`` inference task (absent, with a warning, while the bundle has no ``models/model.pt``)."""
@@ -62,8 +73,24 @@ class SegDINOApp(MONAILabelApp):
         return {MODEL_NAME: task} if task.is_valid() else {}
 
     def init_strategies(self) -> dict[str, Strategy]:
-        """Active learning: random and first unlabelled image."""
-        return {"random": Random(), "first": First()}
+        """Active learning: random, first unlabelled image, and diversity (k-center greedy on backbone features)."""
+        return {"random": Random(), "first": First(), "diversity": Diversity(self._bundle)}
+
+    def on_save_label(self, image_id: str, label_id: str) -> dict[str, Any]:
+        """After every ``retrain_every`` new final labels, queue a retraining (unless one is already waiting).
+
+        The answer to the label's upload says so: ``{"retraining": "queued"}`` (a new training),
+        ``"pending"`` (a training already waiting to start will read this label) or nothing.
+        """
+        super().on_save_label(image_id, label_id)
+        if not self._retrain.label_saved(self.datastore(), image_id) or MODEL_NAME not in self._trainers:
+            return {}
+        if any(task.get("status") == "SUBMITTED" for task in tasks("train")):
+            return {"retraining": "pending"}
+        params = {"max_epochs": self._retrain_epochs, "val_split": self._retrain_val_split}
+        self.async_training(MODEL_NAME, params={MODEL_NAME: params}, enqueue=True)
+        logger.info("retraining %s after %d new final labels", MODEL_NAME, self._retrain.every)
+        return {"retraining": "queued"}
 
     def init_scoring_methods(self) -> dict[str, ScoringMethod]:
         """No scoring methods."""

@@ -4,6 +4,8 @@ The app code (``main.py``, ``lib/``) is copied into a working app folder whose `
 bundle copy: its configs are refreshed from the bundle on every start, its ``models/`` (``model.pt``, what
 training updates) is kept. Config overrides for serving (the backbone weights file, anything given with
 ``--set``) go to ``configs/monailabel.json`` in that copy, which the app's tasks merge after the bundle's configs.
+Training reads backbone features from the feature cache in ``<app_dir>/feature_cache`` by default (``--set
+feature_cache=false`` turns it off); ``--set retrain_every=N`` retrains after every N new final labels.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Any
 from segdino_monai.apps.monailabel.environment import env_python
 from segdino_monai.atomic import atomic_write
 
-__all__ = ["MODEL_NAME", "OVERRIDES_FILE", "prepare_app", "server_command", "server_environment"]
+__all__ = ["FEATURE_CACHE_DIR", "MODEL_NAME", "OVERRIDES_FILE", "prepare_app", "server_command", "server_environment"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "segdino"
 OVERRIDES_FILE = "monailabel.json"
+FEATURE_CACHE_DIR = "feature_cache"
 APP_SOURCE = Path(__file__).resolve().parent
 _APP_FILES = ("main.py", "lib")
 _BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
@@ -77,6 +80,9 @@ def prepare_app(
         "backbone_weights": weights,
         # serving never falls back to a random backbone silently: a missing file is an error
         "network_def#weights": "$segdino_monai.engines.resolve_backbone_weights(@backbone_weights)",
+        # retraining after new labels runs the decoder only: backbone features are cached in the app folder
+        "feature_cache": True,
+        "feature_cache_dir": str(app_dir / FEATURE_CACHE_DIR),
         **dict(overrides or {}),
     }
     text = json.dumps(config, indent=2)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from monai.bundle import ConfigParser
 
-__all__ = ["OVERRIDES_FILE", "config_files", "load_bundle_config"]
+__all__ = ["OVERRIDES_FILE", "app_option", "config_files", "load_bundle_config"]
 
 OVERRIDES_FILE = "monailabel.json"
 
@@ -31,3 +32,14 @@ def load_bundle_config(bundle_path: str, config_path: str, bundle_root_key: str 
     parser.read_config(config_files(bundle_path, config_path))
     parser.config.update({bundle_root_key: bundle_path})  # type: ignore[union-attr]
     return parser
+
+
+def app_option(bundle_path: str, conf: dict[str, str], name: str, default: Any) -> Any:
+    """An app setting: MONAI Label's ``--conf name value``, else ``--set name=value`` (overrides file), else default."""
+    if name in conf:
+        return conf[name]
+    overrides = os.path.join(bundle_path, "configs", OVERRIDES_FILE)
+    if os.path.isfile(overrides):
+        with open(overrides, encoding="utf-8") as f:
+            return json.load(f).get(name, default)
+    return default
