@@ -11,6 +11,7 @@ import pytest
 
 from segdino_monai.apps.monailabel import environment, server
 from segdino_monai.cli import build_parser
+from segdino_monai.errors import InputError
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 
@@ -126,3 +127,22 @@ def test_label_env_bad_input_exits_2_with_one_line(tmp_path, caplog):
     assert str(afile) in errors[0] and "is a file" in errors[0]
     assert "--python" in errors[1] and str(tmp_path / "no-python") in errors[1]
     assert not (tmp_path / "env").exists() or not any((tmp_path / "env").iterdir())
+
+
+def test_app_settings_defaults_sources_and_bad_values(tmp_path):
+    from segdino_monai.apps.monailabel.settings import app_settings
+
+    assert app_settings({}) == {"retrain_every": 0, "retrain_epochs": 5, "retrain_val_split": 0.2}
+    # MONAI Label's --conf (strings) comes first, then --set (literals)
+    settings = app_settings({"retrain_every": "3"}, {"retrain_every": 7, "retrain_epochs": 2})
+    assert settings == {"retrain_every": 3, "retrain_epochs": 2, "retrain_val_split": 0.2}
+    for bad in ({"retrain_every": -1}, {"retrain_every": "often"}, {"retrain_every": 1.5}, {"retrain_epochs": 0},
+                {"retrain_val_split": 1.0}, {"retrain_every": True}):  # fmt: skip
+        name = next(iter(bad))
+        with pytest.raises(InputError, match=f"{name}=.*: {name} takes"):
+            app_settings(bad)
+    # segdino label-server checks them before the server starts
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    with pytest.raises(InputError, match="retrain_every='sometimes'"):
+        server.prepare_app(tmp_path / "app", BUNDLE, str(weights), {"retrain_every": "sometimes"})

@@ -16,7 +16,7 @@ from typing import Any
 import monailabel
 from fastapi import HTTPException
 from lib.activelearning import Diversity
-from lib.configs import app_option
+from lib.configs import serving_overrides
 from lib.infers import BadImageError, SegDINOInfer
 from lib.retraining import RetrainCounter
 from lib.trainers import SegDINOTrain
@@ -29,6 +29,8 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.async_tasks.utils import tasks
 from monailabel.utils.others.generic import strtobool
+
+from segdino_monai.apps.monailabel.settings import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +55,8 @@ class SegDINOApp(MONAILabelApp):
             description="SegDINO (frozen DINOv3 ViT + tiny decoder) 2D segmentation served from its MONAI bundle",
             version=monailabel.__version__,
         )
-        self._retrain_epochs = int(app_option(self._bundle, conf, "retrain_epochs", 5))
-        self._retrain_val_split = float(app_option(self._bundle, conf, "retrain_val_split", 0.2))
-        self._retrain = RetrainCounter(int(app_option(self._bundle, conf, "retrain_every", 0)), self.datastore())
+        self._settings = app_settings(conf, serving_overrides(self._bundle))
+        self._retrain = RetrainCounter(int(self._settings["retrain_every"]), self.datastore())
 
     def init_infers(self) -> dict[str, InferTask]:
         """The ``segdino`` inference task (absent, with a warning, while the bundle has no ``models/model.pt``)."""
@@ -87,7 +88,7 @@ class SegDINOApp(MONAILabelApp):
             return {}
         if any(task.get("status") == "SUBMITTED" for task in tasks("train")):
             return {"retraining": "pending"}
-        params = {"max_epochs": self._retrain_epochs, "val_split": self._retrain_val_split}
+        params = {"max_epochs": self._settings["retrain_epochs"], "val_split": self._settings["retrain_val_split"]}
         self.async_training(MODEL_NAME, params={MODEL_NAME: params}, enqueue=True)
         logger.info("retraining %s after %d new final labels", MODEL_NAME, self._retrain.every)
         return {"retraining": "queued"}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from segdino_monai.apps.monailabel.environment import env_python
+from segdino_monai.apps.monailabel.settings import app_settings
 from segdino_monai.atomic import atomic_write
 
 __all__ = ["FEATURE_CACHE_DIR", "MODEL_NAME", "OVERRIDES_FILE", "prepare_app", "server_command", "server_environment"]
@@ -55,11 +56,13 @@ def prepare_app(
 
     Raises:
         FileNotFoundError: when the bundle or the backbone weights file is missing.
+        InputError: when an app setting (``retrain_every``, ...) in ``overrides`` is not valid.
     """
     bundle_root = Path(bundle_root).resolve()
     if not (bundle_root / "configs" / "metadata.json").is_file():
         raise FileNotFoundError(f"No bundle at {bundle_root} (configs/metadata.json missing): pass --bundle-root.")
     weights = _weights(bundle_root, backbone_weights)
+    app_settings(dict(overrides or {}))  # a bad retrain_every (...) stops here, before the server starts
     app_dir = Path(app_dir).resolve()
     app_dir.mkdir(parents=True, exist_ok=True)
     for name in _APP_FILES:

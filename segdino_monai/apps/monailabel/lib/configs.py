@@ -8,7 +8,7 @@ from typing import Any
 
 from monai.bundle import ConfigParser
 
-__all__ = ["OVERRIDES_FILE", "app_option", "config_files", "load_bundle_config"]
+__all__ = ["OVERRIDES_FILE", "config_files", "load_bundle_config", "serving_overrides"]
 
 OVERRIDES_FILE = "monailabel.json"
 
@@ -34,12 +34,10 @@ def load_bundle_config(bundle_path: str, config_path: str, bundle_root_key: str 
     return parser
 
 
-def app_option(bundle_path: str, conf: dict[str, str], name: str, default: Any) -> Any:
-    """An app setting: MONAI Label's ``--conf name value``, else ``--set name=value`` (overrides file), else default."""
-    if name in conf:
-        return conf[name]
-    overrides = os.path.join(bundle_path, "configs", OVERRIDES_FILE)
-    if os.path.isfile(overrides):
-        with open(overrides, encoding="utf-8") as f:
-            return json.load(f).get(name, default)
-    return default
+def serving_overrides(bundle_path: str) -> dict[str, Any]:
+    """The served copy's overrides file (``--set`` of ``segdino label-server``); empty where there is none."""
+    path = os.path.join(bundle_path, "configs", OVERRIDES_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
