@@ -132,12 +132,16 @@ def test_label_env_bad_input_exits_2_with_one_line(tmp_path, caplog):
 def test_app_settings_defaults_sources_and_bad_values(tmp_path):
     from segdino_monai.apps.monailabel.settings import app_settings
 
-    assert app_settings({}) == {"retrain_every": 0, "retrain_epochs": 5, "retrain_val_split": 0.2}
+    score = "segdino_monai.uncertainty:scalar_uncertainty"
+    assert app_settings({}) == {"retrain_every": 0, "retrain_epochs": 5, "retrain_val_split": 0.2,
+                                "uncertainty_score": score}  # fmt: skip
     # MONAI Label's --conf (strings) comes first, then --set (literals)
-    settings = app_settings({"retrain_every": "3"}, {"retrain_every": 7, "retrain_epochs": 2})
-    assert settings == {"retrain_every": 3, "retrain_epochs": 2, "retrain_val_split": 0.2}
+    overrides = {"retrain_every": 7, "retrain_epochs": 2, "uncertainty_score": "m:f"}
+    settings = app_settings({"retrain_every": "3"}, overrides)
+    assert settings == {"retrain_every": 3, "retrain_epochs": 2, "retrain_val_split": 0.2, "uncertainty_score": "m:f"}
     for bad in ({"retrain_every": -1}, {"retrain_every": "often"}, {"retrain_every": 1.5}, {"retrain_epochs": 0},
-                {"retrain_val_split": 1.0}, {"retrain_every": True}):  # fmt: skip
+                {"retrain_val_split": 1.0}, {"retrain_every": True}, {"uncertainty_score": "module.only"},
+                {"uncertainty_score": 3}):  # fmt: skip
         name = next(iter(bad))
         with pytest.raises(InputError, match=f"{name}=.*: {name} takes"):
             app_settings(bad)

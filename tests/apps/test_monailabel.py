@@ -8,6 +8,7 @@ random decoder; the bundle's own inference (main environment) is the reference f
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -90,6 +91,7 @@ def server(studies, bundle_copy, tmp_path_factory):
         "--bundle-root", str(bundle_copy), "--backbone-weights", "random",
         "--set", f"network_def#backbone_kwargs={TINY}",
         "--set", "retrain_every=1", "--set", "retrain_epochs=1",
+        "--set", "uncertainty_score=tests.apps.label_scores:mean_entropy",
     ]  # fmt: skip
     srv = Server(args, work / "server.log", free_port())
     srv.app_dir = work / "app"
@@ -141,7 +143,7 @@ def test_info_lists_the_2d_model_and_its_trainer(server):
     assert model["dimension"] == 2
     assert model["labels"] == {"foreground": 1}
     assert "segdino" in info["trainers"]
-    assert {"random", "first", "diversity"} <= set(info["strategies"])
+    assert {"random", "first", "diversity", "uncertainty"} <= set(info["strategies"])
     assert not {"sam_2d", "sam_3d"} & set(info["models"])
     assert info["datastore"]["total"] == NUM_IMAGES + 1
     assert info["datastore"]["completed"] == NUM_IMAGES
@@ -200,6 +202,26 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, sequential, m
     np.testing.assert_array_equal(png(body), sequential["wide"])
 
 
+def _uncertainty(server) -> dict:
+    body, headers = json.dumps({"wait": 240}).encode(), {"Content-Type": "application/json"}
+    status, _, answer = server.request("POST", "/activelearning/uncertainty", body, headers, timeout=300)
+    assert status == 200, answer[:1000]
+    return json.loads(answer)
+
+
+UNCERTAINTY = {}  # the answer before training, for the test after it
+
+
+def test_uncertainty_scores_the_unlabelled_image_with_the_served_model(server):
+    answer = _uncertainty(server)
+    assert answer["id"] == "wide" and answer["ranking"] == ["wide"] and answer["pending"] == 0
+    assert 0 < answer["scores"]["wide"] <= math.log(2)  # mean binary entropy in nats
+    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
+    assert answer["model_version"] == model_file.stat().st_mtime_ns
+    assert _uncertainty(server)["scores"] == answer["scores"]  # cached: the same score again
+    UNCERTAINTY.update(answer)
+
+
 def _train_once(server, max_epochs: int) -> dict:
     body = json.dumps({"max_epochs": max_epochs, "val_split": 0.2}).encode()
     status, _, answer = server.request("POST", "/train/segdino", body, {"Content-Type": "application/json"})
@@ -244,6 +266,15 @@ def test_training_updates_the_served_model(server, studies, sequential, tmp_path
     assert status == 200, body[:500]
     reference = _bundle_inference([studies / "wide.png"], model_file.parent, tmp_path)
     np.testing.assert_array_equal(png(body).astype(np.int64) * 255, reference["wide"])
+
+
+def test_uncertainty_is_scored_again_with_the_retrained_model(server):
+    assert UNCERTAINTY, "needs test_uncertainty_scores_the_unlabelled_image_with_the_served_model"
+    answer = _uncertainty(server)
+    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
+    assert answer["model_version"] == model_file.stat().st_mtime_ns != UNCERTAINTY["model_version"]
+    assert answer["id"] == "wide"
+    assert answer["scores"]["wide"] != UNCERTAINTY["scores"]["wide"]
 
 
 def _trainings(server) -> list[dict]:

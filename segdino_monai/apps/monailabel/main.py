@@ -4,7 +4,9 @@ Start it with ``segdino label-server --studies <folder>``, which lays out the ap
 
 Settings (MONAI Label's ``--conf NAME VALUE``, or ``segdino label-server --set NAME=VALUE``): ``retrain_every``
 (retrain after every N new final labels; 0, the default, never), ``retrain_epochs`` (epochs of such a retraining,
-default 5) and ``retrain_val_split`` (its validation share, default 0.2).
+default 5), ``retrain_val_split`` (its validation share, default 0.2) and ``uncertainty_score`` (the
+``uncertainty`` strategy's score function, default ``segdino_monai.uncertainty:scalar_uncertainty``; the strategy is
+listed only where it imports).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import monailabel
 from fastapi import HTTPException
-from lib.activelearning import Diversity
+from lib.activelearning import Diversity, Uncertainty, score_function
 from lib.configs import serving_overrides
 from lib.infers import BadImageError, SegDINOInfer
 from lib.retraining import RetrainCounter
@@ -47,6 +49,7 @@ class SegDINOApp(MONAILabelApp):
                 f"No bundle at {self._bundle}: start the server with `segdino label-server`, which copies the "
                 "bundle there (MONAI Label's zoo download is never used)."
             )
+        self._settings = app_settings(conf, serving_overrides(self._bundle))  # init_strategies reads them
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -55,7 +58,6 @@ class SegDINOApp(MONAILabelApp):
             description="SegDINO (frozen DINOv3 ViT + tiny decoder) 2D segmentation served from its MONAI bundle",
             version=monailabel.__version__,
         )
-        self._settings = app_settings(conf, serving_overrides(self._bundle))
         self._retrain = RetrainCounter(int(self._settings["retrain_every"]), self.datastore())
 
     def init_infers(self) -> dict[str, InferTask]:
@@ -74,8 +76,14 @@ class SegDINOApp(MONAILabelApp):
         return {MODEL_NAME: task} if task.is_valid() else {}
 
     def init_strategies(self) -> dict[str, Strategy]:
-        """Active learning: random, first unlabelled image, and diversity (k-center greedy on backbone features)."""
-        return {"random": Random(), "first": First(), "diversity": Diversity(self._bundle)}
+        """Active learning: random, first unlabelled image, diversity, and uncertainty where its score imports."""
+        strategies = {"random": Random(), "first": First(), "diversity": Diversity(self._bundle)}
+        name = self._settings["uncertainty_score"]
+        try:
+            strategies["uncertainty"] = Uncertainty(self._bundle, score_function(name))
+        except (ImportError, AttributeError) as err:
+            logger.info("No uncertainty strategy: its score function %s is not available (%s)", name, err)
+        return strategies
 
     def on_save_label(self, image_id: str, label_id: str) -> dict[str, Any]:
         """After every ``retrain_every`` new final labels, queue a retraining (unless one is already waiting).
