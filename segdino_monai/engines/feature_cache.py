@@ -13,6 +13,10 @@ also records its own key and is checked when the dataset opens, so a stale or co
 Files are written atomically, so an interrupted build (Ctrl-C, a killed process) resumes where it stopped: the views
 written before are reused, the temporary files the killed writer left are removed, the rest is computed.
 
+Validation can read the cache too (``view=0``: always the deterministic view), so a retraining that only adds labels
+(the MONAI Label app) runs no backbone at all for the images cached before. ``computed`` and ``reused`` count the
+views a dataset computed and found on disk.
+
 Under ``torch.distributed`` (``multi_gpu_train.json``) every process opens the same cache: process 0 alone removes
 leftovers and writes ``config.json``, then the views to compute are dealt out (process ``r`` computes every
 ``world_size``-th, from its rank), and every process waits for all (a barrier) before it reads any file, so no view is
@@ -21,6 +25,7 @@ computed twice and no file is read half-written. Otherwise one process builds a 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -69,7 +74,7 @@ class FeatureCacheDataset(Dataset):
     """Cached backbone features and masks of every view of every image (see the module docstring).
 
     Items are ``{"image": features (taps, C, h, w) float32, "label": (1, H, W) float32}``: a batch of them is what
-    :class:`CachedFeatureNetwork` takes.
+    :class:`CachedFeatureNetwork` takes. Entries without a ``label`` (unlabelled images) give features only.
 
     Args:
         data: datalist entries ``{"image": ..., "label": ...}``.
@@ -83,6 +88,12 @@ class FeatureCacheDataset(Dataset):
         batch_size: images per backbone batch while building.
         seed: base seed of the augmented views.
         progress: show a progress bar while building.
+        view: always give this view (``0``: the deterministic view, for validation); default: a random view
+            per item and epoch. Every view is still built, so the files are the ones training uses.
+
+    Attributes:
+        computed: views this process computed (the backbone ran).
+        reused: views found valid on disk.
     """
 
     def __init__(
@@ -98,9 +109,13 @@ class FeatureCacheDataset(Dataset):
         batch_size: int = 8,
         seed: int = 0,
         progress: bool = True,
+        view: int | None = None,
     ) -> None:
         if num_views < 1 or (num_views > 1 and train_transform is None):
             raise ValueError(f"num_views must be >= 1 (and > 1 needs train_transform), got {num_views}")
+        if view is not None and not 0 <= view < num_views:
+            raise ValueError(f"view must be in 0..{num_views - 1} (num_views={num_views}), got {view}")
+        self.view = view
         self.data = list(data)
         self.num_views = num_views
         self.dtype = getattr(torch, dtype)
@@ -119,6 +134,9 @@ class FeatureCacheDataset(Dataset):
         missing = [(i, v) for i in range(len(self.data)) for v in range(num_views) if not self._valid(i, v)]
         _barrier()  # every process has its list of missing views before any process writes one
         share = missing[rank::world]
+        self.computed = len(share)
+        self.reused = len(self.data) * num_views - len(missing)
+        logger.info("Feature cache %s: %d views reused, %d to compute", self.folder, self.reused, self.computed)
         if share:
             self._build(share, network, eval_transform, train_transform, batch_size, seed, progress)
         _barrier()  # every view is on disk before any process reads one
@@ -127,9 +145,14 @@ class FeatureCacheDataset(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        view = int(torch.randint(self.num_views, (1,))) if self.num_views > 1 else 0
+        view = self.view
+        if view is None:
+            view = int(torch.randint(self.num_views, (1,))) if self.num_views > 1 else 0
         entry = torch.load(self.files[index][view], map_location="cpu", weights_only=True, mmap=True)
-        return {"image": entry["features"].float(), "label": entry["label"].float()}
+        item = {"image": entry["features"].float()}
+        if "label" in entry:
+            item["label"] = entry["label"].float()
+        return item
 
     def _remove_leftovers(self) -> None:
         """Remove the temporary files of an interrupted build (``atomic_write``'s ``.<name>.*.tmp.<ext>``)."""
@@ -173,6 +196,9 @@ class FeatureCacheDataset(Dataset):
 
         backbone = network.backbone
         device = next(backbone.parameters()).device
+        # the views come from a copy: drawing them sets the random transforms' parameters (e.g. RandAffined's), which
+        # are part of the key, so a second dataset on the same pipeline (validation) would get another key and folder
+        train_transform = copy.deepcopy(train_transform)
         logger.info("Building the feature cache in %s: %d views to compute", self.folder, len(todo))
         bar = tqdm(total=len(todo), desc="feature cache", unit="view", disable=not progress)
         for start in range(0, len(todo), batch_size):
@@ -182,8 +208,9 @@ class FeatureCacheDataset(Dataset):
             with torch.no_grad():
                 features = torch.stack(backbone(images), dim=1).to("cpu", self.dtype)
             for (i, v), sample, feature in zip(chunk, samples, features, strict=True):
-                label = _plain(sample["label"]).to(torch.uint8)
-                entry = {"features": feature.clone(), "label": label.clone(), "key": self._entry_key(self.data[i], v)}
+                entry = {"features": feature.clone(), "key": self._entry_key(self.data[i], v)}
+                if "label" in sample:  # an unlabelled image (active learning) has features only
+                    entry["label"] = _plain(sample["label"]).to(torch.uint8).clone()
                 atomic_write(self.files[i][v], lambda tmp, entry=entry: torch.save(entry, tmp))
             bar.update(len(chunk))
         bar.close()

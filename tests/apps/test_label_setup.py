@@ -11,6 +11,7 @@ import pytest
 
 from segdino_monai.apps.monailabel import environment, server
 from segdino_monai.cli import build_parser
+from segdino_monai.errors import InputError
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 
@@ -34,6 +35,11 @@ def test_prepare_app_lays_out_the_app_and_the_bundle_copy(tmp_path):
     assert overrides["backbone_weights"] == str(weights.resolve())
     assert overrides["modality"] == "ultrasound"
     assert "resolve_backbone_weights(@backbone_weights)" in overrides["network_def#weights"]
+    # training reads backbone features from the cache in the app folder unless --set says otherwise
+    assert overrides["feature_cache"] is True
+    assert overrides["feature_cache_dir"] == str((tmp_path / "app" / "feature_cache").resolve())
+    server.prepare_app(tmp_path / "app", source, str(weights), {"feature_cache": False})
+    assert json.loads((served / "configs" / "monailabel.json").read_text())["feature_cache"] is False
     # a restart keeps the served (trained) model and refreshes the rest
     (served / "models" / "model.pt").write_bytes(b"trained")
     server.prepare_app(tmp_path / "app", source, "random")
@@ -121,3 +127,26 @@ def test_label_env_bad_input_exits_2_with_one_line(tmp_path, caplog):
     assert str(afile) in errors[0] and "is a file" in errors[0]
     assert "--python" in errors[1] and str(tmp_path / "no-python") in errors[1]
     assert not (tmp_path / "env").exists() or not any((tmp_path / "env").iterdir())
+
+
+def test_app_settings_defaults_sources_and_bad_values(tmp_path):
+    from segdino_monai.apps.monailabel.settings import app_settings
+
+    score = "segdino_monai.uncertainty:scalar_uncertainty"
+    assert app_settings({}) == {"retrain_every": 0, "retrain_epochs": 5, "retrain_val_split": 0.2,
+                                "uncertainty_score": score}  # fmt: skip
+    # MONAI Label's --conf (strings) comes first, then --set (literals)
+    overrides = {"retrain_every": 7, "retrain_epochs": 2, "uncertainty_score": "m:f"}
+    settings = app_settings({"retrain_every": "3"}, overrides)
+    assert settings == {"retrain_every": 3, "retrain_epochs": 2, "retrain_val_split": 0.2, "uncertainty_score": "m:f"}
+    for bad in ({"retrain_every": -1}, {"retrain_every": "often"}, {"retrain_every": 1.5}, {"retrain_epochs": 0},
+                {"retrain_val_split": 1.0}, {"retrain_every": True}, {"uncertainty_score": "module.only"},
+                {"uncertainty_score": 3}):  # fmt: skip
+        name = next(iter(bad))
+        with pytest.raises(InputError, match=f"{name}=.*: {name} takes"):
+            app_settings(bad)
+    # segdino label-server checks them before the server starts
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    with pytest.raises(InputError, match="retrain_every='sometimes'"):
+        server.prepare_app(tmp_path / "app", BUNDLE, str(weights), {"retrain_every": "sometimes"})

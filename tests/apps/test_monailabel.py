@@ -8,19 +8,16 @@ random decoder; the bundle's own inference (main environment) is the reference f
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -29,117 +26,26 @@ import torch
 from PIL import Image
 
 from segdino_monai.networks import SegDINO
+from tests.apps.label_server import HOST, REPO, Server, ServerError, free_port, label_env_path, png
 from tests.conftest import TINY_VIT
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 TINY = json.dumps(TINY_VIT)
 NUM_IMAGES = 5  # labelled Kvasir images; plus one unlabelled non-square image, "wide"
+VIEWS = 4  # the bundle's feature_cache_views
 
 
 def _label_env() -> Path:
     from segdino_monai.apps.monailabel.environment import ensure_label_env
 
-    path = Path(os.environ.get("SEGDINO_LABEL_ENV", REPO / ".venv-label"))
+    path = label_env_path()
     try:
         return ensure_label_env(path)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
         if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
             pytest.fail(f"the MONAI Label environment could not be built at {path}: {err}")
         pytest.skip(f"the MONAI Label environment could not be built at {path} (no package registry?): {err}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """``segdino label-server`` in its own process group, with small HTTP helpers."""
-
-    def __init__(self, args: list[str], log: Path, port: int) -> None:
-        self.url = f"http://{HOST}:{port}"
-        self.log = log
-        command = [sys.executable, "-m", "segdino_monai.cli", "label-server", "--port", str(port), *args]
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)  # fmt: skip
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=120):
-        """Returns (status, content type, body) for any status."""
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as response:
-                return response.status, response.headers.get("content-type", ""), response.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.headers.get("content-type", ""), err.read()
-
-    def info(self) -> dict:
-        status, _, body = self.request("GET", "/info/")
-        assert status == 200, body
-        return json.loads(body)
-
-    def infer(self, image: str = "", model: str = "segdino", upload: tuple[str, bytes] | None = None):
-        query = urllib.parse.urlencode({"image": image, "output": "image"} if image else {"output": "image"})
-        body, headers = _multipart({"params": json.dumps({})}, upload)
-        return self.request("POST", f"/infer/{model}?{query}", body, headers)
-
-    def wait_ready(self, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the server exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                info = self.info()
-                if "segdino" in info.get("models", {}):
-                    return info
-            except (OSError, AssertionError):
-                pass
-            time.sleep(1)
-        pytest.fail(f"the server did not list model segdino within {timeout} s:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 60) -> int | None:
-        """SIGTERM to the server's process group, wait; returns the exit code (None if it had to be killed)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-                return None
-        return self.process.returncode
-
-    def group_alive(self) -> bool:
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-def _multipart(fields: dict[str, str], upload: tuple[str, bytes] | None) -> tuple[bytes, dict[str, str]]:
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in
-             fields.items()]  # fmt: skip
-    if upload:
-        name, data = upload
-        head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        parts.append(head.encode() + b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
-def _png(body: bytes) -> np.ndarray:
-    with Image.open(BytesIO(body)) as image:
-        assert image.format == "PNG"
-        return np.asarray(image)
 
 
 def _images(studies: Path) -> list[Path]:
@@ -184,11 +90,16 @@ def server(studies, bundle_copy, tmp_path_factory):
         "--studies", str(studies), "--host", HOST, "--env", str(env), "--app-dir", str(work / "app"),
         "--bundle-root", str(bundle_copy), "--backbone-weights", "random",
         "--set", f"network_def#backbone_kwargs={TINY}",
+        "--set", "retrain_every=1", "--set", "retrain_epochs=1",
+        "--set", "uncertainty_score=tests.apps.label_scores:mean_entropy",
     ]  # fmt: skip
-    srv = Server(args, work / "server.log", _free_port())
+    srv = Server(args, work / "server.log", free_port())
     srv.app_dir = work / "app"
     try:
-        srv.wait_ready()
+        try:
+            srv.wait_ready()
+        except ServerError as err:
+            pytest.fail(str(err))
         yield srv
     finally:
         srv.stop()
@@ -202,7 +113,7 @@ def sequential(server, studies) -> dict[str, np.ndarray]:
         status, kind, body = server.infer(image)
         assert status == 200, body[:500]
         assert kind == "image/png"
-        results[image] = _png(body)
+        results[image] = png(body)
     return results
 
 
@@ -232,6 +143,7 @@ def test_info_lists_the_2d_model_and_its_trainer(server):
     assert model["dimension"] == 2
     assert model["labels"] == {"foreground": 1}
     assert "segdino" in info["trainers"]
+    assert {"random", "first", "diversity", "uncertainty"} <= set(info["strategies"])
     assert not {"sam_2d", "sam_3d"} & set(info["models"])
     assert info["datastore"]["total"] == NUM_IMAGES + 1
     assert info["datastore"]["completed"] == NUM_IMAGES
@@ -262,13 +174,13 @@ def test_concurrent_requests_do_not_mix_results(server, sequential):
         answers = list(pool.map(server.infer, requests))
     for image, (status, _, body) in zip(requests, answers, strict=True):
         assert status == 200, body[:500]
-        np.testing.assert_array_equal(_png(body), sequential[image])
+        np.testing.assert_array_equal(png(body), sequential[image])
 
 
 def test_uploaded_image_gives_the_same_mask(server, studies, sequential):
     status, _, body = server.infer(upload=("wide.png", (studies / "wide.png").read_bytes()))
     assert status == 200, body[:500]
-    np.testing.assert_array_equal(_png(body), sequential["wide"])
+    np.testing.assert_array_equal(png(body), sequential["wide"])
 
 
 @pytest.mark.parametrize(
@@ -287,7 +199,27 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, sequential, m
     assert message in json.loads(body)["detail"]
     code, _, body = server.infer("wide")
     assert code == 200
-    np.testing.assert_array_equal(_png(body), sequential["wide"])
+    np.testing.assert_array_equal(png(body), sequential["wide"])
+
+
+def _uncertainty(server) -> dict:
+    body, headers = json.dumps({"wait": 240}).encode(), {"Content-Type": "application/json"}
+    status, _, answer = server.request("POST", "/activelearning/uncertainty", body, headers, timeout=300)
+    assert status == 200, answer[:1000]
+    return json.loads(answer)
+
+
+UNCERTAINTY = {}  # the answer before training, for the test after it
+
+
+def test_uncertainty_scores_the_unlabelled_image_with_the_served_model(server):
+    answer = _uncertainty(server)
+    assert answer["id"] == "wide" and answer["ranking"] == ["wide"] and answer["pending"] == 0
+    assert 0 < answer["scores"]["wide"] <= math.log(2)  # mean binary entropy in nats
+    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
+    assert answer["model_version"] == model_file.stat().st_mtime_ns
+    assert _uncertainty(server)["scores"] == answer["scores"]  # cached: the same score again
+    UNCERTAINTY.update(answer)
 
 
 def _train_once(server, max_epochs: int) -> dict:
@@ -314,6 +246,13 @@ def test_training_updates_the_served_model(server, studies, sequential, tmp_path
     for attempt, max_epochs in enumerate((3, 2)):
         task = _train_once(server, max_epochs)
         assert task.get("status") == "DONE", (attempt, json.dumps(task)[-3000:])
+        # from the feature cache: the first training computes every view of the 5 images (training and validation),
+        # the second computes none
+        record = _trainings(server)[-1]
+        assert (record["train_images"], record["validation_images"], record["feature_cache"]) == (4, 1, True)
+        assert (record["views_computed"], record["views_reused"]) == ((VIEWS * NUM_IMAGES, 0), (0, VIEWS * NUM_IMAGES))[
+            attempt
+        ]
         after = torch.load(model_file, map_location="cpu", weights_only=True)
         after = after.get("model", after)
         assert after.keys() == before.keys()
@@ -326,7 +265,62 @@ def test_training_updates_the_served_model(server, studies, sequential, tmp_path
     status, _, body = server.infer("wide")
     assert status == 200, body[:500]
     reference = _bundle_inference([studies / "wide.png"], model_file.parent, tmp_path)
-    np.testing.assert_array_equal(_png(body).astype(np.int64) * 255, reference["wide"])
+    np.testing.assert_array_equal(png(body).astype(np.int64) * 255, reference["wide"])
+
+
+def test_uncertainty_is_scored_again_with_the_retrained_model(server):
+    assert UNCERTAINTY, "needs test_uncertainty_scores_the_unlabelled_image_with_the_served_model"
+    answer = _uncertainty(server)
+    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
+    assert answer["model_version"] == model_file.stat().st_mtime_ns != UNCERTAINTY["model_version"]
+    assert answer["id"] == "wide"
+    assert answer["scores"]["wide"] != UNCERTAINTY["scores"]["wide"]
+
+
+def _trainings(server) -> list[dict]:
+    return [json.loads(line) for line in (server.app_dir / "trainings.jsonl").read_text().splitlines()]
+
+
+def _next_image(server) -> tuple[int, dict]:
+    body = json.dumps({"count": 5}).encode()
+    status, _, answer = server.request("POST", "/activelearning/diversity", body, {"Content-Type": "application/json"})
+    return status, json.loads(answer)
+
+
+def test_diversity_suggests_an_unlabelled_image(server):
+    status, answer = _next_image(server)
+    assert status == 200, answer
+    assert answer["id"] == "wide" and answer["ranking"] == ["wide"]
+    assert answer["path"].endswith("wide.png")
+
+
+def test_a_new_final_label_retrains_from_the_cache_and_the_served_model_changes(server, studies, tmp_path):
+    """The annotators' loop: label the suggested image; the server retrains (decoder only) and serves the new model."""
+    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
+    before = torch.load(model_file, map_location="cpu", weights_only=True)
+    before = before.get("model", before)
+    trainings = len(_trainings(server))
+    mask = np.zeros(_image_size(studies / "wide.png"), np.uint8)
+    mask[50:150, 60:200] = 255
+    assert server.save_label("wide", mask, tag="original") == {"image": "wide", "label": "wide"}  # not final
+    answer = server.save_label("wide", mask)
+    assert answer["retraining"] == "queued", answer
+    tasks = server.wait_trainings(trainings + 1, timeout=300)
+    assert tasks[-1]["status"] == "DONE", server.log_tail()
+    record = _trainings(server)[-1]
+    assert record["max_epochs"] == 1  # retrain_epochs
+    assert record["train_images"] + record["validation_images"] == NUM_IMAGES + 1
+    # only the new image's views are computed: the backbone never runs for the images cached before
+    assert (record["views_computed"], record["views_reused"]) == (VIEWS, VIEWS * NUM_IMAGES)
+    after = torch.load(model_file, map_location="cpu", weights_only=True)
+    after = after.get("model", after)
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the retraining left the decoder unchanged"
+    status, _, body = server.infer("wide")
+    assert status == 200, body[:500]
+    reference = _bundle_inference([studies / "wide.png"], model_file.parent, tmp_path)
+    np.testing.assert_array_equal(png(body).astype(np.int64) * 255, reference["wide"])
+    # every image is labelled now: no suggestion
+    assert _next_image(server) == (200, {})
 
 
 def test_server_stops_cleanly(server):

@@ -66,6 +66,39 @@ def test_views_and_storage(demo, tmp_path):
     assert torch.equal(torch.load(again.files[0][1], weights_only=True)["features"], view1)  # seeded: reproducible
 
 
+def test_a_fixed_view_and_the_counts_of_computed_and_reused_views(demo, tmp_path):
+    """Validation reads view 0 (the deterministic one) of the training cache; a second opening computes nothing."""
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    first = cache(demo[:4], net, tmp_path, num_views=3)
+    assert (first.computed, first.reused) == (12, 0)
+    validation = cache(demo, net, tmp_path, num_views=3, view=0)
+    assert len(demo) > 4
+    assert (validation.computed, validation.reused) == (3 * (len(demo) - 4), 12)  # new images: every view; 4 reused
+    assert validation.folder == first.folder
+    _, evaluate = get_transforms("endoscopy", spatial_size=(64, 64))
+    for index in range(len(demo)):
+        for _ in range(3):  # never a random view
+            features = validation[index]["image"]
+            assert torch.equal(features, torch.load(validation.files[index][0], weights_only=True)["features"])
+    with torch.no_grad():
+        direct = torch.stack(net.backbone(evaluate(dict(demo[-1]))["image"][None]), dim=1)[0]
+    torch.testing.assert_close(validation[len(demo) - 1]["image"], direct)
+    with pytest.raises(ValueError, match="view must be in 0..2"):
+        cache(demo, net, tmp_path, num_views=3, view=3)
+
+
+def test_a_second_dataset_on_the_same_pipelines_finds_the_views_the_first_built(demo, tmp_path):
+    """Training builds its views, then validation opens the cache with the same transforms: same key, nothing built."""
+    net = SegDINO(backbone_kwargs=TINY_VIT)
+    train, evaluate = get_transforms("endoscopy", spatial_size=(64, 64))
+    options = {"num_views": 3, "dtype": "float32", "progress": False}
+    training = FeatureCacheDataset(demo, net, evaluate, train, tmp_path, **options)
+    assert training.computed == 3 * len(demo)
+    validation = FeatureCacheDataset(demo[-1:], net, evaluate, train, tmp_path, view=0, **options)
+    assert validation.key == training.key
+    assert (validation.computed, validation.reused) == (0, 3)
+
+
 def test_key_changes_with_weights_taps_size_and_preprocessing(demo, tmp_path):
     net = SegDINO(backbone_kwargs=TINY_VIT)
     base = cache(demo[:1], net, tmp_path).key

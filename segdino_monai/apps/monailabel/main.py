@@ -2,6 +2,12 @@
 
 Start it with ``segdino label-server --studies <folder or dicom-web URL>``, which lays out the app folder and the
 bundle copy; a DICOMweb server is served through ``lib/dicomweb.py``.
+
+Settings (MONAI Label's ``--conf NAME VALUE``, or ``segdino label-server --set NAME=VALUE``): ``retrain_every``
+(retrain after every N new final labels; 0, the default, never), ``retrain_epochs`` (epochs of such a retraining,
+default 5), ``retrain_val_split`` (its validation share, default 0.2) and ``uncertainty_score`` (the
+``uncertainty`` strategy's score function, default ``segdino_monai.uncertainty:scalar_uncertainty``; the strategy is
+listed only where it imports).
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from typing import Any
 
 import monailabel
 from fastapi import HTTPException
+from lib.activelearning import Diversity, Uncertainty, score_function
+from lib.configs import serving_overrides
 from lib.dicomweb import dicomweb_datastore
 from lib.infers import BadImageError, SegDINOInfer
+from lib.retraining import RetrainCounter
 from lib.trainers import SegDINOTrain
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
@@ -23,7 +32,10 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.async_tasks.utils import tasks
 from monailabel.utils.others.generic import strtobool
+
+from segdino_monai.apps.monailabel.settings import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +52,7 @@ class SegDINOApp(MONAILabelApp):
                 f"No bundle at {self._bundle}: start the server with `segdino label-server`, which copies the "
                 "bundle there (MONAI Label's zoo download is never used)."
             )
+        self._settings = app_settings(conf, serving_overrides(self._bundle))  # init_strategies reads them
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -48,6 +61,7 @@ class SegDINOApp(MONAILabelApp):
             description="SegDINO (frozen DINOv3 ViT + tiny decoder) 2D segmentation served from its MONAI bundle",
             version=monailabel.__version__,
         )
+        self._retrain = RetrainCounter(int(self._settings["retrain_every"]), self.datastore())
 
     def _init_dicomweb_datastore(self) -> Datastore:
         """``--studies http(s)://.../dicom-web``: 2D images and SEGs written by our writer (``lib/dicomweb.py``).
@@ -73,8 +87,30 @@ class SegDINOApp(MONAILabelApp):
         return {MODEL_NAME: task} if task.is_valid() else {}
 
     def init_strategies(self) -> dict[str, Strategy]:
-        """Active learning: random and first unlabelled image."""
-        return {"random": Random(), "first": First()}
+        """Active learning: random, first unlabelled image, diversity, and uncertainty where its score imports."""
+        strategies = {"random": Random(), "first": First(), "diversity": Diversity(self._bundle)}
+        name = self._settings["uncertainty_score"]
+        try:
+            strategies["uncertainty"] = Uncertainty(self._bundle, score_function(name))
+        except (ImportError, AttributeError) as err:
+            logger.info("No uncertainty strategy: its score function %s is not available (%s)", name, err)
+        return strategies
+
+    def on_save_label(self, image_id: str, label_id: str) -> dict[str, Any]:
+        """After every ``retrain_every`` new final labels, queue a retraining (unless one is already waiting).
+
+        The answer to the label's upload says so: ``{"retraining": "queued"}`` (a new training),
+        ``"pending"`` (a training already waiting to start will read this label) or nothing.
+        """
+        super().on_save_label(image_id, label_id)
+        if not self._retrain.label_saved(self.datastore(), image_id) or MODEL_NAME not in self._trainers:
+            return {}
+        if any(task.get("status") == "SUBMITTED" for task in tasks("train")):
+            return {"retraining": "pending"}
+        params = {"max_epochs": self._settings["retrain_epochs"], "val_split": self._settings["retrain_val_split"]}
+        self.async_training(MODEL_NAME, params={MODEL_NAME: params}, enqueue=True)
+        logger.info("retraining %s after %d new final labels", MODEL_NAME, self._retrain.every)
+        return {"retraining": "queued"}
 
     def init_scoring_methods(self) -> dict[str, ScoringMethod]:
         """No scoring methods."""

@@ -9,6 +9,8 @@ training updates) is kept. Config overrides for serving (the backbone weights fi
 search filter selects (:data:`DEFAULT_SEARCH_FILTER`, our modalities, instead of MONAI Label's CT), and writes the
 DICOM SEG of a final label with this environment's interpreter (highdicom), which it is told in
 ``SEGDINO_LABEL_SEG_PYTHON``.
+Training reads backbone features from the feature cache in ``<app_dir>/feature_cache`` by default (``--set
+feature_cache=false`` turns it off); ``--set retrain_every=N`` retrains after every N new final labels.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from segdino_monai.apps.monailabel.environment import env_python
+from segdino_monai.apps.monailabel.settings import app_settings
 from segdino_monai.atomic import atomic_write
 from segdino_monai.errors import InputError
 
 __all__ = [
     "DEFAULT_SEARCH_FILTER",
+    "FEATURE_CACHE_DIR",
     "MODEL_NAME",
     "OVERRIDES_FILE",
     "dicomweb_environment",
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "segdino"
 OVERRIDES_FILE = "monailabel.json"
+FEATURE_CACHE_DIR = "feature_cache"
 APP_SOURCE = Path(__file__).resolve().parent
 _APP_FILES = ("main.py", "lib")
 _BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
@@ -74,11 +79,13 @@ def prepare_app(
 
     Raises:
         FileNotFoundError: when the bundle or the backbone weights file is missing.
+        InputError: when an app setting (``retrain_every``, ...) in ``overrides`` is not valid.
     """
     bundle_root = Path(bundle_root).resolve()
     if not (bundle_root / "configs" / "metadata.json").is_file():
         raise FileNotFoundError(f"No bundle at {bundle_root} (configs/metadata.json missing): pass --bundle-root.")
     weights = _weights(bundle_root, backbone_weights)
+    app_settings(dict(overrides or {}))  # a bad retrain_every (...) stops here, before the server starts
     app_dir = Path(app_dir).resolve()
     app_dir.mkdir(parents=True, exist_ok=True)
     for name in _APP_FILES:
@@ -99,6 +106,9 @@ def prepare_app(
         "backbone_weights": weights,
         # serving never falls back to a random backbone silently: a missing file is an error
         "network_def#weights": "$segdino_monai.engines.resolve_backbone_weights(@backbone_weights)",
+        # retraining after new labels runs the decoder only: backbone features are cached in the app folder
+        "feature_cache": True,
+        "feature_cache_dir": str(app_dir / FEATURE_CACHE_DIR),
         **dict(overrides or {}),
     }
     text = json.dumps(config, indent=2)

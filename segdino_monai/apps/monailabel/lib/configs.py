@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from monai.bundle import ConfigParser
 
-__all__ = ["OVERRIDES_FILE", "config_files", "load_bundle_config"]
+__all__ = ["OVERRIDES_FILE", "config_files", "load_bundle_config", "serving_overrides"]
 
 OVERRIDES_FILE = "monailabel.json"
 
@@ -31,3 +32,12 @@ def load_bundle_config(bundle_path: str, config_path: str, bundle_root_key: str 
     parser.read_config(config_files(bundle_path, config_path))
     parser.config.update({bundle_root_key: bundle_path})  # type: ignore[union-attr]
     return parser
+
+
+def serving_overrides(bundle_path: str) -> dict[str, Any]:
+    """The served copy's overrides file (``--set`` of ``segdino label-server``); empty where there is none."""
+    path = os.path.join(bundle_path, "configs", OVERRIDES_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
