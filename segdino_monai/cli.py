@@ -68,7 +68,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
-    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs})
+    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "onnx": args.onnx})
     if args.device == "cuda" and not args.quick:
         options.update(GPU_SWEEP)
     options.update({k: tuple(v) for k, v in (("sizes", args.sizes), ("batches", args.batches)) if v})
@@ -79,9 +79,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from segdino_monai.tools.export import ExportMismatch, check_output_path, export_network, load_bundle_network
+    from segdino_monai.tools.export import ExportMismatch, check_export, export_network, load_bundle_network
 
-    path = check_output_path(args.output, args.format)  # a bad output stops the command before the model loads
+    path = check_export(args.output, args.format)  # a bad output stops the command before the model loads
     overrides = _set_overrides(args.set)
     if args.modality:
         overrides["modality"] = args.modality
@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 8; on cuda 1 2 4 ... 256)")
     bench.add_argument("--compile", action="store_true", help="time the network through torch.compile")
     bench.add_argument("--cuda-graphs", action="store_true", help="time it as CUDA graphs (--device cuda only)")
+    bench.add_argument(
+        "--onnx", action="store_true", help="also time ONNX Runtime against PyTorch (fp32, CPU; needs the onnx extra)"
+    )
     bench.set_defaults(func=_bench)
 
     export = commands.add_parser(

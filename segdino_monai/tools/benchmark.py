@@ -69,6 +69,7 @@ class BenchmarkConfig:
         isolate: measure memory and training in fresh processes (``False``: in this one, memory then overlaps).
         compile: time the network through ``torch.compile`` (its compilation is warm-up, not timed).
         cuda_graphs: time it through CUDA graphs (``torch.compile(mode="reduce-overhead")``; ``cuda`` only).
+        onnx: also time ONNX Runtime against PyTorch (float32, CPU; :mod:`segdino_monai.tools.bench_onnx`).
     """
 
     backbone: str = "vits16"
@@ -90,6 +91,7 @@ class BenchmarkConfig:
     isolate: bool = True
     compile: bool = False
     cuda_graphs: bool = False
+    onnx: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and self.device != "cuda":
@@ -401,6 +403,10 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
     for mode in ("reference", "frozen", "cache"):
         logger.info("training epoch: %s", mode)
         report["training"][mode] = _child("training_speed", config, mode)
+    if config.onnx:
+        from segdino_monai.tools.bench_onnx import onnx_speed
+
+        report["onnx"] = onnx_speed(config)
     report["summary"] = summary_ratios(report)
     text, table = json.dumps(report, indent=2), markdown_table(report)
     atomic_write(out / "benchmark.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
@@ -487,4 +493,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         for key, target in GPU_TARGETS.items():
             value = next((v for k, v in report["summary"].items() if k == key), None)
             lines.append(f"| {key} | {target:g} | {'n/a' if value is None else f'{value:.2f}'} |")
+    if "onnx" in report:
+        from segdino_monai.tools.bench_onnx import onnx_table
+
+        lines += onnx_table(report["onnx"], report["config"]["threads"])
     return "\n".join(lines) + "\n"

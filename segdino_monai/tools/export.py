@@ -42,7 +42,7 @@ __all__ = [
     "ExportMismatch",
     "ExportReport",
     "FoldedSegDINO",
-    "check_output_path",
+    "check_export",
     "export_network",
     "load_bundle_network",
 ]
@@ -126,17 +126,22 @@ class ExportReport:
         return self.max_abs_diff <= self.tolerance and self.mask_differences == 0
 
 
-def check_output_path(path: str | Path, fmt: str) -> Path:
-    """Check the export's target before any model work: a file name in a folder that exists or can be created.
+def check_export(path: str | Path, fmt: str) -> Path:
+    """Check an export's format, target and modules before any model work.
+
+    The target must be a file name in a folder that exists or can be created; ONNX needs the ``onnx`` extra.
 
     Raises:
-        InputError: for an unknown format, a folder given as the file, or a folder that is a file or not writable.
+        InputError: for an unknown format, a folder given as the file, a folder that is a file or not writable, or
+            a missing ``onnx`` extra.
     """
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: unknown export format; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_modules("onnx", "onnxruntime", "onnxscript", purpose="segdino export --format onnx")
     path = Path(path)
     if path.is_dir():
-        raise InputError(f"-o {path} is a folder; give the file to write (e.g. {path / 'model.' + _suffix(fmt)}).")
+        raise InputError(f"-o {path} is a folder; give the file to write (e.g. {path / ('model.' + _suffix(fmt))}).")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -175,12 +180,10 @@ def load_bundle_network(
     workflow = bundle_workflow("infer", bundle_root, **{**settings, **dict(overrides or {})})
     parser = workflow.parser
     parser.parse()
+    hint = "Train first, or pass --checkpoint <model.pt> (or --bundle-root of a trained bundle)."
+    # the decoder file is checked before the backbone loads (seconds to minutes for the large ViTs)
+    path = require_file(checkpoint or f"{parser.get_parsed_content('ckpt_dir')}/model.pt", "Trained decoder", hint)
     network: SegDINO = parser.get_parsed_content("network_def")
-    path = checkpoint or require_file(
-        f"{parser.get_parsed_content('ckpt_dir')}/model.pt",
-        "Trained decoder",
-        "Train first, or pass --checkpoint <model.pt> (or --bundle-root of a trained bundle).",
-    )
     network.load_decoder(path)
     network.eval()
     info = {
@@ -224,13 +227,11 @@ def export_network(
         InputError: a bad path, format or size, or a missing ``onnx`` extra.
         ExportMismatch: the export does not match PyTorch within ``tolerance`` (nothing is written).
     """
-    path = check_output_path(path, fmt)
+    path = check_export(path, fmt)
     height, width = (int(s) for s in image_size)
     patch = network.patch_size
     if height <= 0 or width <= 0 or height % patch or width % patch:
         raise InputError(f"--image-size {height} {width}: both must be positive multiples of the patch size {patch}.")
-    if fmt == "onnx":
-        require_modules("onnx", "onnxruntime", "onnxscript", purpose="segdino export --format onnx")
     model = FoldedSegDINO(network).eval()
     meta = {
         **{k: str(v) for k, v in (metadata or {}).items()},
