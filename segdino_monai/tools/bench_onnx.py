@@ -12,12 +12,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from segdino_monai.tools.benchmark import BenchmarkConfig
 
 __all__ = ["onnx_speed", "onnx_table"]
 
@@ -25,12 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 def onnx_speed(
-    config: BenchmarkConfig, network: torch.nn.Module | None = None, onnx_model: str | Path | None = None
+    config: Any, network: torch.nn.Module | None = None, onnx_model: str | Path | None = None
 ) -> list[dict[str, Any]]:
     """Images/s of PyTorch and ONNX Runtime (float32, CPU) at each of ``config.sizes`` and ``config.batches``.
 
     Args:
-        config: the benchmark's settings (backbone, threads, sizes, batches, repeats, work_dir).
+        config: the benchmark's :class:`~segdino_monai.tools.benchmark.BenchmarkConfig` (its backbone, weights,
+            backbone_kwargs, threads, sizes, batches, repeats and work_dir; not imported here: the benchmark imports
+            this module).
         network: the SegDINO to time (eval, float32 backbone); default: one of ``config.backbone`` with a random
             decoder.
         onnx_model: an ONNX file of this very network (tests pass one); default: ``network`` exported here into a
