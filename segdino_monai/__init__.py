@@ -14,11 +14,13 @@ _SUBPACKAGES = (
     "dicom",
     "engines",
     "handlers",
+    "inferers",
     "networks",
     "reporting",
     "transforms",
     "errors",
     "options",
+    "uncertainty",
 )
 
 

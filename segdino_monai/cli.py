@@ -9,8 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segdino_monai.errors import finish_worker_threads, input_error_message, interrupted
+
+if TYPE_CHECKING:
+    from segdino_monai.dicom.pipeline import RunSummary
 
 __all__ = ["main", "build_parser"]
 
@@ -68,7 +72,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
-    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "onnx": args.onnx})
+    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "video": args.video, "onnx": args.onnx})
+    options["time_budget_s"] = args.time_budget
     if args.device == "cuda" and not args.quick:
         options.update(GPU_SWEEP)
     options.update({k: tuple(v) for k, v in (("sizes", args.sizes), ("batches", args.batches)) if v})
@@ -176,9 +181,13 @@ def _dicom(args: argparse.Namespace) -> int:
         run_dicom,
         sigterm_as_interrupt,
     )
+    from segdino_monai.dicom.web import STAGING_FOLDER, TOKEN_ENV, check_stow_url, is_url, retrieve
     from segdino_monai.dicom.writer import DEFAULT_TASK, SEGMENT_TASKS, SegOptions
     from segdino_monai.errors import InputError
 
+    urls = [item for item in args.inputs if is_url(item)]
+    local = [item for item in args.inputs if not is_url(item)]
+    token = args.dicomweb_token or os.environ.get(TOKEN_ENV) or None
     overrides = {key: _literal(value) for key, _, value in (item.partition("=") for item in args.set or [])}
     overrides.update(_distributed())
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
@@ -188,8 +197,11 @@ def _dicom(args: argparse.Namespace) -> int:
             frames = check_frames([n for group in args.frames for n in group]) if args.frames else None
             if args.task is not None and args.task not in SEGMENT_TASKS:
                 raise InputError(f"--task {args.task}: unknown task; choose one of {', '.join(SEGMENT_TASKS)}")
-            check_output(args.output, args.inputs)
-            find_inputs(args.inputs, exclude=[args.output])
+            check_output(args.output, local)
+            if local:
+                find_inputs(local, exclude=[args.output])
+            stow_root = check_stow_url(args.stow_url, token) if args.stow_url else None
+            retrieved = [path for url in urls for path in retrieve(url, Path(args.output) / STAGING_FOLDER, token)]
             segmenter = DicomSegmenter(
                 args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides
             )
@@ -199,9 +211,11 @@ def _dicom(args: argparse.Namespace) -> int:
                 series_description=args.series_description,
                 series_number=args.series_number,
                 content_creator_name=args.content_creator,
+                also_sc=args.also_sc,
+                also_sr=args.also_sr,
             )
             summary = run_dicom(
-                args.inputs, args.output, segmenter, args.overwrite, frames, options, not args.no_progress
+                [*local, *retrieved], args.output, segmenter, args.overwrite, frames, options, not args.no_progress
             )
         except KeyboardInterrupt as err:
             how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
@@ -212,7 +226,19 @@ def _dicom(args: argparse.Namespace) -> int:
                 args.output,
             )
             return 143 if isinstance(err, Terminated) else 130
-    return 0 if summary.ok else 1
+    if stow_root is None or int(os.environ.get("RANK", "0")) != 0:  # under torchrun, the first process stores
+        return 0 if summary.ok else 1
+    return 0 if _stow(summary, args.output, stow_root, token) and summary.ok else 1
+
+
+def _stow(summary: RunSummary, output: str, root: str, token: str | None) -> bool:
+    """Store the DICOM results of the finished instances by STOW-RS, recorded in ``summary.json``; True if all were."""
+    from segdino_monai.dicom.web import record_in_summary, store_results
+
+    finished = summary.processed + summary.fallback + summary.done
+    result = store_results(finished, root, token)
+    record_in_summary(output, "stow", result.as_dict())
+    return result.ok
 
 
 def _dicom_node(args: argparse.Namespace) -> int:
@@ -230,7 +256,9 @@ def _dicom_node(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     overrides = _set_overrides(args.set)
     segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
-    options = SegOptions(task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"))
+    options = SegOptions(
+        task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"), also_sc=args.also_sc, also_sr=args.also_sr
+    )
     node = DicomNode(
         segmenter,
         args.store_dir,
@@ -255,6 +283,7 @@ def _video(args: argparse.Namespace) -> int:
     check_output(args.output, args.inputs)
     find_videos(args.inputs)
     overrides = _set_overrides(args.set)
+    overrides.update(_distributed())  # under torchrun: the inputs are dealt out between the processes
     segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
     _, errors = run_video(
         args.inputs, args.output, VideoSegmenter(segmenter, args.batch_size), frames, args.masks, not args.no_progress
@@ -430,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--compile", action="store_true", help="time the network through torch.compile")
     bench.add_argument("--cuda-graphs", action="store_true", help="time it as CUDA graphs (--device cuda only)")
     bench.add_argument(
+        "--video", action="store_true", help="also time segdino video (frames/s; decode, model, encode split)"
+    )
+    bench.add_argument(
+        "--time-budget", type=float, default=3600.0, help="seconds for the whole run; later steps are skipped (0: none)"
+    )
+    bench.add_argument(
         "--onnx", action="store_true", help="also time ONNX Runtime against PyTorch (fp32, CPU; needs the onnx extra)"
     )
     bench.set_defaults(func=_bench)
@@ -491,11 +526,28 @@ def build_parser() -> argparse.ArgumentParser:
         "PNG masks and overlays, NIfTI and report.json; a subset of a cine's frames (--frames) gets per-frame PNG "
         "masks and a frames.json sidecar instead of a SEG. Bad files are listed and skipped (exit 1); "
         "a missing input, a folder with nothing to segment or an output folder inside an input folder stop the "
-        "command (exit 2). After Ctrl-C or SIGTERM, rerun the same command to finish.",
+        "command (exit 2). After Ctrl-C or SIGTERM, rerun the same command to finish. DICOMweb study or series URLs "
+        "are retrieved (QIDO-RS/WADO-RS) into OUT/dicomweb/ and segmented like files; --stow-url stores the SEGs on a "
+        "DICOMweb server (STOW-RS): an instance whose results were not stored makes the exit status 1.",
     )
-    dicom.add_argument("inputs", nargs="+", help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files)")
+    dicom.add_argument(
+        "inputs",
+        nargs="+",
+        help="DICOM files or folders (also NIfTI/MHA/NRRD 2D files), or DICOMweb study/series URLs "
+        "(http(s)://HOST/.../dicom-web/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>])",
+    )
     dicom.add_argument("-o", "--output", required=True, help="output folder")
     _add_model_options(dicom)
+    dicom.add_argument(
+        "--stow-url",
+        metavar="URL",
+        help="also store every DICOM result (the SEGs) by STOW-RS on this DICOMweb server (http(s)://HOST/dicom-web)",
+    )
+    dicom.add_argument(
+        "--dicomweb-token",
+        metavar="TOKEN",
+        help="bearer token for the DICOMweb server of the URL inputs and --stow-url (default: $SEGDINO_DICOMWEB_TOKEN)",
+    )
     dicom.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
     dicom.add_argument(
         "--frames",
@@ -509,20 +561,23 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--series-description", default="SegDINO segmentation", help="SEG series description")
     dicom.add_argument("--series-number", type=int, default=901, help="SEG series number")
     dicom.add_argument("--content-creator", default="SegDINO^Algorithm", help="SEG content creator (person name)")
+    _add_derived_object_options(dicom)
     dicom.add_argument("--overwrite", action="store_true", help="redo instances whose outputs exist")
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     dicom.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     dicom.set_defaults(func=_dicom)
     video = commands.add_parser(
         "video",
-        help="segment video files: an overlay video and a per-frame CSV per video",
-        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov; folders "
-        "searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 (H.264, same frame rate and "
-        "size) and frames.csv (frame, time_s, area_pixels, mean_probability, mask_empty). Temporal smoothing is on "
-        "(--set temporal_smoothing=false turns it off). A bad or truncated video is reported with the frame reached, "
-        "its outputs keep the frames before it, and the next video follows (exit 1).",
+        help="segment video files and DICOM cine loops: an overlay video and a per-frame CSV per input",
+        description="Run the bundle's inference on every frame of each video (.mp4, .avi, .mkv, .mov) or multi-frame "
+        "DICOM (cine loop; folders searched recursively) in batches, streaming, and write OUT/<stem>/overlay.mp4 "
+        "(H.264, same frame rate and size; a DICOM's from its Frame Time, Frame Time Vector, Cine Rate or "
+        "Recommended Display Frame Rate, else 25/s) and frames.csv (frame, time_s, area_pixels, area_mm2 where the "
+        "pixel size is known (DICOM), mean_probability, mask_empty). Temporal smoothing is on "
+        "(--set temporal_smoothing=false turns it off). A bad or truncated input is reported with the frame reached, "
+        "its outputs keep the frames before it, and the next input follows (exit 1).",
     )
-    video.add_argument("inputs", nargs="+", help="video files or folders")
+    video.add_argument("inputs", nargs="+", help="video files, multi-frame DICOM files or folders")
     video.add_argument("-o", "--output", required=True, help="output folder")
     _add_model_options(video)
     video.add_argument("--every", type=int, default=1, metavar="N", help="segment every N-th frame (default 1)")
@@ -542,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a DICOM node: receive images by C-STORE, segment them, send each DICOM SEG to the PACS",
         description="Listen for C-STORE (and C-ECHO) as a Storage SCP; store every received image instance in "
         "STORE_DIR (synced before the success status), segment it in the background with the bundle's inference "
-        "and send its DICOM SEG to --forward by C-STORE, retrying with back-off. Restartable: after a crash or "
+        "and send its DICOM SEG (and with --also-sc/--also-sr its overlay and SR) to --forward by C-STORE, "
+        "retrying with back-off. Restartable: after a crash or "
         "SIGKILL, start it again to finish the journaled work. Stop it with Ctrl-C or SIGTERM.",
     )
     node.add_argument("--aet", default="SEGDINO", help="this node's AE title (default SEGDINO)")
@@ -555,10 +611,27 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--max-backoff", type=float, default=60.0, help="longest delay between send retries (s)")
     _add_model_options(node)
     node.add_argument("--task", help="segment description: polyp, thyroid-nodule, breast-lesion, skin-lesion, lesion")
+    _add_derived_object_options(node)
     node.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
     node.set_defaults(func=_dicom_node)
     _add_label_commands(commands)
     return parser
+
+
+def _add_derived_object_options(parser: argparse.ArgumentParser) -> None:
+    """``--also-sc`` and ``--also-sr``: the DICOM objects written (and sent by the node) beside the SEG."""
+    parser.add_argument(
+        "--also-sc",
+        action="store_true",
+        help="also write a Secondary Capture overlay (sc.dcm; sc_NNNN.dcm per frame of a cine) for viewers that "
+        "cannot show a SEG",
+    )
+    parser.add_argument(
+        "--also-sr",
+        action="store_true",
+        help="also write a DICOM SR measurement report (sr.dcm, TID 1500): area (mm2) and maximum diameter (mm) of "
+        "each segment, referencing the SEG and the source; none when the pixel size is unknown",
+    )
 
 
 def _add_label_commands(commands: argparse._SubParsersAction) -> None:

@@ -1,26 +1,33 @@
-"""Video files in, overlay video and per-frame CSV out: ``segdino video`` on ``.mp4``, ``.avi``, ``.mkv``, ``.mov``.
+"""Videos and cine loops in, overlay video and per-frame CSV out: ``segdino video``.
 
-Frames are decoded with PyAV (FFmpeg in its wheel) and segmented by the bundle's ``inference.json`` pipeline as
-:class:`~segdino_monai.dicom.pipeline.DicomSegmenter` runs it: a decoded frame is not a file, so it enters the
+Inputs are video files (``.mp4``, ``.avi``, ``.mkv``, ``.mov``, decoded with PyAV, FFmpeg in its wheel) and
+multi-frame DICOM files (ultrasound cine loops, video endoscopy: :class:`~segdino_monai.dicom.cine.DicomCine`, their
+frame rate from the Cine module, see there). Frames are segmented by the bundle's ``inference.json`` pipeline as
+:class:`~segdino_monai.dicom.pipeline.DicomSegmenter` runs it. A DICOM frame is read by the config's own ``load``
+steps (the package's DICOM reader, one frame per call), so it carries what ``segdino dicom`` sees (the ultrasound
+region that the ultrasound config crops, the pixel size). A decoded video frame is not a file, so it enters the
 config's preprocessing after its ``load`` steps, as the ``(3, H, W)`` float32 RGB MetaTensor on 0..255 that the
-loader gives for a picture (same meta data: spatial shape, channel dimension, source name), and the config's
-inferer, network and postprocessing (without its file writer) follow. Frames are segmented in batches of
-``batch_size`` (preprocessing and postprocessing per frame, one network call per batch) and streamed: the decoder,
-the batch and the encoders are all that is held in memory, never the whole video.
+loader gives for a picture (same meta data: spatial shape, channel dimension, source name). The config's inferer,
+network and postprocessing (without its file writer) follow. Frames are segmented in batches of ``batch_size``
+(preprocessing and postprocessing per frame, one network call per batch) and streamed: the decoder, the batch and
+the encoders are all that is held in memory, never the whole video.
 
 Temporal smoothing (the config's ``temporal_smoothing``, on by default) sees each frame's position as
-``(video file, frame number)``: it runs over consecutive frames and is reset for each video; with ``every > 1`` the
+``(file, frame number)``: it runs over consecutive frames and is reset for each input; with ``every > 1`` the
 frames segmented are not consecutive, so each is segmented alone (no smoothing).
 
-Per video, ``OUT/<stem>/`` holds ``overlay.mp4`` (H.264, the source's frame rate and size, one frame per segmented
-frame), ``frames.csv`` (``frame`` from 0, ``time_s`` the frame's presentation time, ``area_pixels`` of the
-foreground, ``mean_probability`` the mean foreground probability inside the mask, or over the whole frame when the
-mask is empty, and ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``masks="png"``) or ``masks.mkv``
-(``masks="video"``: FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and
-renamed when complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated,
-corrupt) raises :class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames
-decoded up to there are completed and renamed (the CSV ends with the last frame segmented; when no frame was
-segmented, nothing is written).
+Per input, ``OUT/<stem>/`` holds ``overlay.mp4`` (H.264, the source's frame rate and size, one frame per segmented
+frame), ``frames.csv`` (``frame`` from 0, for DICOM the frame number minus 1; ``time_s`` the frame's presentation
+time; ``area_pixels`` of the foreground; ``area_mm2``, the same in mm2 where the pixel size is known (DICOM:
+PixelSpacing, ImagerPixelSpacing or the ultrasound region, as ``segdino dicom`` reports areas), empty for videos;
+``mean_probability`` the mean foreground probability inside the mask, or over the whole frame when the mask is
+empty; ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``masks="png"``) or ``masks.mkv`` (``masks="video"``:
+FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and renamed when
+complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated, corrupt) raises
+:class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames decoded up to there
+are completed and renamed (the CSV ends with the last frame segmented; when no frame was segmented, nothing is
+written). ``OUT/summary.json`` lists the inputs segmented and those that failed; under ``torchrun`` the inputs are
+dealt out between the processes and one summary is written (:func:`run_video`).
 """
 
 from __future__ import annotations
@@ -42,7 +49,10 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import AsDiscreted, Compose
 
-from segdino_monai.dicom.pipeline import DicomSegmenter
+from segdino_monai.dicom.cine import DEFAULT_FRAME_RATE, CineFrameError, DicomCine
+from segdino_monai.dicom.pipeline import DicomSegmenter, _rank_and_world
+from segdino_monai.dicom.reader import DICOM_SUFFIXES, NON_IMAGE_SOP_CLASSES, is_dicom_file, read_header
+from segdino_monai.dicom.writer import write_json
 from segdino_monai.errors import InputError
 from segdino_monai.filenames import file_stem
 from segdino_monai.transforms import TemporalSmoothd
@@ -54,7 +64,7 @@ __all__ = ["VIDEO_SUFFIXES", "FrameRange", "VideoDecodeError", "VideoSegmenter",
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-CSV_COLUMNS = ("frame", "time_s", "area_pixels", "mean_probability", "mask_empty")
+CSV_COLUMNS = ("frame", "time_s", "area_pixels", "area_mm2", "mean_probability", "mask_empty")
 
 
 class VideoDecodeError(InputError):
@@ -97,10 +107,16 @@ def _frame_or_seconds(value: str, fps: float, name: str) -> int:
 
 
 def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
-    """The video files to segment: files as given, folders searched recursively for :data:`VIDEO_SUFFIXES`.
+    """The inputs to segment: files as given, folders searched recursively for videos and multi-frame DICOM.
+
+    In folders, videos are found by their suffix (:data:`VIDEO_SUFFIXES`) and DICOM files by theirs (``.dcm``,
+    ``.dicom``) or their ``DICM`` marker; DICOM files of one frame (``segdino dicom`` segments them) and DICOM objects
+    that are no image (SEG, SR, ...: ``segdino dicom``'s own outputs) are passed over, unreadable ones kept (they are
+    reported when segmented).
 
     Raises:
-        InputError: an input is missing, or a folder holds no video.
+        InputError: an input is missing, a DICOM file given by name has one frame or is no image, or a folder holds
+            no video and no multi-frame DICOM.
     """
     found: list[Path] = []
     for item in inputs:
@@ -108,13 +124,46 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
         if not path.exists():
             raise InputError(f"Input not found: {path} (check the path)")
         if path.is_file():
+            count = _dicom_frames(path) if _is_dicom(path) else None
+            if count == 1:
+                raise InputError(f"{path}: a single-frame DICOM image, not a cine loop; segment it with segdino dicom")
+            if count == 0:
+                raise InputError(f"{path}: a DICOM object that is no image (a SEG, SR, ...): nothing to segment")
             found.append(path)
             continue
-        videos = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+        files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES or _is_cine(p)]
         if not videos:
-            raise InputError(f"No video ({', '.join(VIDEO_SUFFIXES)}) in input folder {path}")
+            raise InputError(
+                f"No video ({', '.join(VIDEO_SUFFIXES)}) and no multi-frame DICOM in input folder {path}; single-frame "
+                "DICOM images are segmented by segdino dicom"
+            )
         found.extend(videos)
     return list(dict.fromkeys(found))
+
+
+def _is_dicom(path: Path) -> bool:
+    return path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path)
+
+
+def _is_cine(path: Path) -> bool:
+    """Whether a file found in a folder is a multi-frame DICOM image (or a DICOM file too damaged to tell)."""
+    return _is_dicom(path) and _dicom_frames(path) not in (0, 1)
+
+
+def _dicom_frames(path: Path) -> int | None:
+    """A DICOM image's number of frames, 0 for a DICOM object that is no image (SEG, SR, ...).
+
+    ``None`` when its header cannot be read (the file is reported when segmented).
+    """
+    try:
+        header = read_header(path)
+        sop_class = str(header.get("SOPClassUID", ""))
+        if any(sop_class == uid or sop_class.startswith(f"{uid}.") for uid in NON_IMAGE_SOP_CLASSES):
+            return 0
+        return int(header.get("NumberOfFrames", 1) or 1)
+    except (InputError, TypeError, ValueError):
+        return None
 
 
 class VideoSegmenter:
@@ -146,7 +195,8 @@ class VideoSegmenter:
                 for smoother in step.smoothers.values():
                     smoother.reset()
 
-    def frame_data(self, rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
+    @staticmethod
+    def frame_data(rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
         """One decoded ``(H, W, 3)`` uint8 frame as the config's ``load`` steps give a picture (number from 1)."""
         array = torch.from_numpy(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)).astype(np.float32))
         meta = {
@@ -158,11 +208,10 @@ class VideoSegmenter:
         return {"image": MetaTensor(array, meta=meta)}
 
     @torch.no_grad()
-    def segment(self, frames: Sequence[tuple[int, np.ndarray]], source: str) -> list[tuple[np.ndarray, float]]:
-        """``(mask (H, W) uint8, mean foreground probability)`` of each ``(frame number from 0, RGB frame)``."""
+    def segment(self, items: Sequence[dict[str, Any]]) -> list[tuple[np.ndarray, float]]:
+        """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it."""
         seg = self.segmenter
-        start = seg.load_steps
-        data = [seg.preprocessing(self.frame_data(rgb, source, number + 1), start=start) for number, rgb in frames]
+        data = [seg.preprocessing(item, start=seg.load_steps) for item in items]
         images = torch.stack([torch.as_tensor(d["image"]) for d in data]).to(seg.device)
         logits = torch.as_tensor(seg.inferer(images, seg.network)).detach().cpu()
         results = []
@@ -179,12 +228,70 @@ class VideoSegmenter:
 
 @dataclass
 class VideoResult:
-    """What one video gave: frames decoded and segmented, the outputs and the error that stopped it, if any."""
+    """What one input gave: frames segmented, the output folder and files, and the error that stopped it, if any."""
 
     source: str
     frames: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
+    folder: str = ""
+    #: wall seconds: ``decode`` (reading and decoding the frames), ``model`` (preprocessing, network and
+    #: postprocessing), ``encode`` (overlays, video and mask encoders, CSV) and ``total``.
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "model": 0.0, "encode": 0.0})
     error: str | None = None
+
+
+def _timed(items: Iterator[Any], seconds: dict[str, float], key: str) -> Iterator[Any]:
+    """``items`` as they come, the time spent producing them added to ``seconds[key]``."""
+    iterator = iter(items)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            seconds[key] += time.perf_counter() - start
+        yield item
+
+
+class _VideoFile:
+    """The frames of a video file, decoded in order by PyAV (the frame source of a video; see ``DicomCine``)."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+
+        try:
+            self.container = av.open(str(path))
+            self.stream = self.container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as err:
+            reason = "no video stream" if isinstance(err, IndexError) else str(err)
+            raise InputError(
+                f"{path}: cannot open as a video, frame 0 not reached ({reason}); give a .mp4, .avi, .mkv or .mov "
+                "file or a multi-frame DICOM (a .mp4 or .mov cut short before its index, written at the end, cannot "
+                "be read at all)"
+            ) from err
+        self.path, self.source = path, str(path.resolve())
+        self.rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FRAME_RATE)
+        self.size = (self.stream.codec_context.height, self.stream.codec_context.width)
+        self.total = int(self.stream.frames or 0) or None
+
+    def frames(self, first: int, end: int | None, every: int) -> Iterator[tuple[int, float, np.ndarray, dict]]:
+        """``(frame from 0, time in s, (H, W, 3) uint8 RGB, the frame as the loader gives it)`` of the chosen frames."""
+        for number, seconds, rgb in _decode(self.container, self.stream, self.path):
+            if end is not None and number >= end:
+                break
+            if number >= first and (number - first) % every == 0:
+                yield number, seconds, rgb, VideoSegmenter.frame_data(rgb, self.source, number + 1)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _open_source(path: Path, segmenter: VideoSegmenter) -> Any:
+    """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (:class:`_VideoFile`)."""
+    if _is_dicom(path):
+        return DicomCine(path, segmenter.segmenter)
+    return _VideoFile(path)
 
 
 def _decode(container: Any, stream: Any, path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -258,7 +365,16 @@ class _Outputs:
         self.csv = csv.writer(self.csv_file)
         self.csv.writerow(CSV_COLUMNS)
 
-    def write(self, number: int, seconds: float, rgb: np.ndarray, mask: np.ndarray, probability: float) -> None:
+    def write(
+        self,
+        number: int,
+        seconds: float,
+        rgb: np.ndarray,
+        mask: np.ndarray,
+        probability: float,
+        pixel_size_mm: Sequence[float] | None = None,
+    ) -> None:
+        """Encode and record one segmented frame (the area in mm2 where ``pixel_size_mm``, (row, column), is known)."""
         import av
 
         picture = av.VideoFrame.from_ndarray(overlay(rgb, mask), format="rgb24")
@@ -268,7 +384,8 @@ class _Outputs:
         elif self.png_dir is not None:
             write_png_mask(mask, self.png_dir / f"frame_{number:06d}.png")
         area = int((mask > 0).sum())
-        self.csv.writerow([number, f"{seconds:.6f}", area, f"{probability:.6f}", int(area == 0)])
+        mm2 = "" if pixel_size_mm is None else f"{area * float(pixel_size_mm[0]) * float(pixel_size_mm[1]):.4f}"
+        self.csv.writerow([number, f"{seconds:.6f}", area, mm2, f"{probability:.6f}", int(area == 0)])
 
     def _encode(self, key: str, frame: Any) -> None:
         for packet in self.streams[key].encode(frame):
@@ -344,80 +461,77 @@ def segment_video(
         VideoDecodeError: the video stopped decoding part way, raised once the outputs of the frames before it are
             complete and renamed (the error names the file and the frame reached).
     """
-    import av
     from tqdm import tqdm
 
     path, folder = Path(path), Path(folder)
     frames = frames or FrameRange()
     if masks not in (None, "png", "video"):
         raise InputError(f"--masks {masks}: choose png or video")
+    source = _open_source(path, segmenter)
+    result = VideoResult(str(path.resolve()), folder=str(folder))
+    first, end = frames.bounds(float(source.rate))
     try:
-        container = av.open(str(path))
-        stream = container.streams.video[0]
-    except (av.error.FFmpegError, IndexError) as err:
-        reason = "no video stream" if isinstance(err, IndexError) else str(err)
-        raise InputError(
-            f"{path}: cannot open as a video, frame 0 not reached ({reason}); give a .mp4, .avi, .mkv or .mov file "
-            "(a .mp4 or .mov cut short before its index, written at the end, cannot be read at all)"
-        ) from err
-    result = VideoResult(str(path.resolve()))
-    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-    first, end = frames.bounds(float(rate))
-    size = (stream.codec_context.height, stream.codec_context.width)
-    try:
-        outputs = _Outputs(folder, size, Fraction(rate), masks)
+        outputs = _Outputs(folder, source.size, source.rate, masks)
     except BaseException:
-        container.close()
+        source.close()
         raise
-    total = int(stream.frames or 0) or None
+    total = None
+    if source.total is not None:
+        total = len(range(first, source.total if end is None else min(end, source.total), frames.every))
     bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
     began = time.perf_counter()
     segmenter.reset()
-    batch: list[tuple[int, float, np.ndarray]] = []
+    batch: list[tuple[int, float, np.ndarray, dict[str, Any]]] = []
+    spent = result.seconds
 
     def flush() -> None:
-        results = segmenter.segment([(n, rgb) for n, _, rgb in batch], str(path.resolve()))
-        for (number, seconds, rgb), (mask, probability) in zip(batch, results, strict=True):
-            outputs.write(number, seconds, rgb, mask, probability)
+        start = time.perf_counter()
+        results = segmenter.segment([data for *_, data in batch])
+        encode = time.perf_counter()
+        for (number, seconds, rgb, data), (mask, probability) in zip(batch, results, strict=True):
+            spacing = data["image"].meta.get("pixel_size_mm")  # DICOM: the reader's, as segdino dicom's areas
+            outputs.write(number, seconds, rgb, mask, probability, spacing)
+        spent["model"] += encode - start
+        spent["encode"] += time.perf_counter() - encode
         result.frames += len(batch)
+        bar.update(len(batch))
         batch.clear()
 
     try:
         try:
-            for number, seconds, rgb in _decode(container, stream, path):
-                bar.update(1)
-                if end is not None and number >= end:
-                    break
-                if number < first or (number - first) % frames.every:
-                    continue
-                batch.append((number, seconds, rgb))
+            for item in _timed(source.frames(first, end, frames.every), spent, "decode"):
+                batch.append(item)
                 if len(batch) == segmenter.batch_size:
                     flush()
-        except VideoDecodeError as err:
+        except (VideoDecodeError, CineFrameError) as err:  # the frames before it are kept
             result.error = str(err)
         if batch:
             flush()
         if not result.frames:  # an empty video file is no output: nothing is written
-            outputs.discard()
             raise InputError(
                 result.error
                 or f"{path}: no frame from --start {frames.start} to --end {frames.end or 'the last'} "
                 f"(every {frames.every}); choose frames within the video"
             )
-        result.outputs = outputs.close()
+        start = time.perf_counter()
+        result.outputs = outputs.close()  # the encoders' buffered frames are encoded here
+        spent["encode"] += time.perf_counter() - start
     except BaseException:
         outputs.discard()
         raise
     finally:
         bar.close()
-        container.close()
-    elapsed = time.perf_counter() - began
+        source.close()
+    spent["total"] = elapsed = time.perf_counter() - began
     logger.info(
-        "%s: %d frames segmented in %.1f s (%.1f frames/s) into %s",
+        "%s: %d frames segmented in %.1f s (%.1f frames/s; decode %.1f s, model %.1f s, encode %.1f s) into %s",
         path,
         result.frames,
         elapsed,
         result.frames / elapsed if elapsed > 0 else 0.0,
+        spent["decode"],
+        spent["model"],
+        spent["encode"],
         folder,
     )
     if result.error:
@@ -433,22 +547,50 @@ def run_video(
     masks: str | None = None,
     progress: bool = True,
 ) -> tuple[list[VideoResult], list[str]]:
-    """Segment every video into ``output/<stem>/``; a bad file is reported and skipped.
+    """Segment every input into ``output/<stem>/``; a bad file is reported and skipped; ``output/summary.json``.
+
+    The summary lists, sorted by file, the inputs ``segmented`` (file, output folder, frames, output files) and
+    those ``failed`` (file, output folder, reason; a file that stopped part way keeps the outputs of the frames
+    before it), with their ``counts``.
+
+    Under ``torchrun`` (``torch.distributed`` initialised) the inputs are dealt out as ``segdino dicom`` deals its
+    files: process ``r`` segments every ``world_size``-th input from its ``r``-th, every process names all output
+    folders alike (each has one writer), the results are gathered, and process 0 writes the one summary.
 
     Returns:
-        The results of the videos done, and the error of each video that failed or stopped part way.
+        The results of the inputs done, and the error of each input that failed or stopped part way (of every
+        process under ``torchrun``, so that each returns the same exit status).
     """
     output = Path(output)
-    done, errors = [], []
+    rank, world = _rank_and_world()
+    done: list[VideoResult] = []
+    failed: list[dict[str, str]] = []
     names: set[str] = set()
-    for path in find_videos(inputs):
+    for index, path in enumerate(find_videos(inputs)):
         name = file_stem(path)
         while name in names:  # same stem in two folders
             name += "_"
         names.add(name)
+        if index % world != rank:  # another process's input: only its name, as that process chooses it
+            continue
         try:
             done.append(segment_video(path, output / name, segmenter, frames, masks, progress))
         except InputError as err:
             logger.error("%s", err)
-            errors.append(str(err))
-    return done, errors
+            failed.append({"file": str(path.resolve()), "output": str(output / name), "reason": str(err)})
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, (done, failed))
+        done = sorted((r for part, _ in parts for r in part), key=lambda r: r.source)
+        failed = sorted((f for _, part in parts for f in part), key=lambda f: f["file"])
+    if rank == 0:
+        segmented = [{"file": r.source, "output": r.folder, "frames": r.frames, "outputs": r.outputs} for r in done]
+        summary = {"counts": {"segmented": len(done), "failed": len(failed)}, "segmented": segmented, "failed": failed}
+        output.mkdir(parents=True, exist_ok=True)
+        write_json(summary, output / "summary.json")
+        logger.info(
+            "segdino video: %d segmented, %d failed; summary in %s", len(done), len(failed), output / "summary.json"
+        )
+    return done, [f["reason"] for f in failed]

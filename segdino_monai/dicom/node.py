@@ -1,4 +1,4 @@
-"""A DICOM node (DIMSE): receive images by C-STORE, segment them in the background, forward each SEG by C-STORE.
+"""A DICOM node (DIMSE): receive images by C-STORE, segment them in the background, forward the results by C-STORE.
 
 The Storage SCP (pynetdicom) answers C-ECHO and C-STORE. A received image instance is written to
 ``STORE/incoming/<SOPInstanceUID>.dcm`` and synced to disk, and its journal entry ``STORE/journal/<UID>.json``
@@ -6,15 +6,18 @@ The Storage SCP (pynetdicom) answers C-ECHO and C-STORE. A received image instan
 ours to finish. One worker thread segments the instances in arrival order with one :class:`DicomSegmenter` (loaded
 once) through :func:`~segdino_monai.dicom.pipeline.run_dicom`, the code path of ``segdino dicom``, into
 ``STORE/results/<UID>/`` (state ``segmented``, or ``no-seg`` when no SEG can be written for the source, with the
-reason); another sends each SEG to the destination by C-STORE, retrying with exponential back-off while the
-destination cannot be reached or is out of resources (state ``sent``; ``failed`` with the reason when the
-destination refuses the object ``send_attempts`` times, or the instance cannot be segmented).
+reason); another sends each SEG to the destination by C-STORE, then the Secondary Capture overlays and the SR
+measurement report when ``seg_options`` asks for them (``also_sc``, ``also_sr``: every DICOM object the result's
+``report.json`` lists in ``outputs``), retrying with exponential back-off while the destination cannot be reached
+or is out of resources (state ``sent`` once all are; ``failed`` with the reason when the destination refuses an
+object ``send_attempts`` times, or the instance cannot be segmented). Each confirmed object is journaled at once
+(``sent``: their SOP Instance UIDs).
 
 Restart: the journal tells what is left. A ``received`` instance is segmented (a SEG folder completed before a
-SIGKILL is reused, not redone), a ``segmented`` one is sent: the same ``seg.dcm`` file, so the same SOP Instance
-UID, and a PACS that already stored it keeps one copy. A SEG whose send was confirmed is never sent again, and an
+SIGKILL is reused, not redone), a ``segmented`` one is sent: the same files, so the same SOP Instance UIDs, and a
+PACS that already stored one keeps one copy. An object whose send was confirmed is never sent again, and an
 instance received again (the same SOP Instance UID) is acknowledged and not processed twice. So every received
-image instance ends with exactly one SEG at the destination.
+image instance ends with exactly one SEG (and one of each SC and SR asked for) at the destination.
 
 Refused over the network: a calling AE title not in ``allowed_aets`` (association rejected); an object that is not
 an image we segment (0x0122 "SOP class not supported", PS3.7 Annex C); a data set that does not match its SOP class
@@ -373,11 +376,12 @@ class DicomNode:
             folder = Path((summary.processed or summary.done)[0]["output"])
             seg = folder / "seg.dcm"
             if seg.is_file():
-                import pydicom
-
-                seg_uid = str(pydicom.dcmread(seg, stop_before_pixels=True).SOPInstanceUID)
-                self.journal.update(uid, state=SEGMENTED, seg=str(seg.relative_to(self.journal.root)), seg_uid=seg_uid)
-                logger.info("segmented %s: SEG %s", uid, seg_uid)
+                objects = self._objects(folder)
+                seg_uid = objects[0]["uid"]
+                self.journal.update(
+                    uid, state=SEGMENTED, seg=str(seg.relative_to(self.journal.root)), seg_uid=seg_uid, objects=objects
+                )
+                logger.info("segmented %s: %s", uid, ", ".join(f"{o['kind'].upper()} {o['uid']}" for o in objects))
                 self._to_send.put(uid)
                 return
         if summary.fallback:
@@ -387,6 +391,24 @@ class DicomNode:
             return
         items = summary.skipped + summary.failed
         self._fail(uid, items[0]["reason"] if items else "nothing was segmented")
+
+    def _objects(self, folder: Path) -> list[dict[str, str]]:
+        """The DICOM objects of a result folder to send, SEG first: ``{"kind", "file", "uid"}`` each.
+
+        They are the ``.dcm`` files its ``report.json`` lists in ``outputs`` (``seg``, ``sc``, a list for a cine,
+        ``sr``), in that order; ``file`` is relative to the store folder.
+        """
+        import pydicom
+
+        outputs = json.loads((folder / "report.json").read_text())["outputs"]
+        objects = []
+        for kind in ("seg", "sc", "sr"):
+            names = outputs.get(kind) or []
+            for name in [names] if isinstance(names, str) else names:
+                path = folder / name
+                instance = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+                objects.append({"kind": kind, "file": str(path.relative_to(self.journal.root)), "uid": instance})
+        return objects
 
     def _fail(self, uid: str, reason: str) -> None:
         self.journal.update(uid, state=FAILED, reason=reason)
@@ -401,29 +423,55 @@ class DicomNode:
                 self.journal.update(uid, state=FAILED, reason=f"{type(err).__name__}: {err}")
 
     def _deliver(self, uid: str) -> None:
-        """Send the SEG of ``uid``, retrying with back-off; returns when sent, failed, or the node stops."""
+        """Send every DICOM object of ``uid`` not yet confirmed, SEG first; journal each confirmed send at once.
+
+        The instance is ``sent`` when all are; an object the destination refuses ``send_attempts`` times makes it
+        ``failed`` (what was confirmed before stays confirmed). A journal written by an earlier version, without
+        ``objects``, sends its SEG.
+        """
         entry = self.journal.read(uid) or {}
-        seg = self.journal.root / entry["seg"]
+        objects = entry.get("objects") or [{"kind": "seg", "file": entry["seg"], "uid": entry["seg_uid"]}]
+        sent = list(entry.get("sent", []))
+        status = SUCCESS
+        for item in objects:
+            if item["uid"] in sent:  # confirmed before a restart: never sent twice
+                continue
+            result = self._send_object(uid, item, sent)
+            if result is None:  # refused (journaled as failed) or the node stops (left for the next start)
+                return
+            status = result
+        self.journal.update(uid, state=SENT, status=f"0x{status:04X}")
+
+    def _send_object(self, uid: str, item: dict[str, str], sent: list[str]) -> int | None:
+        """Send one object, retrying with back-off, and journal it in ``sent`` once confirmed.
+
+        Returns:
+            Its success status, or None when the destination refused it or the node stops.
+        """
+        path = self.journal.root / item["file"]
+        kind = item["kind"].upper()
         delay, refusals, attempt = self.backoff, 0, 0
         while not self._stop.is_set():
             attempt += 1
             try:
-                status = send_file(seg, self.forward, self.aet)
+                status = send_file(path, self.forward, self.aet)
             except SendError as err:
                 refusals += 0 if err.retryable else 1
                 if refusals >= self.send_attempts:
-                    self._fail(uid, f"SEG {entry['seg_uid']} refused {refusals} times: {err}")
-                    return
+                    self._fail(uid, f"{kind} {item['uid']} refused {refusals} times: {err}")
+                    return None
                 logger.warning(
-                    "sending SEG of %s failed (attempt %d): %s; retrying in %.0f s", uid, attempt, err, delay
+                    "sending %s of %s failed (attempt %d): %s; retrying in %.0f s", kind, uid, attempt, err, delay
                 )
                 self.journal.update(uid, send_attempts=attempt, last_error=str(err))
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
-            self.journal.update(uid, state=SENT, send_attempts=attempt, status=f"0x{status:04X}")
-            logger.info("sent SEG %s of %s to %s", entry["seg_uid"], uid, self.forward)
-            return
+            sent.append(item["uid"])
+            self.journal.update(uid, sent=sent, send_attempts=attempt)
+            logger.info("sent %s %s of %s to %s", kind, item["uid"], uid, self.forward)
+            return status
+        return None
 
 
 def _register_storage_class(uid: str, name: str) -> None:

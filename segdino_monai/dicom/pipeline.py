@@ -8,7 +8,9 @@ probabilities, then the threshold), so every output is pixel-aligned with the so
 
 Per instance, ``OUT/<SOPInstanceUID or file stem>/`` holds ``seg.dcm``, ``mask.png`` and ``overlay.png`` (per frame
 ``frame_NNNN_mask.png`` and ``frame_NNNN_overlay.png`` for multi-frame sources), ``mask.nii.gz`` and
-``report.json``. A multi-frame source's SEG has one frame per segmented source frame, each referencing its source
+``report.json``; with ``SegOptions.also_sc`` a Secondary Capture overlay ``sc.dcm`` (``sc_NNNN.dcm`` per frame of a
+multi-frame source), with ``SegOptions.also_sr`` a TID 1500 SR ``sr.dcm`` with each segment's area and maximum
+diameter in mm. A multi-frame source's SEG has one frame per segmented source frame, each referencing its source
 frame, also without a frame of reference (cine loops: :mod:`segdino_monai.dicom.seg_frames`). When only some frames
 of a multi-frame source are segmented (``--frames``), a ``frames.json`` sidecar with the SOP Instance UID and frame
 numbers replaces ``seg.dcm``; a source without the UIDs a SEG references gets everything but ``seg.dcm``, with the
@@ -23,6 +25,7 @@ at all (a missing input, a folder with nothing to segment, an output folder insi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -347,6 +350,8 @@ class DicomSegmenter:
         postprocessing = parser.get_parsed_content("postprocessing").transforms
         self.postprocessing = Compose([t for t in postprocessing if not isinstance(t, SaveSegmentationd)])
         self.model_name = f"SegDINO {parser.get_parsed_content('backbone')} ({Path(self.checkpoint).name})"
+        #: the decoder checkpoint's SHA-256: with the model name it tells the SEGs of a retrained model apart
+        self.model_id = hashlib.sha256(Path(self.checkpoint).read_bytes()).hexdigest()
 
     @torch.no_grad()
     def segment(self, path: str | Path, frame: int | None = None) -> tuple[MetaTensor, np.ndarray]:
@@ -525,6 +530,8 @@ def _write_instance(
         seg_note = "only some frames were segmented; a SEG would claim the others are empty"
     else:
         seg_note = "not a DICOM source"
+    if options.also_sc or options.also_sr:
+        _write_sc_sr(path, segmented, folder, options, labels, spacing, report, single)
     if single:
         write_png_mask(stack[0], folder / "mask.png")
         write_overlay(np.moveaxis(frames[0][1].numpy(), 0, -1), stack[0], folder / "overlay.png")
@@ -567,6 +574,75 @@ def _write_instance(
             report["outputs"]["sidecar"] = "frames.json"
     write_json(report, folder / _REPORT)  # written last: its presence marks the folder as complete
     return outcome, report
+
+
+def _write_sc_sr(
+    path: Path,
+    segmented: list[tuple[int, MetaTensor, np.ndarray]],
+    folder: Path,
+    options: SegOptions,
+    labels: list,
+    spacing: list[float] | None,
+    report: dict[str, Any],
+    single: bool,
+) -> None:
+    """Write the Secondary Capture overlays and the SR measurement report asked for in ``options`` into ``folder``.
+
+    What is written is listed in ``report["outputs"]`` (``"sc"``: ``"sc.dcm"``, or the list of ``sc_NNNN.dcm`` of a
+    multi-frame source; ``"sr"``: ``"sr.dcm"``); what cannot be, with the reason in ``sc_not_written`` or
+    ``sr_not_written``: the SC needs a DICOM source with its study and instance UIDs, the SR also the BINARY SEG it
+    references (a LABELMAP frame holds every segment, and a frame reference cannot name one) and the pixel size (no
+    measurement in mm without it).
+    """
+    from segdino_monai.dicom.measurement_report import write_sr
+    from segdino_monai.dicom.secondary_capture import write_sc
+
+    notes: dict[str, str] = {}
+    source = seg_uid = None
+    if is_itk_file(path):
+        notes = {"sc": "not a DICOM source", "sr": "not a DICOM source"}
+    else:
+        try:
+            source, _ = prepare_seg_source(_dcmread(path))
+        except SegUnsupportedError as err:
+            notes = {"sc": str(err), "sr": str(err)}
+    if "seg" in report["outputs"]:
+        import pydicom
+
+        seg_uid = str(pydicom.dcmread(folder / "seg.dcm", stop_before_pixels=True).SOPInstanceUID)
+    if options.also_sc and source is not None:
+        frames = [(None if single else n, np.moveaxis(frame.numpy(), 0, -1), mask) for n, frame, mask in segmented]
+        names = write_sc(
+            source,
+            frames,
+            folder,
+            seg_uid,
+            options.series_number + 1,
+            f"{options.series_description} overlay",
+            options.manufacturer,
+            options.spec().label,
+        )
+        report["outputs"]["sc"] = names[0] if single else names
+    if options.also_sr and source is not None:
+        if seg_uid is None:
+            notes["sr"] = "no SEG was written for the SR to reference"
+        elif options.segmentation_type.upper() != "BINARY":
+            notes["sr"] = "the SR references one segment per SEG frame: a BINARY SEG (without --labelmap)"
+        elif not spacing:
+            notes["sr"] = (
+                "the pixel size is unknown (no PixelSpacing, ImagerPixelSpacing or calibrated ultrasound region): "
+                "no measurement in mm"
+            )
+        else:
+            masks = [(None if single else n, mask) for n, _, mask in segmented]
+            sr_path, description = folder / "sr.dcm", f"{options.series_description} measurements"
+            write_sr(source, folder / "seg.dcm", masks, spacing, sr_path, options, len(labels),
+                     options.series_number + 2, description)  # fmt: skip
+            report["outputs"]["sr"] = "sr.dcm"
+    for kind, wanted in (("sc", options.also_sc), ("sr", options.also_sr)):
+        if wanted and kind in notes:
+            report[f"{kind}_not_written"] = notes[kind]
+            logger.warning("%s: no %s written: %s", path, kind.upper(), notes[kind])
 
 
 def _publish(staging: Path, target: Path) -> None:
@@ -631,6 +707,7 @@ def run_dicom(
     options = seg_options or SegOptions(task=DEFAULT_TASK.get(segmenter.modality, "lesion"))
     if options.model_name == "SegDINO":  # the default: name the backbone and checkpoint
         options.model_name = segmenter.model_name
+    options.model_id = options.model_id or segmenter.model_id  # the SEGs' UIDs derive from it (writer.seg_uids)
     labels = options.labels(max(1, segmenter.num_classes - 1))
     summary = RunSummary()
     taken: set[str] = set()

@@ -29,6 +29,7 @@ __all__ = [
     "SegmentTask",
     "SegUnsupportedError",
     "prepare_seg_source",
+    "seg_uids",
     "segment_areas",
     "write_json",
     "write_nifti",
@@ -116,7 +117,7 @@ def segment_areas(
 
 @dataclass
 class SegOptions:
-    """Descriptive options of a written SEG.
+    """Descriptive options of a written SEG, and which DICOM objects go with it.
 
     Args:
         task: key of :data:`SEGMENT_TASKS` (or a :class:`SegmentTask`) describing segment 1.
@@ -127,6 +128,12 @@ class SegOptions:
         series_number: SeriesNumber.
         content_creator_name: ContentCreatorName (DICOM person name).
         manufacturer: Manufacturer.
+        model_id: what identifies the model's weights beyond its name (``segdino dicom``: the decoder checkpoint's
+            SHA-256); with the source and these options it determines the SEG's UIDs (:func:`seg_uids`).
+        also_sc: also write a Secondary Capture overlay beside the SEG
+            (:mod:`segdino_monai.dicom.secondary_capture`; series ``series_number + 1``).
+        also_sr: also write a TID 1500 SR measurement report referencing the SEG
+            (:mod:`segdino_monai.dicom.measurement_report`; series ``series_number + 2``).
     """
 
     task: str | SegmentTask = "lesion"
@@ -137,6 +144,9 @@ class SegOptions:
     series_number: int = 901
     content_creator_name: str = "SegDINO^Algorithm"
     manufacturer: str = "segdino-monai"
+    model_id: str = ""
+    also_sc: bool = False
+    also_sr: bool = False
 
     def spec(self) -> SegmentTask:
         """The :class:`SegmentTask` of segment 1."""
@@ -213,12 +223,13 @@ def write_seg(
         )
         for number, label in enumerate(options.labels(num_segments), start=1)
     ]
+    series_uid, sop_uid = seg_uids(ds, options)
     kwargs = dict(
         segmentation_type=options.segmentation_type,
         segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
+        series_instance_uid=series_uid,
         series_number=options.series_number,
-        sop_instance_uid=hd.UID(),
+        sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=options.manufacturer,
         manufacturer_model_name=options.model_name,
@@ -246,6 +257,29 @@ def write_seg(
         # General Image module, Type 2C: required when the image has no plane orientation/position (US, VL)
         seg.PatientOrientation = ds.get("PatientOrientation", None) or ""
     return atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+
+
+def seg_uids(source: Any, options: SegOptions) -> tuple[str, str]:
+    """The SeriesInstanceUID and SOPInstanceUID of the SEG of ``source``: derived, not random.
+
+    They are hashes (pydicom's ``generate_uid`` with entropy sources) of the source's SOPInstanceUID and what makes
+    the SEG (model name and id, task, segmentation type, series number and description), so segmenting the same
+    instance again with the same model gives the same UIDs, and a PACS that receives the SEG again (a rerun, a
+    retried STOW-RS or C-STORE) replaces or keeps its copy instead of holding two. Another model or task gives
+    other UIDs: another SEG.
+    """
+    from pydicom.uid import generate_uid
+
+    identity = [
+        str(source.SOPInstanceUID),
+        options.model_name,
+        options.model_id,
+        options.spec().label,
+        options.segmentation_type,
+        str(options.series_number),
+        options.series_description,
+    ]
+    return generate_uid(entropy_srcs=["SEG series", *identity]), generate_uid(entropy_srcs=["SEG", *identity])
 
 
 #: Type 2 patient/study attributes highdicom copies from the source; some real files leave them out.

@@ -9,6 +9,7 @@ from segdino_monai.handlers.quiet_stop import QuietStop
 from segdino_monai.handlers.resumable_checkpoint import ResumableCheckpoint
 from segdino_monai.handlers.segmentation_report import SegmentationReport
 from segdino_monai.handlers.tracking import track_files
+from segdino_monai.handlers.uncertainty import UncertaintyHandler, UncertaintyMetric
 
 __all__ = [
     "BestModelSaver",
@@ -17,5 +18,7 @@ __all__ = [
     "QuietStop",
     "ResumableCheckpoint",
     "SegmentationReport",
+    "UncertaintyHandler",
+    "UncertaintyMetric",
     "track_files",
 ]

@@ -22,6 +22,7 @@ from monai.utils import string_list_all_gather
 from segdino_monai.atomic import atomic_write
 from segdino_monai.errors import InputError
 from segdino_monai.reporting import RunLayout, summarise, write_report
+from segdino_monai.reporting.uncertainty import uncertainty_correlations
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -133,11 +134,13 @@ class SegmentationReport:
                 for i, filename in enumerate(filenames):
                     writer.writerow([filename, *(_fmt(values[i]) for values in details.values())])
 
+        correlations = {c.uncertainty: c.as_dict() for c in uncertainty_correlations(details)}
         summary = {
             "num_images": rows,
             "context": self.context,
             **({"classes": classes} if classes else {}),
             "metrics": {name: summarise(values) for name, values in details.items()},
+            **({"uncertainty_vs_dice": correlations} if correlations else {}),
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
         atomic_write(self.layout.metrics_csv, write_csv)

@@ -23,7 +23,13 @@ __all__ = ["case_figure", "curves_figure", "distributions_figure", "metric_label
 REFERENCE_COLOUR = (0, 230, 0)
 PREDICTION_COLOUR = (255, 140, 0)
 _SPLITS = (("train_", "training"), ("val_", "validation"), ("test_", "test"))
-_LABELS = (("hd95", "HD95 (px)"), ("hausdorff", "HD95 (px)"), ("dice", "Dice"), ("iou", "IoU"))
+_LABELS = (
+    ("hd95", "HD95 (px)"),
+    ("hausdorff", "HD95 (px)"),
+    ("dice", "Dice"),
+    ("iou", "IoU"),
+    ("uncertainty", "Uncertainty"),
+)
 
 
 def metric_label(name: str, with_split: bool = False) -> str:
@@ -31,7 +37,8 @@ def metric_label(name: str, with_split: bool = False) -> str:
 
     A class's own column (``test_mean_dice_benign``, see :class:`~segdino_monai.handlers.SegmentationReport`) names
     its class: ``Dice (benign)``. With ``with_split`` the training or validation prefix is kept in words
-    (``val_mean_dice`` -> ``validation Dice``).
+    (``val_mean_dice`` -> ``validation Dice``). The columns of a test-time augmented prediction (``tta_mean_dice``,
+    ``tta_uncertainty``) are labelled ``TTA Dice``, ``TTA uncertainty``.
     """
     lowered = name.lower()
     found = next(((key, label) for key, label in _LABELS if key in lowered), None)
@@ -41,6 +48,8 @@ def metric_label(name: str, with_split: bool = False) -> str:
     suffix = name[lowered.index(key) + len(key) :]
     if suffix.startswith("_") and len(suffix) > 1:
         label = f"{label} ({suffix[1:]})"
+    if lowered.startswith("tta_"):
+        label = f"TTA {label[0].lower()}{label[1:]}" if label == "Uncertainty" else f"TTA {label}"
     split = next((words for prefix, words in _SPLITS if lowered.startswith(prefix)), "")
     return f"{split} {label}" if with_split and split and label != name else label
 
@@ -53,7 +62,7 @@ def distributions_figure(values: Mapping[str, Sequence[float]]) -> bytes:
         finite = np.asarray(raw, dtype=float)
         finite = finite[np.isfinite(finite)]
         label = metric_label(name)
-        bounded = label.startswith(("Dice", "IoU"))
+        bounded = label.removeprefix("TTA ").startswith(("Dice", "IoU", "Uncertainty", "uncertainty"))
         hist.hist(finite, bins=np.linspace(0, 1, 21) if bounded else 20, color="#4878a8", edgecolor="white")
         hist.set_xlabel(label)
         hist.set_ylabel("images")

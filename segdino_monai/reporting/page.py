@@ -26,6 +26,7 @@ from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
 from segdino_monai.reporting.layout import RunLayout
 from segdino_monai.reporting.summary import summarise
+from segdino_monai.reporting.uncertainty import uncertainty_correlations, uncertainty_figure
 from segdino_monai.transforms.post import display_name, output_names
 
 __all__ = ["write_report"]
@@ -41,6 +42,11 @@ HOW_TO_READ = (
         "how far apart the two outlines are, in pixels of the evaluated image: 95% of boundary points lie within "
         "this distance of the other outline. Lower is better; 0 = identical. It is undefined (n/a) when the "
         "prediction or the reference is empty; such images are counted but left out of the statistics.",
+    ),
+    (
+        "Uncertainty",
+        "how unsure the model is about the image's predicted outline: the mean predictive entropy (0 = certain, "
+        "1 = a coin toss) over the predicted object and a 5-pixel band around it. Lower is more confident.",
     ),
 )
 CSS = """
@@ -121,6 +127,10 @@ def _figures(
     if rows:
         values = {n: [r.values[n] for r in rows] for n in names}
         figures.append(_Figure("distributions", "Distribution of the per-image metrics.", distributions_figure(values)))
+        correlations = uncertainty_correlations(values)
+        if correlations:
+            caption = "Per-image uncertainty against Dice, with Spearman's rank correlation."
+            figures.append(_Figure("uncertainty", caption, uncertainty_figure(correlations)))
     worst, best = rank_cases(rows, key, num_cases) if key else ([], [])
     output = output_names(row.filename for row in rows)  # the writer's names: one rule for both
     for kind, indices in (("worst", worst), ("best", best)):
@@ -195,6 +205,22 @@ def _sections(
         *(("note", f"{label}: {text}") for label, text in HOW_TO_READ if label in labels),
         ("figure", "distributions"),
     ]
+    correlations = uncertainty_correlations({n: [r.values[n] for r in rows] for n in names}) if rows else []
+    uncertainty = [
+        (
+            "p",
+            f"Spearman's correlation of {metric_label(c.uncertainty)} and {metric_label(c.dice)} over {c.n} images: "
+            + (
+                "n/a (too few images, or constant values)"
+                if math.isnan(c.spearman)
+                else f"{c.spearman:.3f} (p = {c.p_value:.3g})"
+            )
+            + ". Negative: the images the model is unsure of tend to be those it segments poorly, so the "
+            "uncertainty points at the images to check.",
+        )
+        for c in correlations
+    ]
+    uncertainty += [("figure", "uncertainty")] if correlations else []
     cases = [name for name in (f.name for f in figures) if name.startswith(("worst", "best"))]
     worst = [("p", f"The {sum(c.startswith('worst') for c in cases)} images with the lowest {metric_label(key)}.")]
     worst += [("figure", c) for c in cases if c.startswith("worst")]
@@ -218,6 +244,7 @@ def _sections(
     sections = [
         ("Overview", overview),
         ("Summary", summary),
+        *([("Uncertainty and Dice", uncertainty)] if uncertainty else []),
         ("Where the model fails: the worst cases", worst),
         ("The best cases", best),
         ("Training", training + [("note", n) for n in notes["Training"]]),
@@ -301,7 +328,7 @@ def _markdown(sections: list[tuple[str, list]], figures: dict[str, _Figure], fil
 def _fmt(value: float | None, name: str) -> str:
     if value is None or math.isnan(value):
         return "n/a"
-    return f"{value:.2f}" if metric_label(name).startswith("HD95") else f"{value:.4f}"
+    return f"{value:.2f}" if "HD95" in metric_label(name) else f"{value:.4f}"
 
 
 def _count(stats: dict) -> str:

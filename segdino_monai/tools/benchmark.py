@@ -5,12 +5,18 @@ One run measures, side by side on the same machine:
 - the matrix-multiply ceiling (a large sgemm, fp32 and bf16) and the backbone's FLOPs per image;
 - inference images/s of the full network and of the backbone alone (sizes, batch sizes, fp32 and bf16 autocast),
   timed interleaved, with peak memory from a fresh process per setting;
+- the cost of test-time augmentation: images/s with the default three TTA views against the plain network
+  (:mod:`segdino_monai.tools.bench_tta`);
 - a training epoch three ways: (a) reference-style, the backbone inside autograd and optimised, as the SegDINO
   reference code trains; (b) the frozen backbone under no_grad every step; (c) the decoder from the feature cache
   (first epoch including the cache build, then later epochs), each in its own process for peak memory;
 - the agreement (Dice) of bf16 and fp32 masks from a decoder trained in (c).
 
 Peak memory is the process's peak resident set size on CPU and ``torch.cuda.max_memory_allocated`` on GPU.
+
+On a CPU without native bfloat16 (no AVX512-BF16 or AMX: AVX2 only), a bf16 matrix multiply runs about 100x slower
+than fp32, so the bf16 rows, the bf16 ceiling and the bf16-vs-fp32 mask agreement are skipped there, and said so.
+The whole run has a time budget (``time_budget_s``): a step that would start after it is spent is skipped and listed.
 
 On a GPU (``--device cuda``) the inference sweep defaults to :data:`GPU_SWEEP` (batch 1 to 256 at 256x256 and
 512x512, fp32 and bf16), with ``torch.compile`` (``compile``) and CUDA graphs (``cuda_graphs``: ``torch.compile``'s
@@ -39,6 +45,8 @@ import torch
 
 from segdino_monai.atomic import atomic_write
 from segdino_monai.errors import InputError
+from segdino_monai.networks.nets.dinov3_backbone import use_bf16
+from segdino_monai.tools.bench_tta import tta_markdown, tta_speed
 
 __all__ = ["GPU_SWEEP", "GPU_TARGETS", "QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
 
@@ -70,6 +78,8 @@ class BenchmarkConfig:
         compile: time the network through ``torch.compile`` (its compilation is warm-up, not timed).
         cuda_graphs: time it through CUDA graphs (``torch.compile(mode="reduce-overhead")``; ``cuda`` only).
         onnx: also time ONNX Runtime against PyTorch (float32, CPU; :mod:`segdino_monai.tools.bench_onnx`).
+        video: also time ``segdino video`` (:mod:`segdino_monai.tools.bench_video`).
+        time_budget_s: seconds for the whole run; the steps that would start later are skipped (``0``: no budget).
     """
 
     backbone: str = "vits16"
@@ -92,6 +102,8 @@ class BenchmarkConfig:
     compile: bool = False
     cuda_graphs: bool = False
     onnx: bool = False
+    video: bool = False
+    time_budget_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and self.device != "cuda":
@@ -117,6 +129,33 @@ QUICK = {
     "gemm_size": 256,
     "isolate": False,
 }
+
+
+def cpu_kind() -> str:
+    """This CPU's kind as far as bf16 goes: ``amx``, ``avx512_bf16``, else the vector ISA torch runs (``avx2``, ...)."""
+    if torch.cpu._is_amx_tile_supported():
+        return "amx"
+    if torch.cpu._is_avx512_bf16_supported():
+        return "avx512_bf16"
+    return torch.backends.cpu.get_cpu_capability().lower()
+
+
+def native_bf16(config: BenchmarkConfig) -> bool:
+    """Whether the benchmark's device runs bf16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX)."""
+    return use_bf16("auto", torch.device(config.device))
+
+
+class _Budget:
+    """The time left of a run; the steps that would start after it is spent are recorded as skipped."""
+
+    def __init__(self, seconds: float, skipped: list[dict[str, str]]) -> None:
+        self.seconds, self.skipped, self.start = seconds, skipped, time.monotonic()
+
+    def allows(self, step: str) -> bool:
+        if not self.seconds or time.monotonic() - self.start < self.seconds:
+            return True
+        self.skipped.append({"step": step, "why": f"the time budget of {self.seconds:g} s was spent"})
+        return False
 
 
 def _setup(config: BenchmarkConfig) -> torch.device:
@@ -169,12 +208,13 @@ def _median_time(fn: Callable[[], Any], repeats: int, device: torch.device, warm
     return statistics.median(times)
 
 
-def gemm_ceiling(config: BenchmarkConfig) -> dict[str, float]:
-    """GFLOP/s of a square matrix multiply in float32 and bfloat16."""
+def gemm_ceiling(config: BenchmarkConfig, precisions: Sequence[str] = ("float32", "bfloat16")) -> dict[str, float]:
+    """GFLOP/s of a square matrix multiply in each of ``precisions`` (``float32``, ``bfloat16``)."""
     device = _setup(config)
     n = config.gemm_size
     result = {}
-    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+    for name in precisions:
+        dtype = getattr(torch, name)
         a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
         seconds = _median_time(lambda a=a, b=b: a @ b, max(2, config.repeats // 2), device)
         result[name] = 2 * n**3 / seconds / 1e9
@@ -328,7 +368,8 @@ def training_speed(config: BenchmarkConfig, mode: str) -> dict[str, float]:
             epochs.append(read + epoch(model, batched("image", items), params))
         result["first_epoch_s"] = result["cache_build_s"] + epochs[0]
         seconds = statistics.median(epochs[1:] if len(epochs) > 1 else epochs)
-        result["agreement_dice_bf16_vs_fp32"] = _precision_agreement(net, samples, device)
+        if "bfloat16" in config.precisions and native_bf16(config):
+            result["agreement_dice_bf16_vs_fp32"] = _precision_agreement(net, samples, device)
         shutil.rmtree(dataset.folder, ignore_errors=True)
     else:
         raise ValueError(f"mode must be reference, frozen or cache, got {mode!r}")
@@ -379,31 +420,50 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _setup(config)
+    skipped: list[dict[str, str]] = []
+    budget = _Budget(config.time_budget_s, skipped)
+    precisions = list(config.precisions)
+    if "bfloat16" in precisions and not native_bf16(config):
+        precisions.remove("bfloat16")
+        why = f"this CPU ({cpu_kind()}) has no native bf16 (AVX512-BF16 or AMX): bf16 runs ~100x slower than fp32"
+        skipped.append({"step": "bf16 ceiling, bf16 rows and bf16-vs-fp32 mask agreement", "why": why})
     logger.info("sgemm ceiling and FLOPs")
     report: dict[str, Any] = {
         "config": asdict(config),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
+            "cpu_kind": cpu_kind(),
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name() if config.device == "cuda" else f"CPU, {config.threads} threads",
         },
-        "gemm_gflops": gemm_ceiling(config),
+        "gemm_gflops": gemm_ceiling(config, precisions),
         "backbone_gflop_per_image": {str(s): backbone_flops(config, s) / 1e9 for s in config.sizes},
         "inference": [],
         "training": {},
+        "skipped": skipped,
     }
     for size in config.sizes:
         for batch in config.batches:
-            for precision in config.precisions:
+            for precision in precisions:
+                if not budget.allows(f"inference {size}x{size}, batch {batch}, {precision}"):
+                    continue
                 logger.info("inference %dx%d, batch %d, %s", size, size, batch, precision)
                 row = {"size": size, "batch": batch, "precision": precision}
                 row.update(inference_speed(config, size, batch, precision))
                 row.update(_child("inference_memory", config, size, batch, precision))
                 report["inference"].append(row)
+    if budget.allows("test-time augmentation"):
+        logger.info("test-time augmentation")
+        report["tta"] = tta_speed(_network(config).eval(), min(config.sizes), max(config.batches), config.repeats)
     for mode in ("reference", "frozen", "cache"):
-        logger.info("training epoch: %s", mode)
-        report["training"][mode] = _child("training_speed", config, mode)
-    if config.onnx:
+        if budget.allows(f"training epoch: {mode}"):
+            logger.info("training epoch: %s", mode)
+            report["training"][mode] = _child("training_speed", config, mode)
+    if config.video and budget.allows("segdino video"):
+        from segdino_monai.tools.bench_video import video_speed
+
+        report["video"] = video_speed(config)
+    if config.onnx and budget.allows("ONNX Runtime vs PyTorch"):
         from segdino_monai.tools.bench_onnx import onnx_speed
 
         report["onnx"] = onnx_speed(config)
@@ -423,19 +483,21 @@ def summary_ratios(report: dict[str, Any]) -> dict[str, float | None]:
     """The ratios the targets are stated in."""
     rows = {(r["size"], r["batch"], r["precision"]): r for r in report["inference"]}
     train = report["training"]
-    size = min(r["size"] for r in report["inference"])
-    batch = max(r["batch"] for r in report["inference"])
+    size = min((r["size"] for r in report["inference"]), default=None)
+    batch = max((r["batch"] for r in report["inference"]), default=None)
     fp32 = rows.get((size, batch, "float32"))
     bf16 = rows.get((size, batch, "bfloat16"))
-    summary: dict[str, float | None] = {
-        "cache_vs_reference_speed": _ratio(train["cache"]["samples_per_s"], train["reference"]["samples_per_s"]),
-        "cache_vs_frozen_speed": _ratio(train["cache"]["samples_per_s"], train["frozen"]["samples_per_s"]),
-        "frozen_vs_reference_peak_memory": _ratio(train["frozen"]["peak_mib"], train["reference"]["peak_mib"]),
-        "cache_vs_reference_peak_memory": _ratio(train["cache"]["peak_mib"], train["reference"]["peak_mib"]),
-        "frozen_vs_reference_training_memory": _ratio(train["frozen"]["added_mib"], train["reference"]["added_mib"]),
-        "cache_vs_reference_training_memory": _ratio(train["cache"]["added_mib"], train["reference"]["added_mib"]),
-        "bf16_vs_fp32_mask_dice": train["cache"]["agreement_dice_bf16_vs_fp32"],
-    }
+    summary: dict[str, float | None] = {}
+    for way in ("cache", "frozen"):
+        if way in train and "reference" in train:
+            ref = train["reference"]
+            summary[f"{way}_vs_reference_speed"] = _ratio(train[way]["samples_per_s"], ref["samples_per_s"])
+            summary[f"{way}_vs_reference_peak_memory"] = _ratio(train[way]["peak_mib"], ref["peak_mib"])
+            summary[f"{way}_vs_reference_training_memory"] = _ratio(train[way]["added_mib"], ref["added_mib"])
+    if "cache" in train and "frozen" in train:
+        summary["cache_vs_frozen_speed"] = _ratio(train["cache"]["samples_per_s"], train["frozen"]["samples_per_s"])
+    if "agreement_dice_bf16_vs_fp32" in train.get("cache", {}):
+        summary["bf16_vs_fp32_mask_dice"] = train["cache"]["agreement_dice_bf16_vs_fp32"]
     if fp32:
         summary["full_vs_backbone_speed_fp32"] = fp32["full_images_per_s"] / fp32["backbone_images_per_s"]
         flops = report["backbone_gflop_per_image"][str(size)] * 1e9
@@ -451,7 +513,8 @@ def summary_ratios(report: dict[str, Any]) -> dict[str, float | None]:
     single = [r for r in report["inference"] if r["size"] == size and r["batch"] == 1]
     if single:
         summary["batch1_latency_ms"] = min(r["latency_ms"] for r in single)
-    summary["cache_build_views_per_s"] = train["cache"]["cache_build_views_per_s"]
+    if "cache" in train:
+        summary["cache_build_views_per_s"] = train["cache"]["cache_build_views_per_s"]
     return summary
 
 
@@ -459,9 +522,10 @@ def markdown_table(report: dict[str, Any]) -> str:
     """The report as markdown tables."""
     gemm, machine = report["gemm_gflops"], report["machine"]
     lines = [
-        f"Machine: {machine['device']}, {machine['cpu']}, torch {machine['torch']}. "
-        f"sgemm {report['config']['gemm_size']}^3: {gemm['float32']:.0f} GFLOP/s fp32, "
-        f"{gemm['bfloat16']:.0f} GFLOP/s bf16. Backbone: "
+        f"Machine: {machine['device']}, {machine['cpu']} ({machine['cpu_kind']}), torch {machine['torch']}. "
+        f"sgemm {report['config']['gemm_size']}^3: "
+        + ", ".join(f"{v:.0f} GFLOP/s {'fp32' if k == 'float32' else 'bf16'}" for k, v in gemm.items())
+        + ". Backbone: "
         + ", ".join(f"{v:.2f} GFLOP/image at {k}x{k}" for k, v in report["backbone_gflop_per_image"].items()),
         "",
         "| size | batch | precision | backbone img/s | full img/s | full/backbone | ms per batch | peak MiB backbone "
@@ -474,6 +538,8 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{r['full_images_per_s']:.2f} | {r['full_images_per_s'] / r['backbone_images_per_s']:.3f} | "
             f"{r['latency_ms']:.2f} | {r['peak_backbone_mib']:.0f} | {r['peak_full_mib']:.0f} |"
         )
+    if "tta" in report:
+        lines += tta_markdown(report["tta"])
     lines += [
         "",
         "| training | samples/s | epoch s | peak MiB | added by training MiB | notes |",
@@ -486,6 +552,9 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {names[mode]} | {r['samples_per_s']:.2f} | {r['epoch_s']:.2f} | {r['peak_mib']:.0f} | "
             f"{r['added_mib']:.0f} | {note} |"
         )
+    if report["skipped"]:
+        lines += ["", "| skipped | why |", "|---|---|"]
+        lines += [f"| {s['step']} | {s['why']} |" for s in report["skipped"]]
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {'n/a' if v is None else f'{v:.3f}'} |" for k, v in report["summary"].items()]
     if report["config"]["device"] == "cuda":
@@ -493,6 +562,10 @@ def markdown_table(report: dict[str, Any]) -> str:
         for key, target in GPU_TARGETS.items():
             value = next((v for k, v in report["summary"].items() if k == key), None)
             lines.append(f"| {key} | {target:g} | {'n/a' if value is None else f'{value:.2f}'} |")
+    if "video" in report:
+        from segdino_monai.tools.bench_video import markdown_section
+
+        lines += markdown_section(report["video"])
     if "onnx" in report:
         from segdino_monai.tools.bench_onnx import onnx_table
 

@@ -46,11 +46,13 @@ from segdino_monai.transforms.ultrasound import (
     UltrasoundRegionCropd,
     ultrasound_region_from_dicom,
 )
+from segdino_monai.transforms.uncertainty import SaveUncertaintyd
 from segdino_monai.transforms.utility import Switchable
 
 __all__ = [
     "OUTPUT_NAME_KEY",
     "SaveSegmentationd",
+    "SaveUncertaintyd",
     "output_names",
     "prediction_postprocessing",
     "to_onehot_for_metrics",

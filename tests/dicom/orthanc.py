@@ -1,7 +1,8 @@
 """A real Orthanc PACS for the tests: started on free loopback ports with its own storage, stopped after.
 
 Debian's ``orthanc`` package (``Orthanc CONFIG.json``, no systemd). HTTP (REST API) and DICOM on 127.0.0.1 only
-(``"RemoteAccessAllowed": false``); the node under test is registered in ``DicomModalities`` as ``segdino``.
+(``"RemoteAccessAllowed": false``); the node under test is registered in ``DicomModalities`` as ``segdino``. With
+``dicomweb=True`` it loads the DICOMweb plugin (Debian's ``orthanc-dicomweb``), served under ``/dicom-web/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 ORTHANC_AET = "ORTHANC"
+#: the DICOMweb plugin of Debian's orthanc-dicomweb package
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 def free_port() -> int:
@@ -30,12 +33,16 @@ class Orthanc:
         binary: the ``Orthanc`` executable.
         folder: its configuration, storage and log folder.
         modalities: ``{name: (AET, host, port)}`` it may send to.
+        dicomweb: load the DICOMweb plugin (QIDO-RS, WADO-RS, STOW-RS under :attr:`dicomweb_url`).
     """
 
-    def __init__(self, binary: str, folder: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
+    def __init__(
+        self, binary: str, folder: Path, modalities: dict[str, tuple[str, str, int]], dicomweb: bool = False
+    ) -> None:
         self.binary, self.folder = binary, folder
         self.http_port, self.dicom_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dicomweb_url = f"{self.url}/dicom-web"
         config = {
             "Name": "segdino-test",
             "StorageDirectory": str(folder / "db"),
@@ -49,8 +56,11 @@ class Orthanc:
             "DicomModalities": {name: list(value) for name, value in modalities.items()},
             "DicomAlwaysAllowStore": True,
             "DicomScuTimeout": 30,
-            "Plugins": [],
+            "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [],
         }
+        if dicomweb:
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
+            config["OverwriteInstances"] = True  # a SEG stored again (same SOP Instance UID) replaces the stored one
         self.config = folder / "orthanc.json"
         self.config.write_text(json.dumps(config, indent=1))
         self.process: subprocess.Popen | None = None
@@ -98,12 +108,16 @@ class Orthanc:
 
     def segs(self) -> list[Any]:
         """Every SEG instance Orthanc holds, as pydicom data sets."""
+        return self.instances("SEG")
+
+    def instances(self, modality: str) -> list[Any]:
+        """Every instance of the series of ``modality`` (``SEG``, ``OT`` for Secondary Capture, ``SR``), as pydicom."""
         import io
 
         import pydicom
 
         found = self.request(
-            "POST", "/tools/find", json.dumps({"Level": "Series", "Query": {"Modality": "SEG"}}).encode()
+            "POST", "/tools/find", json.dumps({"Level": "Series", "Query": {"Modality": modality}}).encode()
         )
         datasets = []
         for series in found:

@@ -31,6 +31,7 @@ SCU_AET = "LOADSCU"
 US = "us/pydicom__pydicom-data/US1_UNCR.dcm"
 US_RLE = "us/pydicom__pydicom-data/OBXXXX1A_rle.dcm"
 US_SMALL = "us/pydicom__pydicom/examples_rgb_color.dcm"
+US_CALIBRATED = "us/pydicom__pydicom/examples_palette.dcm"  # pixel size from its ultrasound region: an SR
 ENDOSCOPY_J2K = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"  # secondary capture, JPEG 2000 lossless
 SEG = "seg/ImagingDataCommons__highdicom/seg_image_cr_binary.dcm"
 
@@ -244,6 +245,95 @@ def test_sigkill_while_queued_then_restart_delivers_exactly_one_seg_each(pacs, d
     assert restarted.terminate() == 0
     assert len(seg_sources(pacs)[str(images[0].SOPInstanceUID)]) == 1
     assert "not processed twice" in restarted.log.read_text()
+
+
+def test_sc_and_sr_too_exactly_once_each_through_a_sigkill(pacs, decoder_checkpoint, dicom_dir, tmp_path):
+    """With --also-sc --also-sr the PACS gets one SEG, one SC and one SR per image; a SIGKILL between the sends of
+    one image's objects loses none, and no object whose send was journaled as confirmed is sent again."""
+    node = Node(tmp_path / "store", pacs.dicom_port, decoder_checkpoint, "--also-sc", "--also-sr").start()
+    images = copies(dicom_dir / US_CALIBRATED, 3)
+    assert send(node.port, images) == [0] * 3
+    journal = tmp_path / "store" / "journal"
+
+    def entries() -> list[dict]:
+        return [json.loads(p.read_text()) for p in journal.glob("*.json")]
+
+    wait_for(lambda: any(e.get("sent") for e in entries()), 90, "a first confirmed send")
+    node.kill()
+    confirmed = {uid for e in entries() for uid in e.get("sent", [])}
+    planned = {o["uid"]: o["kind"] for e in entries() for o in e.get("objects", [])}
+    assert any(e["state"] != "sent" for e in entries()), "nothing was left to send"
+    restarted = Node(tmp_path / "store", pacs.dicom_port, decoder_checkpoint, "--also-sc", "--also-sr").start()
+    wait_for(lambda: {e["state"] for e in entries()} == {"sent"}, 120, "every image sent")
+    assert restarted.terminate() == 0
+    sources = {str(ds.SOPInstanceUID) for ds in images}
+    segs = {uid: found for uid, found in seg_sources(pacs).items() if uid in sources}
+    scs = [sc for sc in pacs.instances("OT") if sc.SourceImageSequence[0].ReferencedSOPInstanceUID in sources]
+    srs = [sr for sr in pacs.instances("SR") if sr.StudyInstanceUID == images[0].StudyInstanceUID]
+    assert sorted(len(found) for found in segs.values()) == [1, 1, 1] and len(segs) == 3
+    assert sorted(sc.SourceImageSequence[0].ReferencedSOPInstanceUID for sc in scs) == sorted(sources)
+    evidence = {
+        sr.SOPInstanceUID: {
+            item.ReferencedSOPInstanceUID
+            for study in sr.CurrentRequestedProcedureEvidenceSequence
+            for series in study.ReferencedSeriesSequence
+            for item in series.ReferencedSOPSequence
+        }
+        for sr in srs
+    }
+    assert len(srs) == 3  # one per image, each citing its image and the SEG in the PACS
+    assert sorted(tuple(sorted(uids)) for uids in evidence.values()) == sorted(
+        tuple(sorted({uid, str(found[0].SOPInstanceUID)})) for uid, found in segs.items()
+    )
+    # what was journaled before the kill reached the PACS under those UIDs; a confirmed object was sent once
+    stored = {str(ds.SOPInstanceUID) for ds in [*scs, *srs, *(f[0] for f in segs.values())]}
+    assert set(planned) <= stored
+    log = restarted.log.read_text()
+    for uid in confirmed:
+        assert log.count(f"sent {planned[uid].upper()} {uid} of") == 1, uid
+
+
+def test_a_restart_sends_only_the_objects_not_yet_confirmed(pacs, dicom_dir, tmp_path):
+    """A journal entry whose SEG send was confirmed (killed before its SC and SR went): the restarted node sends
+    the SC and the SR, and not the SEG (the PACS never had it here, so a resend would show)."""
+    from segdino_monai.dicom.measurement_report import write_sr
+    from segdino_monai.dicom.node import SEGMENTED, DicomNode, Journal
+    from segdino_monai.dicom.secondary_capture import write_sc
+    from segdino_monai.dicom.sender import Destination
+    from segdino_monai.dicom.writer import SegOptions, prepare_seg_source, write_seg
+
+    (image,) = copies(dicom_dir / US_CALIBRATED, 1)
+    uid = str(image.SOPInstanceUID)
+    journal = Journal(tmp_path / "store")
+    folder = journal.results / uid / uid
+    folder.mkdir(parents=True)
+    source, _ = prepare_seg_source(image)
+    mask = np.zeros((image.Rows, image.Columns), np.uint8)
+    mask[100:200, 300:500] = 1
+    write_seg(source, mask, folder / "seg.dcm")
+    seg_uid = str(pydicom.dcmread(folder / "seg.dcm").SOPInstanceUID)
+    (sc,) = write_sc(source, [(None, np.zeros((*mask.shape, 3), np.uint8), mask)], folder, seg_uid)
+    write_sr(source, folder / "seg.dcm", [(None, mask)], (0.26, 0.26), folder / "sr.dcm", SegOptions())
+    objects = [
+        {
+            "kind": kind,
+            "file": str((folder / name).relative_to(journal.root)),
+            "uid": str(pydicom.dcmread(folder / name).SOPInstanceUID),
+        }
+        for kind, name in (("seg", "seg.dcm"), ("sc", sc), ("sr", "sr.dcm"))
+    ]
+    journal.update(uid, state=SEGMENTED, seg=objects[0]["file"], seg_uid=seg_uid, objects=objects, sent=[seg_uid])
+    node = DicomNode(None, journal.root, Destination(ORTHANC_AET, "127.0.0.1", pacs.dicom_port), port=free_port(),
+                     seg_options=SegOptions())  # fmt: skip
+    node.start()
+    try:
+        wait_for(lambda: journal.read(uid)["state"] == "sent", 30, "the SC and SR sent")
+    finally:
+        node.stop()
+    assert journal.read(uid)["sent"] == [o["uid"] for o in objects]
+    assert uid not in seg_sources(pacs)  # the confirmed SEG was not sent again
+    stored = {str(ds.SOPInstanceUID) for ds in [*pacs.instances("OT"), *pacs.instances("SR")]}
+    assert {objects[1]["uid"], objects[2]["uid"]} <= stored
 
 
 def test_destination_down_then_back_gets_every_seg(orthanc_binary, decoder_checkpoint, dicom_dir, tmp_path):

@@ -157,12 +157,15 @@ def test_mixed_folder_bad_files_rerun_and_overwrite(dicom_dir, decoder_checkpoin
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["done"] == 2 and summary["counts"]["processed"] == 0
     assert (out / uids[0] / "seg.dcm").stat().st_mtime_ns == stamp
-    # --overwrite redoes them (new SEG UIDs)
-    old_uid = pydicom.dcmread(out / uids[0] / "seg.dcm").SOPInstanceUID
+    # --overwrite redoes them: SEGs written again, with the same UIDs (derived from the source and the model, so a
+    # PACS that receives them again replaces its copy)
+    old = pydicom.dcmread(out / uids[0] / "seg.dcm")
     assert main([args[1], args[0], *args[2:], "--overwrite"]) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["processed"] == 2 and summary["counts"]["done"] == 0
-    assert pydicom.dcmread(out / uids[0] / "seg.dcm").SOPInstanceUID != old_uid
+    assert (out / uids[0] / "seg.dcm").stat().st_mtime_ns != stamp
+    new = pydicom.dcmread(out / uids[0] / "seg.dcm")
+    assert (new.SOPInstanceUID, new.SeriesInstanceUID) == (old.SOPInstanceUID, old.SeriesInstanceUID)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 

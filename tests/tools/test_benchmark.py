@@ -8,11 +8,20 @@ import torch
 
 from segdino_monai.cli import main
 from segdino_monai.networks import SegDINO
+from segdino_monai.networks.nets.dinov3_backbone import DINOv3Backbone
 from segdino_monai.tools.benchmark import QUICK, _precision_agreement
 
 
-def test_quick_benchmark_writes_a_complete_report(tmp_path):
+def _simulate_cpu(monkeypatch, avx512_bf16: bool, amx: bool, capability: str) -> None:
+    """Make torch see a CPU of another kind (the quick benchmark runs in this process)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+
+
+def test_quick_benchmark_writes_a_complete_report(tmp_path, monkeypatch):
     """The benchmark runs end to end on a tiny backbone; no timing is asserted, only the report's content."""
+    _simulate_cpu(monkeypatch, avx512_bf16=True, amx=False, capability="AVX512")  # bf16 rows on any test machine
     assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert set(report["gemm_gflops"]) == {"float32", "bfloat16"} and report["gemm_gflops"]["float32"] > 0
@@ -36,7 +45,14 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     assert report["summary"]["bf16_fraction_of_bf16_gemm"] == pytest.approx(bf16["full_images_per_s"] * flops / ceiling)
     table = (tmp_path / "benchmark.md").read_text()
     assert "(c) feature cache" in table and "| 32 | 2 | bfloat16 |" in table
+    assert report["machine"]["cpu_kind"] == "avx512_bf16" and report["skipped"] == []
     assert not list(tmp_path.glob("feature_cache/*/*.pt"))  # the benchmark's own cache is removed
+    tta = report["tta"]
+    assert (tta["size"], tta["batch"], tta["views"]) == (32, 2, 3)
+    assert tta["tta_images_per_s"] > 0 and tta["tta_vs_plain_speed"] == pytest.approx(
+        tta["tta_images_per_s"] / tta["plain_images_per_s"]
+    )
+    assert "| flips (horizontal, vertical) | 3 |" in table
 
 
 def test_precision_agreement_is_the_dice_of_the_fp32_and_bf16_masks_over_all_samples():
@@ -66,3 +82,38 @@ def test_gpu_options_are_refused_on_the_cpu_and_the_sweep_can_be_chosen(tmp_path
     assert sorted({(r["size"], r["batch"]) for r in report["inference"]}) == [(32, 1), (32, 3)]
     single = [r["latency_ms"] for r in report["inference"] if r["batch"] == 1]
     assert report["summary"]["batch1_latency_ms"] == min(single)
+
+
+def test_a_cpu_without_native_bf16_skips_every_bf16_step_and_says_so(tmp_path, monkeypatch):
+    """AVX2 only: no bf16 ceiling, rows or mask agreement (bf16 is ~100x slower there); the table says why."""
+    _simulate_cpu(monkeypatch, avx512_bf16=False, amx=False, capability="AVX2")
+
+    def no_bf16(*args, **kwargs):
+        raise AssertionError("a bf16 copy of the backbone was made")
+
+    monkeypatch.setattr(DINOv3Backbone, "_bf16_model", no_bf16)
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["machine"]["cpu_kind"] == "avx2"
+    assert set(report["gemm_gflops"]) == {"float32"}
+    assert {r["precision"] for r in report["inference"]} == {"float32"} and len(report["inference"]) == 1
+    assert "agreement_dice_bf16_vs_fp32" not in report["training"]["cache"]
+    assert not [k for k in report["summary"] if "bf16" in k]
+    assert [s["step"] for s in report["skipped"]] == ["bf16 ceiling, bf16 rows and bf16-vs-fp32 mask agreement"]
+    table = (tmp_path / "benchmark.md").read_text()
+    assert "(avx2)" in table and "no native bf16" in table and "bfloat16 |" not in table
+
+
+def test_steps_after_the_time_budget_are_skipped_and_listed(tmp_path, monkeypatch):
+    """A spent budget still writes the report: the ceiling, and every later step listed as skipped."""
+    _simulate_cpu(monkeypatch, avx512_bf16=True, amx=False, capability="AVX512")
+    args = ["bench", "--quick", "--batches", "1", "2", "--time-budget", "1e-9", "--out", str(tmp_path)]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["inference"] == [] and report["training"] == {} and report["summary"] == {} and "tta" not in report
+    expected = [f"inference 32x32, batch {b}, {p}" for b in (1, 2) for p in ("float32", "bfloat16")]
+    expected += ["test-time augmentation"] + [f"training epoch: {mode}" for mode in ("reference", "frozen", "cache")]
+    assert [s["step"] for s in report["skipped"]] == expected
+    assert all("time budget of 1e-09 s" in s["why"] for s in report["skipped"])
+    assert report["gemm_gflops"]["float32"] > 0
+    assert "| training epoch: cache | the time budget of 1e-09 s was spent |" in (tmp_path / "benchmark.md").read_text()

@@ -23,6 +23,7 @@ from segdino_monai.dicom.pipeline import DicomSegmenter
 from segdino_monai.errors import InputError
 from segdino_monai.video import FrameRange, VideoDecodeError, VideoSegmenter, run_video, segment_video
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.video.conftest import RATE, write_video
 
 try:
     import av
@@ -33,20 +34,6 @@ except ImportError:  # optional (the `video` extra); mandatory where the fixture
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"
 FRAMES = 12
-RATE = Fraction(30)
-
-
-def _write_video(path: Path, frames: list[np.ndarray], codec: str) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=RATE)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
 
 
 def _decoded(path: Path) -> tuple[list[np.ndarray], Fraction]:
@@ -60,9 +47,9 @@ def videos(dicom_dir, tmp_path_factory) -> dict[str, Path]:
     frames = [read_image(dicom_dir / CINE, k) for k in range(1, FRAMES + 1)]
     folder = tmp_path_factory.mktemp("videos")
     return {
-        "mp4": _write_video(folder / "cine.mp4", frames, "libx264"),
-        "avi": _write_video(folder / "cine.avi", frames, "mpeg4"),
-        "mkv": _write_video(folder / "cine.mkv", frames, "libx264"),
+        "mp4": write_video(folder / "cine.mp4", frames, "libx264"),
+        "avi": write_video(folder / "cine.avi", frames, "mpeg4"),
+        "mkv": write_video(folder / "cine.mkv", frames, "libx264"),
     }
 
 

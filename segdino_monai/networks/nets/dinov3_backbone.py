@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from segdino_monai.errors import InputError
+from segdino_monai.networks.blocks.rope_attention import use_rope_attention
 from segdino_monai.networks.nets.dinov3_checkpoint import (
     CheckpointLayout,
     describe_checkpoint,
@@ -121,6 +122,7 @@ class DINOv3Backbone(nn.Module):
         self.precision = precision
         self.weights_source = "random" if weights is None else str(weights)  # what the features come from
         self._bf16_models: dict[str, nn.Module] = {}  # not submodules: no state_dict entries, never trained
+        self._warned_slow_bf16 = False
         name = self._timm_name(arch)
         state, layout = None, None
         if weights is not None and str(weights) != TIMM_HUB_WEIGHTS:
@@ -128,6 +130,7 @@ class DINOv3Backbone(nn.Module):
             if layout != CheckpointLayout.META and name.endswith("_qkvb") and "blocks.0.attn.q_bias" not in state:
                 name = name.removesuffix("_qkvb")  # a file of the plain (bias-free) variant
         self.model = self._create(name, pretrained=str(weights) == TIMM_HUB_WEIGHTS, **model_kwargs)
+        use_rope_attention(self.model)  # the same attention, fewer memory passes in inference
         if layout == CheckpointLayout.TRANSFORMERS:
             self._check_config(weights, _ALIASES.get(arch, arch))
         if state is not None:
@@ -177,6 +180,13 @@ class DINOv3Backbone(nn.Module):
         plain = torch.is_grad_enabled() or torch.compiler.is_compiling()
         no_autograd = torch.no_grad() if plain else torch.inference_mode()
         bf16 = use_bf16(self.precision, x.device)
+        if bf16 and x.device.type == "cpu" and not self._warned_slow_bf16 and not use_bf16("auto", x.device):
+            self._warned_slow_bf16 = True
+            logger.warning(
+                "precision 'bfloat16' on a CPU without native bf16 (no AVX512-BF16 or AMX; this one runs %s): bf16 "
+                "runs about 100x slower than float32 here. Use precision 'auto' or 'float32'.",
+                torch.backends.cpu.get_cpu_capability(),
+            )
         model = self._bf16_model(x.device) if bf16 else self.model
         with no_autograd:
             maps = model.forward_intermediates(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -133,6 +135,22 @@ def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16(monkeypatch, avx512_b
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     assert use_bf16("auto", torch.device("cpu")) is expected
     assert use_bf16("bfloat16", torch.device("cpu")) and not use_bf16("float32", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("avx512_bf16,precision,warned", [(False, "bfloat16", True), (True, "bfloat16", False),
+                                                        (False, "float32", False), (False, "auto", False)])  # fmt: skip
+def test_asking_for_bf16_on_a_cpu_without_native_bf16_warns_once(monkeypatch, caplog, avx512_bf16, precision, warned):
+    """bfloat16 on an AVX2-only CPU still runs as asked, with one warning that it is ~100x slower than float32."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    backbone = DINOv3Backbone("vits16", precision=precision, **TINY_VIT)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            backbone(torch.rand(1, 3, 32, 32))
+    messages = [r.getMessage() for r in caplog.records if "without native bf16" in r.getMessage()]
+    assert len(messages) == (1 if warned else 0)
+    if warned:
+        assert "100x slower" in messages[0] and "'auto' or 'float32'" in messages[0]
 
 
 def test_inference_mode_only_without_autograd():
