@@ -190,6 +190,7 @@ def load_bundle_network(
         "backbone": network.backbone.arch,
         "backbone_weights": network.backbone.weights_source,
         "num_classes": network.out_channels,
+        "patch_size": network.patch_size,
         "activation": "sigmoid" if network.out_channels == 1 else "softmax",
         "threshold": str(parser.get_parsed_content("threshold")),
         "mean": "0.485,0.456,0.406",

@@ -101,6 +101,11 @@ class OnnxRuntimeNetwork(nn.Module):
             )
         logger.info("ONNX Runtime runs %s on the CPU (%s)", self.path, self.metadata.get("network", "no metadata"))
 
+    @property
+    def patch_size(self) -> int:
+        """Input height and width must be multiples of this (from the file's metadata; DINOv3's 16 without)."""
+        return int(self.metadata.get("patch_size", 16))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, out_channels, H, W)`` in float32 on ``x``'s device."""
         image = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())

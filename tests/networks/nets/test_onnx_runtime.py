@@ -45,6 +45,7 @@ def test_the_bundle_with_onnx_model_writes_the_masks_of_the_pytorch_network(expo
 def test_onnx_runtime_network_runs_any_batch_and_size_and_keeps_the_device(exported):
     runtime = OnnxRuntimeNetwork(exported.onnx, threads=1, out_channels=1)
     assert runtime.metadata["num_classes"] == "1" and runtime.metadata["backbone"] == "vit_small_patch16_dinov3_qkvb"
+    assert runtime.patch_size == 16  # the TTA inferer pads to multiples of it
     for shape in [(2, 3, 48, 32), (1, 3, 80, 64)]:
         x = torch.randn(*shape, dtype=torch.float64)  # any float input is run as float32
         logits = runtime(x)
