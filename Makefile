@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[dev,dicom,video]"
+	$(PY) -m pip install --quiet -e ".[dev,dicom,video,onnx]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -72,7 +72,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = {"backbone": args.backbone, "weights": args.weights, "device": args.device, "threads": args.threads}
     options.update({"data_dir": args.data_dir, "work_dir": str(args.out)})
-    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "video": args.video})
+    options.update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "video": args.video, "onnx": args.onnx})
     options["time_budget_s"] = args.time_budget
     if args.device == "cuda" and not args.quick:
         options.update(GPU_SWEEP)
@@ -81,6 +81,22 @@ def _bench(args: argparse.Namespace) -> int:
     logger.info("\n%s", (args.out / "benchmark.md").read_text())
     logger.info("wrote %s", args.out / "benchmark.json")
     return 0 if report else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from segdino_monai.tools.export import ExportMismatch, check_export, export_network, load_bundle_network
+
+    path = check_export(args.output, args.format)  # a bad output stops the command before the model loads
+    overrides = _set_overrides(args.set)
+    if args.modality:
+        overrides["modality"] = args.modality
+    network, info = load_bundle_network(args.bundle_root, args.backbone_weights, args.checkpoint, overrides)
+    try:
+        export_network(network, path, args.format, args.image_size, args.tolerance, info)
+    except ExportMismatch as err:
+        logger.error("%s", err)
+        return 1
+    return 0
 
 
 def _run_bundle(args: argparse.Namespace) -> int:
@@ -466,7 +482,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--time-budget", type=float, default=3600.0, help="seconds for the whole run; later steps are skipped (0: none)"
     )
+    bench.add_argument(
+        "--onnx", action="store_true", help="also time ONNX Runtime against PyTorch (fp32, CPU; needs the onnx extra)"
+    )
     bench.set_defaults(func=_bench)
+
+    export = commands.add_parser(
+        "export",
+        help="export the inference network (backbone and folded head) to ONNX or TorchScript, validated",
+        description="Export the network of the bundle's inference.json with the trained decoder, in float32, to ONNX "
+        "(dynamic batch, height and width; checked by onnx.checker) or TorchScript (traced; dynamic batch), then run "
+        "it (ONNX Runtime on the CPU, or the reloaded TorchScript) against PyTorch on random batches: the file is "
+        "kept only if the logits agree within --tolerance and the masks are equal (exit 1 otherwise, nothing "
+        "written). Inputs: RGB on 0..1 normalised by ImageNet mean/std, sides multiples of 16; outputs: logits.",
+    )
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
+    export.add_argument("-o", "--output", required=True, help="the file to write (model.onnx, model.ts)")
+    _add_model_options(export)
+    export.add_argument(
+        "--image-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="example size (default 256)"
+    )
+    export.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest accepted absolute logit difference (default 1e-4)"
+    )
+    export.add_argument("--set", action="append", metavar="ID=VALUE", help="any other bundle config override")
+    export.set_defaults(func=_export)
 
     train = _add_bundle_command(commands, "train", "train the decoder")
     train.add_argument("--epochs", type=int, help="number of epochs")

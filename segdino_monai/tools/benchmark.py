@@ -77,6 +77,7 @@ class BenchmarkConfig:
         isolate: measure memory and training in fresh processes (``False``: in this one, memory then overlaps).
         compile: time the network through ``torch.compile`` (its compilation is warm-up, not timed).
         cuda_graphs: time it through CUDA graphs (``torch.compile(mode="reduce-overhead")``; ``cuda`` only).
+        onnx: also time ONNX Runtime against PyTorch (float32, CPU; :mod:`segdino_monai.tools.bench_onnx`).
         video: also time ``segdino video`` (:mod:`segdino_monai.tools.bench_video`).
         time_budget_s: seconds for the whole run; the steps that would start later are skipped (``0``: no budget).
     """
@@ -100,6 +101,7 @@ class BenchmarkConfig:
     isolate: bool = True
     compile: bool = False
     cuda_graphs: bool = False
+    onnx: bool = False
     video: bool = False
     time_budget_s: float = 3600.0
 
@@ -461,6 +463,10 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any
         from segdino_monai.tools.bench_video import video_speed
 
         report["video"] = video_speed(config)
+    if config.onnx and budget.allows("ONNX Runtime vs PyTorch"):
+        from segdino_monai.tools.bench_onnx import onnx_speed
+
+        report["onnx"] = onnx_speed(config)
     report["summary"] = summary_ratios(report)
     text, table = json.dumps(report, indent=2), markdown_table(report)
     atomic_write(out / "benchmark.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
@@ -560,4 +566,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         from segdino_monai.tools.bench_video import markdown_section
 
         lines += markdown_section(report["video"])
+    if "onnx" in report:
+        from segdino_monai.tools.bench_onnx import onnx_table
+
+        lines += onnx_table(report["onnx"], report["config"]["threads"])
     return "\n".join(lines) + "\n"

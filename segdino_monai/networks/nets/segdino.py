@@ -112,9 +112,10 @@ class SegDINO(nn.Module):
     def decode(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         """Logits at ``size`` from the backbone's tapped maps (what training from cached features runs)."""
         same_grid = all(f.shape[-2:] == features[0].shape[-2:] for f in features)
-        exporting = torch.jit.is_tracing() or torch.jit.is_scripting()  # a trace must not see the fold's cache
-        if self.fold_head and same_grid and not exporting:
-            if self.training:  # the same function of the same factorised parameters, at a fraction of the cost
+        # a trace, torch.export (ONNX) or torch.compile must not see the fold's cache (keyed by data pointers)
+        exporting = torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+        if self.fold_head and same_grid:
+            if self.training or exporting:  # the same function of the same factorised parameters, far cheaper
                 logits = folded_logits(features, *fold_weights(self.aligner, self.decoder))
             else:
                 logits = self.folded_head()(features)
