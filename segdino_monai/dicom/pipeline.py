@@ -309,7 +309,8 @@ class DicomSegmenter:
     Args:
         bundle_root: the bundle folder (default: found from the working directory).
         backbone_weights: DINOv3 weights file (default: the bundle's); ``"random"`` for tests.
-        checkpoint: decoder checkpoint (default: the bundle's ``models/model.pt``).
+        checkpoint: decoder checkpoint (default: the bundle's ``models/model.pt``; none with the bundle's
+            ``onnx_model`` override, whose ONNX file is the whole network).
         modality: the modality whose config file is merged (default: the bundle's default, endoscopy).
         overrides: further bundle config overrides (``{"network_def#backbone_kwargs": {...}}``, ...).
     """
@@ -334,13 +335,22 @@ class DicomSegmenter:
         self.num_classes = int(parser.get_parsed_content("num_classes"))
         self.device = parser.get_parsed_content("device")
         self.network = parser.get_parsed_content("network")
-        path = checkpoint or require_file(
-            f"{parser.get_parsed_content('ckpt_dir')}/model.pt",
-            "Trained decoder",
-            "Train first, or pass --checkpoint <model.pt> (or --bundle-root of a trained bundle).",
-        )
+        onnx_model = str(parser.get_parsed_content("onnx_model") or "")
+        if onnx_model and checkpoint:
+            raise InputError(
+                f"--checkpoint {checkpoint} and --set onnx_model={onnx_model} were both given: the ONNX file holds the "
+                "whole network, decoder included. Give one of them."
+            )
+        if onnx_model:  # ONNX Runtime runs the exported network (the bundle's onnx_model option); no model.pt
+            path: str | Path = onnx_model
+        else:
+            path = checkpoint or require_file(
+                f"{parser.get_parsed_content('ckpt_dir')}/model.pt",
+                "Trained decoder",
+                "Train first, or pass --checkpoint <model.pt> (or --bundle-root of a trained bundle).",
+            )
+            self.network.load_decoder(str(path))
         self.checkpoint = str(path)
-        self.network.load_decoder(self.checkpoint)
         self.network.eval()
         self.inferer = parser.get_parsed_content("inferer")
         self.reader = parser.get_parsed_content("image_reader")
