@@ -33,6 +33,7 @@ US_RLE = "us/pydicom__pydicom-data/OBXXXX1A_rle.dcm"
 US_SMALL = "us/pydicom__pydicom/examples_rgb_color.dcm"
 US_CALIBRATED = "us/pydicom__pydicom/examples_palette.dcm"  # pixel size from its ultrasound region: an SR
 ENDOSCOPY_J2K = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"  # secondary capture, JPEG 2000 lossless
+PER_ASSOCIATION = 25  # the load test: 4 associations, 100 instances
 SEG = "seg/ImagingDataCommons__highdicom/seg_image_cr_binary.dcm"
 
 
@@ -208,7 +209,8 @@ def test_bad_input_is_refused_and_the_node_keeps_serving(pacs, node, dicom_dir):
 
 
 def test_four_concurrent_associations_lose_nothing(pacs, node, dicom_dir):
-    batches = [copies(dicom_dir / US_SMALL, 5) for _ in range(4)]
+    """100 instances in all over 4 simultaneous associations: each stored, segmented and sent once."""
+    batches = [copies(dicom_dir / US_SMALL, PER_ASSOCIATION) for _ in range(4)]
     statuses: list[list[int]] = [[] for _ in batches]
 
     def run(index: int) -> None:
@@ -219,12 +221,12 @@ def test_four_concurrent_associations_lose_nothing(pacs, node, dicom_dir):
         thread.start()
     for thread in threads:
         thread.join()
-    assert statuses == [[0] * 5] * 4
+    assert statuses == [[0] * PER_ASSOCIATION] * 4
     uids = {str(ds.SOPInstanceUID) for batch in batches for ds in batch}
-    found = wait_for(lambda: (f := seg_sources(pacs)) and uids <= set(f) and f, 120, "20 SEGs in Orthanc")
+    found = wait_for(lambda: (f := seg_sources(pacs)) and uids <= set(f) and f, 600, "100 SEGs in Orthanc")
     assert all(len(found[uid]) == 1 for uid in uids)
     # the PACS has the SEG before the node journals the confirmed send: wait for the journal too
-    wait_for(lambda: all(node.states().get(uid) == "sent" for uid in uids), 30, "all 20 journaled as sent")
+    wait_for(lambda: all(node.states().get(uid) == "sent" for uid in uids), 60, "all 100 journaled as sent")
 
 
 def test_sigkill_while_queued_then_restart_delivers_exactly_one_seg_each(pacs, decoder_checkpoint, dicom_dir, tmp_path):
