@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # sub-packages, and the modules bundle configs call first (``segdino_monai.errors.install_excepthook()``)
 _SUBPACKAGES = (
