@@ -2,13 +2,14 @@
 
 The environment (monailabel 0.8.5, monai 1.5.2, numpy<2, pydicom<3) is built once into ``.venv-label`` in the
 repository root (``SEGDINO_LABEL_ENV`` names another) and reused. The served bundle has a tiny random DINOv3 and a
-random decoder; the bundle's own inference (main environment) is the reference for the served masks.
+random decoder; the bundle's own inference (main environment) is the reference for the served masks, and the
+documented uncertainty score computed here with numpy (main environment) is the reference for the ``uncertainty``
+strategy's scores and order.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -18,12 +19,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from PIL import Image
+from scipy import ndimage
 
 from segdino_monai.networks import SegDINO
 from tests.apps.label_server import HOST, REPO, Server, ServerError, free_port, label_env_path, png
@@ -32,7 +36,10 @@ from tests.conftest import TINY_VIT
 pytestmark = pytest.mark.slow
 
 TINY = json.dumps(TINY_VIT)
-NUM_IMAGES = 5  # labelled Kvasir images; plus one unlabelled non-square image, "wide"
+NUM_IMAGES = 5  # labelled Kvasir images
+# unlabelled: a non-square image, "wide", and two Kvasir images whose scores with the served random decoder are
+# 1e-3 or more apart (they are close: its probabilities are all near 0.5), so that their order means something
+UNLABELLED_KVASIR = (NUM_IMAGES + 3, NUM_IMAGES + 5)
 VIEWS = 4  # the bundle's feature_cache_views
 
 
@@ -52,6 +59,10 @@ def _images(studies: Path) -> list[Path]:
     return sorted(p for p in studies.iterdir() if p.suffix in (".jpg", ".png"))
 
 
+def _unlabelled(studies: Path) -> list[str]:
+    return [p.stem for p in _images(studies) if not (studies / "labels" / "final" / p.name).exists()]
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         return image.height, image.width
@@ -59,7 +70,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def studies(fixtures_dir, tmp_path_factory) -> Path:
-    """Kvasir images as .jpg with their masks in labels/final, and an unlabelled 256 x 200 (W x H) .png."""
+    """Kvasir images as .jpg with their masks in labels/final; unlabelled: a 256 x 200 (W x H) .png and two .jpg."""
     source = fixtures_dir / "endoscopy" / "kvasir_seg_256"
     folder = tmp_path_factory.mktemp("studies")
     (folder / "labels" / "final").mkdir(parents=True)
@@ -69,6 +80,8 @@ def studies(fixtures_dir, tmp_path_factory) -> Path:
         shutil.copy(source / "masks" / image.name, folder / "labels" / "final" / image.name)
     with Image.open(images[NUM_IMAGES]) as image:
         image.convert("RGB").crop((0, 0, 256, 200)).save(folder / "wide.png")
+    for index in UNLABELLED_KVASIR:
+        shutil.copy(images[index], folder / images[index].name)
     return folder
 
 
@@ -91,7 +104,6 @@ def server(studies, bundle_copy, tmp_path_factory):
         "--bundle-root", str(bundle_copy), "--backbone-weights", "random",
         "--set", f"network_def#backbone_kwargs={TINY}",
         "--set", "retrain_every=1", "--set", "retrain_epochs=1",
-        "--set", "uncertainty_score=tests.apps.label_scores:mean_entropy",
     ]  # fmt: skip
     srv = Server(args, work / "server.log", free_port())
     srv.app_dir = work / "app"
@@ -145,7 +157,7 @@ def test_info_lists_the_2d_model_and_its_trainer(server):
     assert "segdino" in info["trainers"]
     assert {"random", "first", "diversity", "uncertainty"} <= set(info["strategies"])
     assert not {"sam_2d", "sam_3d"} & set(info["models"])
-    assert info["datastore"]["total"] == NUM_IMAGES + 1
+    assert info["datastore"]["total"] == NUM_IMAGES + 1 + len(UNLABELLED_KVASIR)
     assert info["datastore"]["completed"] == NUM_IMAGES
 
 
@@ -209,15 +221,56 @@ def _uncertainty(server) -> dict:
     return json.loads(answer)
 
 
+def _documented_scores(served: Path, images: list[Path]) -> dict[str, float]:
+    """The documented default score (:mod:`segdino_monai.uncertainty`), computed independently with numpy.
+
+    The served copy's network (its configs with the serving overrides: tiny random DINOv3, seeded; its ``model.pt``)
+    on each image after the bundle's preprocessing; then the mean binary entropy in bits over the predicted object
+    (foreground probability above the threshold) dilated by a 5-pixel band (chessboard: an 11 x 11 square), or over
+    the whole image where nothing is predicted.
+    """
+    configs = served / "configs"
+    overrides = json.loads((configs / "monailabel.json").read_text())
+    modality = [configs / f"{overrides['modality']}.json"] if overrides.get("modality") else []
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in [configs / "train.json", *modality, configs / "monailabel.json"]])
+    parser.config.update({"bundle_root": str(served)})
+    network = parser.get_parsed_content("network").eval()
+    network.load_decoder(served / "models" / "model.pt")
+    transform = parser.get_parsed_content("validate#preprocessing")
+    threshold = float(parser.get_parsed_content("threshold"))
+    scores = {}
+    for path in images:
+        with torch.no_grad():
+            logits = network(torch.as_tensor(transform({"image": str(path)})["image"])[None])
+        p = 1.0 / (1.0 + np.exp(-logits[0, 0].double().numpy()))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -np.nan_to_num(p * np.log2(p)) - np.nan_to_num((1 - p) * np.log2(1 - p))
+        found = p > threshold
+        region = ndimage.binary_dilation(found, np.ones((11, 11), bool)) if found.any() else np.ones_like(found)
+        scores[path.stem] = float(entropy[region].mean())
+    return scores
+
+
 UNCERTAINTY = {}  # the answer before training, for the test after it
 
 
-def test_uncertainty_scores_the_unlabelled_image_with_the_served_model(server):
+def test_uncertainty_orders_the_unlabelled_images_by_the_documented_score(server, studies):
     answer = _uncertainty(server)
-    assert answer["id"] == "wide" and answer["ranking"] == ["wide"] and answer["pending"] == 0
-    assert 0 < answer["scores"]["wide"] <= math.log(2)  # mean binary entropy in nats
-    model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
-    assert answer["model_version"] == model_file.stat().st_mtime_ns
+    unlabelled = _unlabelled(studies)
+    assert len(unlabelled) == 3 and answer["pending"] == 0
+    assert sorted(answer["ranking"]) == sorted(answer["scores"]) == unlabelled
+    assert answer["id"] == answer["ranking"][0]
+    served = server.app_dir / "model" / "segdino"
+    assert answer["model_version"] == (served / "models" / "model.pt").stat().st_mtime_ns
+    expected = _documented_scores(served, [p for p in _images(studies) if p.stem in unlabelled])
+    order = sorted(expected, key=lambda image: -expected[image])
+    # the order is meaningful: the scores are farther apart than the tolerance of the comparison
+    assert all(expected[a] - expected[b] > 2e-4 for a, b in pairwise(order)), expected
+    assert answer["ranking"] == order, (answer["scores"], expected)
+    for image in unlabelled:
+        assert 0 < answer["scores"][image] <= 1
+        assert answer["scores"][image] == pytest.approx(expected[image], abs=5e-5), image
     assert _uncertainty(server)["scores"] == answer["scores"]  # cached: the same score again
     UNCERTAINTY.update(answer)
 
@@ -269,12 +322,12 @@ def test_training_updates_the_served_model(server, studies, sequential, tmp_path
 
 
 def test_uncertainty_is_scored_again_with_the_retrained_model(server):
-    assert UNCERTAINTY, "needs test_uncertainty_scores_the_unlabelled_image_with_the_served_model"
+    assert UNCERTAINTY, "needs test_uncertainty_orders_the_unlabelled_images_by_the_documented_score"
     answer = _uncertainty(server)
     model_file = server.app_dir / "model" / "segdino" / "models" / "model.pt"
     assert answer["model_version"] == model_file.stat().st_mtime_ns != UNCERTAINTY["model_version"]
-    assert answer["id"] == "wide"
-    assert answer["scores"]["wide"] != UNCERTAINTY["scores"]["wide"]
+    assert sorted(answer["scores"]) == sorted(UNCERTAINTY["scores"])
+    assert all(answer["scores"][image] != UNCERTAINTY["scores"][image] for image in answer["scores"])
 
 
 def _trainings(server) -> list[dict]:
@@ -287,11 +340,12 @@ def _next_image(server) -> tuple[int, dict]:
     return status, json.loads(answer)
 
 
-def test_diversity_suggests_an_unlabelled_image(server):
+def test_diversity_suggests_an_unlabelled_image(server, studies):
     status, answer = _next_image(server)
     assert status == 200, answer
-    assert answer["id"] == "wide" and answer["ranking"] == ["wide"]
-    assert answer["path"].endswith("wide.png")
+    assert sorted(answer["ranking"]) == _unlabelled(studies)
+    assert answer["id"] == answer["ranking"][0]
+    assert Path(answer["path"]).stem == answer["id"]
 
 
 def test_a_new_final_label_retrains_from_the_cache_and_the_served_model_changes(server, studies, tmp_path):
@@ -319,8 +373,10 @@ def test_a_new_final_label_retrains_from_the_cache_and_the_served_model_changes(
     assert status == 200, body[:500]
     reference = _bundle_inference([studies / "wide.png"], model_file.parent, tmp_path)
     np.testing.assert_array_equal(png(body).astype(np.int64) * 255, reference["wide"])
-    # every image is labelled now: no suggestion
-    assert _next_image(server) == (200, {})
+    # the labelled image is not suggested any more
+    status, answer = _next_image(server)
+    assert status == 200, answer
+    assert sorted(answer["ranking"]) == [image for image in _unlabelled(studies) if image != "wide"]
 
 
 def test_server_stops_cleanly(server):
