@@ -88,7 +88,7 @@ def test_paper_evaluation_scores_at_the_model_size(fixtures_dir, tmp_path):
     applied = [getattr(t, "transform", t) for t in post.flatten().transforms if getattr(t, "enabled", True)]
     assert not any(isinstance(t, Invertd) for t in applied)
     dice = parser.get_parsed_content("validate#key_metric#test_mean_dice#metric_fn")
-    iou = parser.get_parsed_content("validate#additional_metrics#test_mean_iou#metric_fn")
+    iou = parser.get_parsed_content("validate#plain_metrics#test_mean_iou#metric_fn")
     assert dice.ignore_empty is False and iou.ignore_empty is False  # empty truth and prediction score 1
     entry = ddti_entry(fixtures_dir)
     out = parser.get_parsed_content("validate#preprocessing")(dict(entry))
