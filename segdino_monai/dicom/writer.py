@@ -134,6 +134,8 @@ class SegOptions:
             (:mod:`segdino_monai.dicom.secondary_capture`; series ``series_number + 1``).
         also_sr: also write a TID 1500 SR measurement report referencing the SEG
             (:mod:`segdino_monai.dicom.measurement_report`; series ``series_number + 2``).
+        algorithm_type: SegmentAlgorithmType of every segment: ``AUTOMATIC`` (the model's mask) or
+            ``SEMIAUTOMATIC`` (a person's label drawn from the model's proposal, as MONAI Label's final labels).
     """
 
     task: str | SegmentTask = "lesion"
@@ -147,6 +149,7 @@ class SegOptions:
     model_id: str = ""
     also_sc: bool = False
     also_sr: bool = False
+    algorithm_type: str = "AUTOMATIC"
 
     def spec(self) -> SegmentTask:
         """The :class:`SegmentTask` of segment 1."""
@@ -217,7 +220,7 @@ def write_seg(
             segment_label=label,
             segmented_property_category=spec.category,
             segmented_property_type=spec.property_type,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues[options.algorithm_type],
             algorithm_identification=algorithm,
             anatomic_regions=[spec.anatomic_region] if spec.anatomic_region is not None else None,
         )

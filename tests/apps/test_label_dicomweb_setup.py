@@ -34,6 +34,7 @@ def test_label_seg_writes_the_seg_of_a_final_label(source, tmp_path):
     assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
     assert (seg.SeriesDescription, seg.SeriesNumber) == ("SegDINO final label (MONAI Label)", 902)
     np.testing.assert_array_equal(seg.pixel_array, label > 0)
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # a person's label, not the model's mask
     # the same label saved again is the same SEG instance (a PACS that overwrites keeps one)
     assert label_seg.main([str(source), str(tmp_path / "label.png"), str(tmp_path / "again.dcm")]) == 0
     assert pydicom.dcmread(tmp_path / "again.dcm").SOPInstanceUID == seg.SOPInstanceUID

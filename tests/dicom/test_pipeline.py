@@ -67,6 +67,7 @@ def test_seg_round_trip(dicom_dir, segmenter_factory, dciodvfy, tmp_path, relati
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == task_code
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
     algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+    assert segment.SegmentAlgorithmType == "AUTOMATIC"  # the model's own mask
     assert algorithm.AlgorithmName == "SegDINO" and segdino_monai.__version__ in algorithm.AlgorithmVersion
     assert algorithm.AlgorithmFamilyCodeSequence[0].CodeValue == "123110"
     assert seg.SeriesDescription == "SegDINO segmentation" and seg.SeriesNumber == 901

@@ -73,6 +73,7 @@ def write_label_seg(
         task=DEFAULT_TASK.get(modality, "lesion"),
         series_description=LABEL_SERIES_DESCRIPTION,
         series_number=LABEL_SERIES_NUMBER,
+        algorithm_type="SEMIAUTOMATIC",  # a person's label, drawn from the model's proposal
         **({"content_creator_name": annotator} if annotator else {}),
     )
     try:
