@@ -21,6 +21,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +62,19 @@ def png(body: bytes) -> np.ndarray:
     with Image.open(BytesIO(body)) as image:
         assert image.format == "PNG"
         return np.asarray(image)
+
+
+def label_env() -> Path:
+    """The MONAI Label environment, built once; fails under SEGDINO_REQUIRE_FIXTURES=1 when it cannot be, else skips."""
+    from segdino_monai.apps.monailabel.environment import ensure_label_env
+
+    path = label_env_path()
+    try:
+        return ensure_label_env(path)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+        if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
+            pytest.fail(f"the MONAI Label environment could not be built at {path}: {err}")
+        pytest.skip(f"the MONAI Label environment could not be built at {path} (no package registry?): {err}")
 
 
 class Server:

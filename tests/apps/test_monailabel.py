@@ -10,7 +10,6 @@ strategy's scores and order.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from PIL import Image
 from scipy import ndimage
 
 from segdino_monai.networks import SegDINO
-from tests.apps.label_server import HOST, REPO, Server, ServerError, free_port, label_env_path, png
+from tests.apps.label_server import HOST, REPO, Server, ServerError, free_port, label_env, png
 from tests.conftest import TINY_VIT
 
 pytestmark = pytest.mark.slow
@@ -41,18 +40,6 @@ NUM_IMAGES = 5  # labelled Kvasir images
 # 1e-3 or more apart (they are close: its probabilities are all near 0.5), so that their order means something
 UNLABELLED_KVASIR = (NUM_IMAGES + 3, NUM_IMAGES + 5)
 VIEWS = 4  # the bundle's feature_cache_views
-
-
-def _label_env() -> Path:
-    from segdino_monai.apps.monailabel.environment import ensure_label_env
-
-    path = label_env_path()
-    try:
-        return ensure_label_env(path)
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
-        if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-            pytest.fail(f"the MONAI Label environment could not be built at {path}: {err}")
-        pytest.skip(f"the MONAI Label environment could not be built at {path} (no package registry?): {err}")
 
 
 def _images(studies: Path) -> list[Path]:
@@ -97,7 +84,7 @@ def bundle_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(studies, bundle_copy, tmp_path_factory):
-    env = _label_env()
+    env = label_env()
     work = tmp_path_factory.mktemp("label")
     args = [
         "--studies", str(studies), "--host", HOST, "--env", str(env), "--app-dir", str(work / "app"),

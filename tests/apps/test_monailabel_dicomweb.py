@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from tests.apps.test_monailabel import HOST, Server, _free_port, _label_env, _multipart, _png
+from tests.apps.label_server import HOST, Server, free_port, label_env, multipart, png
 from tests.dicom import conftest as dicom_conftest
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES, _program
 from tests.dicom.orthanc import DICOMWEB_PLUGIN, Orthanc
@@ -74,7 +74,7 @@ def orthanc(dicom_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def label_server(orthanc, decoder_checkpoint, tmp_path_factory):
-    env = _label_env()
+    env = label_env()
     work = tmp_path_factory.mktemp("label")
     bundle = work / "bundle"
     shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("eval", "*.pt", "*.pth"))
@@ -87,7 +87,7 @@ def label_server(orthanc, decoder_checkpoint, tmp_path_factory):
     previous = os.environ.get("MONAI_LABEL_DICOMWEB_CACHE_EXPIRY")
     os.environ["MONAI_LABEL_DICOMWEB_CACHE_EXPIRY"] = "1"  # the label count is read again a second later
     try:
-        srv = Server(args, work / "server.log", _free_port())
+        srv = Server(args, work / "server.log", free_port())
         try:
             srv.wait_ready()
             yield srv
@@ -102,14 +102,14 @@ def label_server(orthanc, decoder_checkpoint, tmp_path_factory):
 
 def _infer(server: Server, image: str):
     query = urllib.parse.urlencode({"image": image, "output": "image"})
-    body, headers = _multipart({"params": json.dumps({})}, None)
+    body, headers = multipart({"params": json.dumps({})}, None)
     return server.request("POST", f"/infer/segdino?{query}", body, headers)
 
 
 def _save_label(server: Server, image: str, mask: np.ndarray):
     buffer = io.BytesIO()
     Image.fromarray(mask).save(buffer, format="PNG")
-    body, headers = _multipart({"params": json.dumps({})}, ("label.png", buffer.getvalue()))
+    body, headers = multipart({"params": json.dumps({})}, ("label.png", buffer.getvalue()))
     body = body.replace(b'name="file"', b'name="label"')
     query = urllib.parse.urlencode({"image": image, "tag": "final"})
     return server.request("PUT", f"/datastore/label?{query}", body, headers)
@@ -152,7 +152,7 @@ def test_served_mask_equals_the_bundle_inference(label_server, segmenter_factory
     assert status == 200, body[:500]
     assert kind == "image/png"
     reference = segmenter_factory("ultrasound")(dicom_dir / name)  # what `segdino dicom` segments
-    served = _png(body)
+    served = png(body)
     assert served.shape == (source.Rows, source.Columns)
     np.testing.assert_array_equal(served, reference)
     assert 0 < int(served.sum()) < served.size
