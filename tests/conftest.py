@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -52,3 +54,34 @@ def fixtures_dir() -> Path:
     if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
         pytest.fail(f"SEGDINO_REQUIRE_FIXTURES=1 but the fixture folder {FIXTURES} does not exist")
     pytest.skip(f"shared fixtures not found at {FIXTURES} (they sit beside the checkout in CI)")
+
+
+class _Errors(logging.Handler):
+    """The error lines the command logs; on its own logger, since the bundle's logging.conf resets the root's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def errors():
+    handler = _Errors()
+    logger = logging.getLogger("segdino_monai")
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
+def import_or_skip(name: str, install: str, untested: str) -> Any:
+    """Import an optional package; skip the calling test module without it, unless SEGDINO_REQUIRE_FIXTURES=1 (CI
+    installs every extra: then the ImportError stands)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
+            raise
+        pytest.skip(f"{name} is not installed ({install}): {untested}", allow_module_level=True)

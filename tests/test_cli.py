@@ -62,26 +62,6 @@ def _bundle_args(tmp_path: Path) -> list[str]:
     ]
 
 
-class _Errors(logging.Handler):
-    """The error lines the command logs; on its own logger, since the bundle's logging.conf resets the root's."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def errors():
-    handler = _Errors()
-    logger = logging.getLogger("segdino_monai")
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
-
-
 def test_bundle_commands_reject_bad_options_before_running(tmp_path, errors):
     args = _bundle_args(tmp_path)
     cases = [

@@ -68,6 +68,15 @@ _STUDY, _SERIES, _SOP, _MODALITY, _MANUFACTURER, _NUMBER = (
     "00200013",
 )
 _ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)  # as stored: no transcoding by the server
+_UID = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
+
+
+def _listed_uid(value: Any, what: str, url: str) -> str:
+    """A UID from the server's answer, checked: it becomes a folder or file name under the staging folder."""
+    uid = str(value)
+    if not _UID.fullmatch(uid) or len(uid) > 64:
+        raise InputError(f"DICOMweb input {url}: the server listed {what} {uid!r}, which is not a DICOM UID")
+    return uid
 
 
 def is_url(text: str | Path) -> bool:
@@ -159,7 +168,7 @@ def _series_to_segment(client: Any, source: DicomWebSource) -> list[str]:
             why = f"modality {modality}: no images" if modality in NON_IMAGE_MODALITIES else "results of segdino"
             logger.info("passed over series %s of study %s (%s)", uid, source.study, why)
         elif uid:
-            chosen.append(str(uid))
+            chosen.append(_listed_uid(uid, "the series", source.url))
     if not found:
         raise InputError(f"DICOMweb input {source.url}: the server lists no such study; check the StudyInstanceUID")
     return chosen
@@ -190,7 +199,7 @@ def retrieve(url: str, staging: str | Path, token: str | None = None) -> list[Pa
         for series in series_uids:
             instances = client.search_for_instances(source.study, series, get_remaining=True)
             ordered = sorted(instances, key=lambda i: (_value(i, _NUMBER) or 0, str(_value(i, _SOP))))
-            listed += [(series, str(_value(item, _SOP))) for item in ordered if _value(item, _SOP)]
+            listed += [(series, _listed_uid(_value(i, _SOP), "the instance", url)) for i in ordered if _value(i, _SOP)]
     except InputError:
         raise
     except _request_errors() as err:

@@ -10,6 +10,11 @@ probability map that the usual threshold or argmax turns into a mask, and whose 
 *logits of the averaged probabilities* (log-odds for one channel, log-probabilities for several), so that the
 postprocessing's sigmoid or softmax gives back exactly the average. :class:`TTAPredictiond` runs it in an
 evaluation's postprocessing, beside the plain prediction, for the TTA columns of the evaluation table.
+
+MONAI's ``monai.data.TestTimeAugmentation`` is not used: it draws random invertible transforms per sample through
+its own data loader and inverts them on the data dictionary, a whole preprocessing pass per view. Here the views are
+a few fixed flips and scales of the model input, sent through the network as one batch inside the bundle's own
+inferer, so TTA adds network calls only and works wherever the inferer runs (evaluation, inference, DICOM, video).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from segdino_monai.cli import main
+from segdino_monai.errors import InputError
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 from tests.dicom.orthanc import DICOMWEB_PLUGIN, Orthanc, free_port
 
@@ -228,3 +229,13 @@ def test_token_is_sent_and_a_refusal_says_what_to_do(decoder_checkpoint, tmp_pat
     captured = capsys.readouterr()
     text = caplog.text + captured.out + captured.err
     assert "HTTP 401" in text and "--dicomweb-token or set SEGDINO_DICOMWEB_TOKEN" in text
+
+
+@pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2.3/../4", "1.2.x", "1." + "2" * 70])
+def test_a_uid_from_the_server_that_is_not_a_uid_is_refused_before_it_names_a_file(uid):
+    """UIDs in the server's answers name the staging files: anything but digits and dots (64 at most) is refused."""
+    from segdino_monai.dicom.web import _listed_uid
+
+    assert _listed_uid("1.2.840.10008.5.1", "the instance", "http://h/dicom-web/studies/1.2") == "1.2.840.10008.5.1"
+    with pytest.raises(InputError, match="which is not a DICOM UID"):
+        _listed_uid(uid, "the instance", "http://h/dicom-web/studies/1.2")

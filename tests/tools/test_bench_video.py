@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from segdino_monai.tools import bench_video
 from segdino_monai.tools.bench_video import markdown_section, synthetic_video, video_speed
 from segdino_monai.tools.benchmark import QUICK, BenchmarkConfig
+from tests.conftest import import_or_skip
 
-try:
-    import av
-except ImportError:  # optional (the `video` extra); mandatory where the fixtures are (CI)
-    if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-        raise
-    pytest.skip(
-        "PyAV is not installed (pip install -e '.[video]'): the video benchmark not tested", allow_module_level=True
-    )
+av = import_or_skip("av", "pip install -e '.[video]'", "the video benchmark not tested")
 
 
 def test_video_speed_splits_segdino_video_s_time_and_skips_bf16_without_native_bf16(tmp_path, monkeypatch):

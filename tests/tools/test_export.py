@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import zipfile
 
@@ -17,26 +16,6 @@ from tests.onnx_files import EXPORT_SIZE, TINY_SET, random_decoder, require_onnx
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     return tiny_export(tmp_path_factory)
-
-
-class _Errors(logging.Handler):
-    """The error lines the command logs; on its own logger, since the bundle's logging.conf resets the root's."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def errors():
-    handler = _Errors()
-    logger = logging.getLogger("segdino_monai")
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
 
 
 def test_onnx_export_passes_the_checker_and_matches_pytorch_at_two_batch_sizes_and_two_image_sizes(exported):

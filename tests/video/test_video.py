@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -22,15 +21,11 @@ from segdino_monai.data.images import read_image
 from segdino_monai.dicom.pipeline import DicomSegmenter
 from segdino_monai.errors import InputError
 from segdino_monai.video import FrameRange, VideoDecodeError, VideoSegmenter, run_video, segment_video
+from tests.conftest import import_or_skip
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 from tests.video.conftest import RATE, write_video
 
-try:
-    import av
-except ImportError:  # optional (the `video` extra); mandatory where the fixtures are (CI)
-    if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-        raise
-    pytest.skip("PyAV is not installed (pip install -e '.[video]'): segdino video not tested", allow_module_level=True)
+av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"
 FRAMES = 12

@@ -4,7 +4,6 @@ pipeline on the same frames (as segdino dicom reads them: region crop, inversion
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -20,14 +19,10 @@ from segdino_monai.dicom.cine import cine_timing
 from segdino_monai.dicom.pipeline import DicomSegmenter
 from segdino_monai.errors import InputError
 from segdino_monai.video import FrameRange, VideoSegmenter, find_videos, run_video, segment_video
+from tests.conftest import import_or_skip
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 
-try:
-    import av
-except ImportError:  # optional (the `video` extra); mandatory where the fixtures are (CI)
-    if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-        raise
-    pytest.skip("PyAV is not installed (pip install -e '.[video]'): segdino video not tested", allow_module_level=True)
+av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"  # 30 frames, Frame Time 33.333 ms, US region 0.051 cm pixels
 SINGLE = "us/pydicom__pydicom/examples_palette.dcm"

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
-import pytest
-
 from segdino_monai.data.images import read_image
 from tests.bundle.conftest import run_command
+from tests.conftest import import_or_skip
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 from tests.video.conftest import write_video
 
-try:
-    import av  # noqa: F401
-except ImportError:  # optional (the `video` extra); mandatory where the fixtures are (CI)
-    if os.environ.get("SEGDINO_REQUIRE_FIXTURES") == "1":
-        raise
-    pytest.skip("PyAV is not installed (pip install -e '.[video]'): segdino video not tested", allow_module_level=True)
+av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"
 
