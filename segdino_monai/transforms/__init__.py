@@ -13,6 +13,7 @@ from segdino_monai.transforms.common import (
     ShrinkLongestd,
     imagenet_normalize,
 )
+from segdino_monai.transforms.compose import OneThreadCompose, one_thread
 from segdino_monai.transforms.dermoscopy import (
     DermoscopyVignetteCrop,
     DermoscopyVignetteCropd,
@@ -84,6 +85,8 @@ __all__ = [
     "ShrinkLongestd",
     "SpecularHighlightRemovald",
     "Switchable",
+    "OneThreadCompose",
+    "one_thread",
     "TemporalSmoothd",
     "TemporalSmoother",
     "UltrasoundRegionCrop",

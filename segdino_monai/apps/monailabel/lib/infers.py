@@ -16,7 +16,7 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
 from segdino_monai.errors import InputError, input_error_message
-from segdino_monai.transforms import SaveSegmentationd
+from segdino_monai.transforms import SaveSegmentationd, one_thread
 
 __all__ = ["BadImageError", "SegDINOInfer"]
 
@@ -70,10 +70,13 @@ class SegDINOInfer(BundleInferTask):
 
         The bundle's pre-processing reads the upload with the package's image reader
         (:mod:`segdino_monai.data.images`): TIFF, 16-bit, palette and CMYK uploads give the same RGB as training
-        saw, and a file over the pixel limit (``SEGDINO_MAX_IMAGE_PIXELS``) is refused from its header.
+        saw, and a file over the pixel limit (``SEGDINO_MAX_IMAGE_PIXELS``) is refused from its header. The steps
+        run on one intra-op thread, as everywhere else (:class:`~segdino_monai.transforms.OneThreadCompose`): the
+        same input tensor, so the same mask as ``segdino dicom`` and ``monai.bundle run inference`` in bfloat16.
         """
         try:
-            return super().run_pre_transforms(data, transforms)
+            with one_thread():  # as the bundle's OneThreadCompose runs them (MONAI Label unwraps that Compose)
+                return super().run_pre_transforms(data, transforms)
         except Exception as err:
             message = input_error_message(err)  # our own one-line message (bad file, too large) when there is one
             if message is None:
