@@ -130,7 +130,7 @@ def _infer(fixtures: Path, work: Path) -> dict:
 def _dicom(fixtures: Path, work: Path) -> dict:
     import pydicom
 
-    from segdino_monai.dicom.pipeline import DicomSegmenter, run_dicom
+    from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
     from tests.dicom.conftest import TINY_OVERRIDES
 
     results = {}

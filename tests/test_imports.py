@@ -95,9 +95,9 @@ def _imports_from(graph: dict[str, set[str]], package: str, others: tuple[str, .
 def test_reporting_imports_nothing_from_engines_or_handlers():
     graph = import_graph()
     assert len([m for m in graph if m.startswith("segdino_monai.reporting")]) >= 7
-    assert _imports_from(graph, "segdino_monai.reporting", ("segdino_monai.engines", "segdino_monai.handlers")) == {}
+    assert _imports_from(graph, "segdino_monai.reporting", ("segdino_monai.workflows", "segdino_monai.handlers")) == {}
 
 
 def test_engines_import_nothing_from_handlers_or_tools():
     graph = import_graph()
-    assert _imports_from(graph, "segdino_monai.engines", ("segdino_monai.handlers", "segdino_monai.tools")) == {}
+    assert _imports_from(graph, "segdino_monai.workflows", ("segdino_monai.handlers", "segdino_monai.tools")) == {}
