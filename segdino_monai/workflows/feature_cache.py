@@ -60,7 +60,7 @@ class CachedFeatureNetwork(nn.Module):
         if not hasattr(network, "decode"):
             raise InputError(
                 f"feature_cache needs a SegDINO (it calls its decode), got {type(network).__name__}; under DDP pass "
-                "the wrapper to engines.training_network, which wraps the cached network itself"
+                "the wrapper to workflows.training_network, which wraps the cached network itself"
             )
         self.network = network
 

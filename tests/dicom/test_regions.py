@@ -1,4 +1,4 @@
-"""The one rule for the Sequence of Ultrasound Regions: the largest 2D region, its pixel size (dicom/regions.py)."""
+"""The Sequence of Ultrasound Regions rule: the largest 2D region and its pixel size (io/ultrasound_regions.py)."""
 
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ def test_the_package_never_imports_transformers():
     """transformers is a test dependency only (extra dev): loading its files must not need it."""
     package = Path(__file__).resolve().parents[3] / "segdino_monai"
     importers, files = [], sorted(package.rglob("*.py"))
-    assert package / "networks" / "nets" / "dinov3_transformers.py" in files
+    assert package / "networks" / "weights" / "transformers_layout.py" in files
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
