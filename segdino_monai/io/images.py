@@ -473,6 +473,10 @@ class SegDINOImageReader(ImageReader):
     def frame(self, value: int | None) -> None:
         self.dicom_reader.frame = value
 
+    def clear_cache(self) -> None:
+        """Let the DICOM reader drop the multi-frame data set it keeps (see ``DicomReader.clear_cache``)."""
+        self.dicom_reader.clear_cache()
+
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """Whether every file is a picture (:data:`IMAGE_SUFFIXES`, any case) or one the DICOM reader claims."""
         return all(
