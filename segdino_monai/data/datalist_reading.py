@@ -12,6 +12,16 @@ from typing import Any
 from segdino_monai.data.pairing import IMAGE_EXTENSIONS
 from segdino_monai.utils.errors import InputError
 
+__all__ = [
+    "Datalist",
+    "check_output_dir",
+    "check_splits",
+    "inference_datalist",
+    "list_images",
+    "load_datalist",
+    "resolve_datalist",
+]
+
 logger = logging.getLogger(__name__)
 
 

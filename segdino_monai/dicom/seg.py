@@ -1,6 +1,6 @@
-"""Write segmentations: DICOM SEG (highdicom), PNG masks and overlays, NIfTI, JSON reports and frame sidecars.
+"""Write a segmentation as a DICOM SEG (highdicom): the segment tasks, the SEG options, derived UIDs.
 
-Every file is written atomically: to a temporary file in the same folder, then ``os.replace``. DICOM SEG objects
+The file is written atomically: to a temporary file in the same folder, then ``os.replace``. DICOM SEG objects
 reference the source's original UIDs and are pixel-aligned with it; the source file is only read, never rewritten.
 highdicom is imported inside the SEG writing functions only (it needs pydicom 3).
 """
@@ -18,18 +18,16 @@ from pydicom.sr.coding import Code
 
 from segdino_monai.dicom.seg_frames import frame_referenced_segmentation, needs_frame_references
 from segdino_monai.dicom.source import SegUnsupportedError, prepare_seg_source
-from segdino_monai.io.writers import write_nifti, write_overlay, write_png_mask  # the package's one encoding of each
 from segdino_monai.utils.atomic import atomic_write
 from segdino_monai.utils.errors import InputError
 
 __all__ = [
     "DEFAULT_TASK",
     "SEGMENT_TASKS",
+    "SegOptions",
+    "SegUnsupportedError",
     "SegmentTask",
     "seg_uids",
-    "write_nifti",
-    "write_overlay",
-    "write_png_mask",
     "write_seg",
 ]
 

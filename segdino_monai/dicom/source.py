@@ -11,6 +11,8 @@ from typing import Any
 
 from segdino_monai.utils.errors import InputError
 
+__all__ = ["DEIDENTIFICATION_UNKNOWN", "SEG_REQUIRED_ATTRIBUTES", "SegUnsupportedError", "prepare_seg_source"]
+
 logger = logging.getLogger(__name__)
 
 

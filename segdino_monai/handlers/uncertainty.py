@@ -13,7 +13,7 @@ from monai.handlers import IgniteMetricHandler
 
 from segdino_monai.metrics.uncertainty import UncertaintyMetric
 
-__all__ = ["UncertaintyHandler", "UncertaintyMetric"]
+__all__ = ["UncertaintyHandler"]
 
 
 class UncertaintyHandler(IgniteMetricHandler):

@@ -1,4 +1,18 @@
-"""Frame count and timing of a multi-frame DICOM (ultrasound cine loop, video endoscopy): the Cine Module's rates."""
+"""Frame rate and frame times of a multi-frame DICOM (ultrasound cine loop, video endoscopy), for ``segdino video``.
+
+Frame rate and times (PS3.3 C.7.6.5, Cine Module), acquisition timing first:
+
+1. Frame Time (0018,1063), the nominal time per frame in ms: frame ``k`` (from 0) is at ``k * FrameTime``;
+2. Frame Time Vector (0018,1065), the time increments in ms between frames (the first is 0): frame ``k`` is at the
+   sum of the first ``k + 1`` increments, and the rate is the frame count over the time they span;
+3. Cine Rate (0018,0040), frames per second;
+4. Recommended Display Frame Rate (0008,2144), frames per second;
+5. none of them: :data:`DEFAULT_FRAME_RATE`, 25 frames/s (as for a video file that declares no rate), with a
+   warning.
+
+The overlay video gets that rate as a fraction with a denominator up to 1001 (30 for 33.333 ms, 30000/1001 for
+NTSC's 29.97), at constant rate: a Frame Time Vector's uneven increments show in the CSV's times only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from segdino_monai.io.dicom_reader import DicomReadError
+
+__all__ = ["DEFAULT_FRAME_RATE", "CineFrameError", "cine_timing"]
 
 #: frames per second of a source that declares none (a multi-frame DICOM without timing, a video file without rate).
 DEFAULT_FRAME_RATE = Fraction(25)

@@ -45,9 +45,13 @@ __all__ = [
     "DicomReadError",
     "DicomReader",
     "check_image_dataset",
+    "check_pixel_data_length",
+    "dcmread",
+    "frame_numbers",
     "image_shape",
     "is_dicom_file",
     "is_itk_file",
+    "number_of_frames",
     "pixel_size_mm",
     "read_dicom",
     "read_header",
@@ -229,6 +233,7 @@ def check_image_dataset(ds: Any, path: str | Path) -> None:
 
 
 def frame_numbers(ds: Any, frames: Sequence[int] | int | None, path: str | Path) -> list[int]:
+    """The DICOM frame numbers (from 1) to read: all for ``None``; an error naming ``path`` if out of range."""
     count = int(ds.get("NumberOfFrames", 1) or 1)
     if frames is None:
         return list(range(1, count + 1))
@@ -427,6 +432,7 @@ def _affine(spacing: Sequence[float] | None) -> np.ndarray:
 
 
 def number_of_frames(ds: Any, path: str | Path = "<dataset>") -> int:
+    """NumberOfFrames (1 when absent); a damaged value is an error naming ``path``."""
     try:
         return int(ds.get("NumberOfFrames", 1) or 1)
     except _DECODE_ERRORS as err:

@@ -26,7 +26,7 @@ from PIL import Image
 from segdino_monai.io.images import open_image
 from segdino_monai.utils.errors import InputError
 
-__all__ = ["LoadMask", "LoadMaskd", "DEFAULT_CLASS_COLORS"]
+__all__ = ["DEFAULT_CLASS_COLORS", "LoadMask", "LoadMaskd", "segment_areas"]
 
 logger = logging.getLogger(__name__)
 

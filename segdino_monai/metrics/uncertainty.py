@@ -27,7 +27,7 @@ from monai.metrics.utils import do_metric_reduction
 from monai.transforms.utils_morphological_ops import dilate
 from monai.utils import MetricReduction
 
-__all__ = ["BORDER_BAND", "entropy_map", "scalar_uncertainty"]
+__all__ = ["BORDER_BAND", "UncertaintyMetric", "entropy_map", "scalar_uncertainty"]
 
 BORDER_BAND = 5
 """Width in pixels of the border band around the predicted object that :func:`scalar_uncertainty` averages over."""

@@ -9,18 +9,7 @@ gives the area in mm2. Only the decoded frames of the current batch are held: th
 while the frames are read, and reads each frame's pixel data (native, or its compressed fragments) from the file on
 its own, so memory does not grow with the length of the cine.
 
-Frame rate and times (PS3.3 C.7.6.5, Cine Module), acquisition timing first:
-
-1. Frame Time (0018,1063), the nominal time per frame in ms: frame ``k`` (from 0) is at ``k * FrameTime``;
-2. Frame Time Vector (0018,1065), the time increments in ms between frames (the first is 0): frame ``k`` is at the
-   sum of the first ``k + 1`` increments, and the rate is the frame count over the time they span;
-3. Cine Rate (0018,0040), frames per second;
-4. Recommended Display Frame Rate (0008,2144), frames per second;
-5. none of them: :data:`DEFAULT_FRAME_RATE`, 25 frames/s (as for a video file that declares no rate), with a
-   warning.
-
-The overlay video gets that rate as a fraction with a denominator up to 1001 (30 for 33.333 ms, 30000/1001 for
-NTSC's 29.97), at constant rate: a Frame Time Vector's uneven increments show in the CSV's times only.
+The frame count and the frame times are :mod:`segdino_monai.io.dicom_cine`'s.
 """
 
 from __future__ import annotations
@@ -31,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segdino_monai.io.dicom_cine import DEFAULT_FRAME_RATE, CineFrameError, cine_timing
+from segdino_monai.io.dicom_cine import CineFrameError, cine_timing
 from segdino_monai.io.dicom_reader import image_shape, number_of_frames, read_header
 from segdino_monai.services.dicom_batch import DicomSegmenter
 from segdino_monai.utils.errors import InputError, input_error_message
 
-__all__ = ["DEFAULT_FRAME_RATE", "CineFrameError", "DicomCine", "cine_timing"]
+__all__ = ["DicomCine"]
 
 logger = logging.getLogger(__name__)
 

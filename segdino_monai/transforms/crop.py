@@ -16,6 +16,8 @@ from monai.utils import (
     convert_to_tensor,
 )
 
+__all__ = ["BoxCrop", "BoxCropd", "BoxFn", "DetectedBoxCrop", "DetectedBoxCropd"]
+
 BoxFn = Callable[[NdarrayOrTensor], tuple[Sequence[int], Sequence[int]]]
 
 

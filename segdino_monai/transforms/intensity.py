@@ -14,6 +14,8 @@ from monai.transforms import (
     Transform,
 )
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EnsureRGB", "EnsureRGBd", "imagenet_normalize"]
+
 #: DINOv3 (ImageNet) statistics for images on 0..1.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 

@@ -36,6 +36,7 @@ from segdino_monai.utils.naming import OUTPUT_NAME_KEY, file_stem, path_hash
 __all__ = [
     "SaveSegmentationd",
     "prediction_postprocessing",
+    "source_path",
     "to_onehot_for_metrics",
 ]
 
@@ -195,6 +196,7 @@ def _pixel_size(mask: object) -> list[float] | None:
 
 
 def source_path(data: Mapping[Hashable, object], image_key: str) -> str:
+    """The source file name in the meta data of ``image_key`` (else of any other key); ValueError when none has one."""
     for value in (data.get(image_key), *data.values()):
         name = getattr(value, "meta", {}).get("filename_or_obj") if value is not None else None
         if name:

@@ -27,6 +27,8 @@ from PIL import Image
 
 from segdino_monai.transforms.utils import to_numpy
 
+__all__ = ["PATCH_SIZE", "PILResized", "ShrinkLongest", "ShrinkLongestd"]
+
 #: the ViT patch size: network inputs must be multiples of it.
 PATCH_SIZE = 16
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from segdino_monai.utils.naming import file_suffix
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "write_json"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
-"""File names with compound extensions: ``case.nii.gz`` has the stem ``case`` and the suffix ``.nii.gz``.
+"""Names of files: compound extensions, and the output name of each input (distinct when stems collide).
 
-``pathlib`` sees only the last extension (``Path("case.nii.gz").stem == "case.nii"``); every place that names an
-output after its source, or writes through a temporary file that must keep the format's extension, uses these two.
+``case.nii.gz`` has the stem ``case`` and the suffix ``.nii.gz``: ``pathlib`` sees only the last extension
+(``Path("case.nii.gz").stem == "case.nii"``); every place that names an output after its source, or writes through
+a temporary file that must keep the format's extension, uses these two. Each input's output name
+(:func:`output_names`) is shared by the mask writer, the evaluation report and the datalist readers, so it lives
+here, below all of them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["COMPOUND_SUFFIXES", "file_stem", "file_suffix"]
+__all__ = [
+    "COMPOUND_SUFFIXES",
+    "OUTPUT_NAME_KEY",
+    "display_name",
+    "file_stem",
+    "file_suffix",
+    "output_names",
+    "path_hash",
+    "with_output_names",
+]
 
 #: extensions of more than one part that the package reads or writes.
 COMPOUND_SUFFIXES = (".nii.gz",)
@@ -101,6 +113,7 @@ def _name_at(source: str, absolute: str, root: str | None, level: int) -> str:
 
 
 def path_hash(path: str) -> str:
+    """Eight hex digits of the absolute path: what tells apart two inputs of the same name."""
     return hashlib.sha1(os.path.abspath(path).encode("utf-8")).hexdigest()[:8]
 
 

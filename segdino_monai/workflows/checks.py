@@ -1,6 +1,6 @@
-"""Resolving the bundle's paths: bundle root, backbone weights, datalist, images to segment and the last checkpoint.
+"""Checks of a bundle config's options and paths: spatial size, class names, modality, checkpoints, required files.
 
-Bundle configs call these in one-line ``$`` expressions so that every path is an override with a clear error.
+Bundle configs call these in one-line ``$`` expressions so that every bad option or path is a clear error.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from segdino_monai.utils.errors import InputError
 
 __all__ = [
     "check_class_names",
-    "PATCH_SIZE",
+    "check_modality",
     "check_spatial_size",
     "latest_checkpoint",
     "require_file",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The ViT patch size: the model's input sides are multiples of it.
 
 
 def check_spatial_size(value: Any, name: str = "spatial_size") -> list[int]:

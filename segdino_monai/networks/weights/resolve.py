@@ -8,6 +8,8 @@ from typing import Any
 
 from segdino_monai.utils.options import as_bool
 
+__all__ = ["RANDOM_WEIGHTS", "resolve_backbone_weights"]
+
 logger = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS = "random"
