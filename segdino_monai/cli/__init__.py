@@ -6,7 +6,6 @@ import argparse
 import atexit
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -717,7 +716,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", message)
         finish_worker_threads()
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
