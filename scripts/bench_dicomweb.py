@@ -1,11 +1,10 @@
 """Instances per minute through ``segdino dicom <series URL> --stow-url``: WADO-RS in, segmentation, STOW-RS out.
 
-A real Orthanc with its DICOMweb plugin (Debian's ``orthanc`` and ``orthanc-dicomweb``, started as the tests start
-it: :mod:`tests.dicom.orthanc`) holds ``--instances`` copies of a fixture ultrasound image (new UIDs) in one
-series. The three steps of the command are timed apart, with the functions it runs: retrieval of the series
+A real Orthanc with its DICOMweb plugin (Debian's ``orthanc`` and ``orthanc-dicomweb``, started as the tests start it:
+:mod:`tests.dicom.orthanc`) holds ``--instances`` copies of a fixture ultrasound image (new UIDs) in one series. The
+three steps of the command are timed apart, with the functions it runs: retrieval of the series
 (:func:`segdino_monai.services.dicomweb.retrieve`), segmentation (:func:`segdino_monai.services.dicom_batch.run_dicom`,
-the
-tests' tiny random DINOv3 by default, ``--backbone vits16`` for the bundle's ViT-S/16 with random weights) and
+the tests' tiny random DINOv3 by default, ``--backbone vits16`` for the bundle's ViT-S/16 with random weights) and
 STOW-RS of the SEGs (:func:`segdino_monai.services.dicomweb.store_results`); Orthanc is then asked for one SEG per
 image.
 

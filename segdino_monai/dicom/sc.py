@@ -1,10 +1,9 @@
 """Secondary Capture overlays: the mask blended in colour on the source frame, as a DICOM image every viewer shows.
 
-Many PACS viewers cannot display a DICOM SEG; every one displays a Secondary Capture image. ``segdino dicom
---also-sc`` writes, beside ``seg.dcm``, the overlay that ``overlay.png`` holds
-(:func:`segdino_monai.io.overlay.overlay`:
-the same pixels) as a Secondary Capture Image (highdicom :class:`~highdicom.sc.SCImage`, RGB, uncompressed) in the
-source's study, in a new series, with the source's Patient, General Study and Patient Study modules copied.
+Many PACS viewers cannot display a DICOM SEG; every one displays a Secondary Capture image. ``segdino dicom --also-sc``
+writes, beside ``seg.dcm``, the overlay that ``overlay.png`` holds (:func:`segdino_monai.io.overlay.overlay`: the same
+pixels) as a Secondary Capture Image (highdicom :class:`~highdicom.sc.SCImage`, RGB, uncompressed) in the source's
+study, in a new series, with the source's Patient, General Study and Patient Study modules copied.
 
 A multi-frame source (a cine loop) gets one single-frame Secondary Capture per segmented frame, ``sc_NNNN.dcm``
 (NNNN the source frame number, also the Instance Number), all in one series: Secondary Capture Image Storage

@@ -1,14 +1,13 @@
 """Read DICOM images (and 2D NIfTI/MHA/NRRD files) as channel-first RGB: the decoder and its MONAI ``ImageReader``.
 
-pydicom decodes the pixel data through its plugins (pylibjpeg, pillow, pyjpegls, RLE); where none of them can
-decode a transfer syntax, ITK (GDCM) gets a try before the file is given up. Every image comes out as float32 RGB
-on 0..255 in the file's row/column order: ``(3, H, W)`` for one frame, ``(3, F, H, W)`` for several (grey is
-repeated to three channels, palette colour goes through its lookup table, YBR becomes RGB, MONOCHROME1 is
-inverted, a VOI LUT or window is applied where present). The meta data keep what is needed to reference the
-source (its UIDs and frame numbers), the physical pixel size in mm and the ultrasound image region (chosen by the
-rule of :mod:`segdino_monai.io.ultrasound_regions`), which :class:`~segdino_monai.transforms.UltrasoundRegionCropd`
-crops
-and ``Invertd`` undoes.
+pydicom decodes the pixel data through its plugins (pylibjpeg, pillow, pyjpegls, RLE); where none of them can decode a
+transfer syntax, ITK (GDCM) gets a try before the file is given up. Every image comes out as float32 RGB on 0..255 in
+the file's row/column order: ``(3, H, W)`` for one frame, ``(3, F, H, W)`` for several (grey is repeated to three
+channels, palette colour goes through its lookup table, YBR becomes RGB, MONOCHROME1 is inverted, a VOI LUT or window is
+applied where present). The meta data keep what is needed to reference the source (its UIDs and frame numbers), the
+physical pixel size in mm and the ultrasound image region (chosen by the rule of
+:mod:`segdino_monai.io.ultrasound_regions`), which :class:`~segdino_monai.transforms.UltrasoundRegionCropd` crops and
+``Invertd`` undoes.
 
 :class:`DicomReader` is the MONAI ``ImageReader`` over :func:`read_dicom` and :func:`read_itk`, so
 ``LoadImaged(keys="image", reader=DicomReader)`` reads these files in any pipeline; the package's one reader,
@@ -411,8 +410,7 @@ def pixel_size_mm(ds: Any) -> tuple[list[float] | None, str | None]:
 
     In order: PixelSpacing, ImagerPixelSpacing, then the image region of the Sequence of Ultrasound Regions (its
     PhysicalDeltaY/X when measured in cm; the region is chosen by the rule of
-    :mod:`segdino_monai.io.ultrasound_regions`,
-    so the size is the one of the pixels that the ultrasound crop keeps).
+    :mod:`segdino_monai.io.ultrasound_regions`, so the size is the one of the pixels that the ultrasound crop keeps).
     """
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)

@@ -2,12 +2,11 @@
 
 An input URL ``http(s)://HOST/.../dicom-web/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>]`` is listed by
 QIDO-RS and each of its instances retrieved by WADO-RS, as stored (any transfer syntax), into
-``OUT/dicomweb/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``; those files then go through the same
-path as local files (:func:`~segdino_monai.services.dicom_batch.run_dicom`), so a rerun finds its outputs done and a
-file
-already retrieved is not fetched again. In a whole study, series that hold no images (SEG, SR, key objects,
-presentation states: :data:`NON_IMAGE_MODALITIES`) and the series this package wrote (its Manufacturer) are passed
-over; a non-image instance inside a series that is segmented is skipped and reported like a bad local file.
+``OUT/dicomweb/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``; those files then go through the same path
+as local files (:func:`~segdino_monai.services.dicom_batch.run_dicom`), so a rerun finds its outputs done and a file
+already retrieved is not fetched again. In a whole study, series that hold no images (SEG, SR, key objects, presentation
+states: :data:`NON_IMAGE_MODALITIES`) and the series this package wrote (its Manufacturer) are passed over; a non-image
+instance inside a series that is segmented is skipped and reported like a bad local file.
 
 With ``--stow-url``, every DICOM file an instance's ``report.json`` lists in its ``outputs`` (``seg.dcm``, and any
 other ``.dcm`` result) is stored by STOW-RS, one request per instance; a failure is reported per instance and the

@@ -46,9 +46,8 @@ class UltrasoundRegionBox:
     In order: ``meta["ultrasound_region"]`` (set by the package's DICOM reader); the image region of the Sequence of
     Ultrasound Regions of the DICOM file named in ``meta["filename_or_obj"]`` (a DICOM file read by another reader),
     chosen by the rule of :mod:`segdino_monai.io.ultrasound_regions`; else detection: on a copy at most ``work_size``
-    pixels
-    wide, pixels brighter than ``dark_threshold`` (fraction of full scale), opened with a disk of ``text_radius`` to
-    remove thin text, rulers and markers, and the bounding box of the largest connected region.
+    pixels wide, pixels brighter than ``dark_threshold`` (fraction of full scale), opened with a disk of ``text_radius``
+    to remove thin text, rulers and markers, and the bounding box of the largest connected region.
 
     Args:
         dark_threshold: luminance (0..1) above which a pixel can be image.

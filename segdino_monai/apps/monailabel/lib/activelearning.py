@@ -1,11 +1,10 @@
 """Active learning strategies ``diversity`` and ``uncertainty``.
 
-``diversity``: the unlabelled image farthest from the labelled ones in backbone features. The pooling, the distance
-and the k-center greedy order are :mod:`segdino_monai.apps.monailabel.diversity`'s. The backbone (the served bundle's,
-from
-``train.json`` with the serving overrides) is built on the first request and kept; every image's backbone features
-are computed once and cached in ``<feature_cache_dir>`` (one view, no labels). The answer names the chosen image
-(``id``) and the first ``count`` images of the order (``ranking``, default 10).
+``diversity``: the unlabelled image farthest from the labelled ones in backbone features. The pooling, the distance and
+the k-center greedy order are :mod:`segdino_monai.apps.monailabel.diversity`'s. The backbone (the served bundle's, from
+``train.json`` with the serving overrides) is built on the first request and kept; every image's backbone features are
+computed once and cached in ``<feature_cache_dir>`` (one view, no labels). The answer names the chosen image (``id``)
+and the first ``count`` images of the order (``ranking``, default 10).
 
 ``uncertainty``: the unlabelled image with the highest score of the served model, the score function given by the
 app setting ``uncertainty_score`` (``module:function``, called with the class probabilities ``(C, H, W)`` at model

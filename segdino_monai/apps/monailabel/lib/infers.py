@@ -66,8 +66,7 @@ class SegDINOInfer(BundleInferTask):
         """Run the pre-processing; bad input (an upload that cannot be read) raises :class:`BadImageError`.
 
         Only what :func:`~segdino_monai.utils.errors.input_error_message` calls bad input becomes a ``BadImageError``
-        (the
-        request's fault); any other failure is a bug and propagates as it is (the server's fault).
+        (the request's fault); any other failure is a bug and propagates as it is (the server's fault).
 
         The bundle's pre-processing reads the upload with the package's image reader
         (:mod:`segdino_monai.io.images`): TIFF, 16-bit, palette and CMYK uploads give the same RGB as training
