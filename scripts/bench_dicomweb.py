@@ -1,11 +1,12 @@
 """Instances per minute through ``segdino dicom <series URL> --stow-url``: WADO-RS in, segmentation, STOW-RS out.
 
-A real Orthanc with its DICOMweb plugin (Debian's ``orthanc`` and ``orthanc-dicomweb``, started as the tests start
-it: :mod:`tests.dicom.orthanc`) holds ``--instances`` copies of a fixture ultrasound image (new UIDs) in one
-series. The three steps of the command are timed apart, with the functions it runs: retrieval of the series
-(:func:`segdino_monai.dicom.web.retrieve`), segmentation (:func:`segdino_monai.dicom.pipeline.run_dicom`, the
-tests' tiny random DINOv3 by default, ``--backbone vits16`` for the bundle's ViT-S/16 with random weights) and
-STOW-RS of the SEGs (:func:`segdino_monai.dicom.web.store_results`); Orthanc is then asked for one SEG per image.
+A real Orthanc with its DICOMweb plugin (Debian's ``orthanc`` and ``orthanc-dicomweb``, started as the tests start it:
+:mod:`tests.dicom.orthanc`) holds ``--instances`` copies of a fixture ultrasound image (new UIDs) in one series. The
+three steps of the command are timed apart, with the functions it runs: retrieval of the series
+(:func:`segdino_monai.services.dicomweb.retrieve`), segmentation (:func:`segdino_monai.services.dicom_batch.run_dicom`,
+the tests' tiny random DINOv3 by default, ``--backbone vits16`` for the bundle's ViT-S/16 with random weights) and
+STOW-RS of the SEGs (:func:`segdino_monai.services.dicomweb.store_results`); Orthanc is then asked for one SEG per
+image.
 
     python scripts/bench_dicomweb.py --out runs/bench_dicomweb           # 100 instances
 
@@ -43,9 +44,9 @@ def main() -> int:
     import torch
     from pydicom.uid import generate_uid
 
-    from segdino_monai.dicom.pipeline import DicomSegmenter, run_dicom
-    from segdino_monai.dicom.web import retrieve, store_results
     from segdino_monai.networks import SegDINO
+    from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
+    from segdino_monai.services.dicomweb import retrieve, store_results
 
     orthanc_binary = shutil.which("Orthanc")
     if orthanc_binary is None:

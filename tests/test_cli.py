@@ -128,7 +128,7 @@ def test_bundle_commands_report_bad_datalists(tmp_path, tiny_data, errors):
 def test_bad_input_is_one_line_and_exit_2_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch, caplog, error, code):
     """Only InputError (and errors about a path the user gave) are bad input; a bare ValueError is a bug."""
     import segdino_monai.reporting
-    from segdino_monai.errors import InputError
+    from segdino_monai.utils.errors import InputError
 
     def write_report(run_dir, *args):
         if error == "input":

@@ -175,7 +175,7 @@ def _infer(fixtures: Path, work: Path, precision: str, modes: tuple[str, ...]) -
 def _dicom(fixtures: Path, work: Path, precision: str, modalities: tuple[str, ...]) -> dict:
     import pydicom
 
-    from segdino_monai.dicom.pipeline import DicomSegmenter, run_dicom
+    from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
     from tests.dicom.conftest import TINY_OVERRIDES
 
     results = {}

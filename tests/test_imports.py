@@ -1,4 +1,4 @@
-"""The package's import graph: no cycle; reporting/ imports neither engines/ nor handlers/, engines/ no handlers/."""
+"""The import graph: no cycle; reporting/ imports neither workflows/ nor handlers/, workflows/ no handlers/."""
 
 from __future__ import annotations
 
@@ -92,12 +92,12 @@ def _imports_from(graph: dict[str, set[str]], package: str, others: tuple[str, .
     return {module: deps for module, deps in found.items() if deps}
 
 
-def test_reporting_imports_nothing_from_engines_or_handlers():
+def test_reporting_imports_nothing_from_workflows_or_handlers():
     graph = import_graph()
     assert len([m for m in graph if m.startswith("segdino_monai.reporting")]) >= 7
-    assert _imports_from(graph, "segdino_monai.reporting", ("segdino_monai.engines", "segdino_monai.handlers")) == {}
+    assert _imports_from(graph, "segdino_monai.reporting", ("segdino_monai.workflows", "segdino_monai.handlers")) == {}
 
 
-def test_engines_import_nothing_from_handlers_or_tools():
+def test_workflows_import_nothing_from_handlers_or_tools():
     graph = import_graph()
-    assert _imports_from(graph, "segdino_monai.engines", ("segdino_monai.handlers", "segdino_monai.tools")) == {}
+    assert _imports_from(graph, "segdino_monai.workflows", ("segdino_monai.handlers", "segdino_monai.tools")) == {}

@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from segdino_monai.atomic import atomic_write
 from segdino_monai.data.layouts import scan_layout
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
 from segdino_monai.data.validation import DatasetReport, validate_scan
-from segdino_monai.errors import InputError
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["DatasetError", "build_datalist", "check_output_file", "prepare_datalist", "write_datalist"]
 

@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 from skimage import draw, filters
 
-from segdino_monai.atomic import atomic_write
 from segdino_monai.data.datalist import build_datalist, write_datalist
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
-from segdino_monai.errors import InputError
-from segdino_monai.writers import write_png_mask
+from segdino_monai.io.writers import write_png_mask
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["MODALITIES", "make_demo_dataset", "make_demo_image"]
 

@@ -38,7 +38,7 @@ from segdino_monai.data.pairing import (
     pair_files,
     split_masks_from_images,
 )
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["LAYOUTS", "LayoutScan", "detect_layout", "register_layout", "scan_layout"]
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segdino_monai.data.pairing import SPLITS, Pair
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["split_pairs"]
 

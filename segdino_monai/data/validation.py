@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segdino_monai.data.images import verify_image
 from segdino_monai.data.layouts import LayoutScan
 from segdino_monai.data.pairing import Pair, Problem
+from segdino_monai.io.images import verify_image
 
 __all__ = ["DatasetReport", "check_image", "validate_scan"]
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def check_image(path: Path) -> tuple[int, int]:
     """The (width, height) of an image file, after checking that its data is complete and within the pixel limit.
 
-    Read the way training reads it (:mod:`segdino_monai.data.images`: TIFFs through tifffile, the decompression-bomb
+    Read the way training reads it (:mod:`segdino_monai.io.images`: TIFFs through tifffile, the decompression-bomb
     limit ``SEGDINO_MAX_IMAGE_PIXELS``). PNG files are checked chunk by chunk with their CRCs without decoding; JPEG
     files are decoded at 1/8 scale (cheap, but a truncated file still fails); other formats are decoded in full.
 

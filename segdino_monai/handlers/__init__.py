@@ -9,7 +9,8 @@ from segdino_monai.handlers.quiet_stop import QuietStop
 from segdino_monai.handlers.resumable_checkpoint import ResumableCheckpoint
 from segdino_monai.handlers.segmentation_report import SegmentationReport
 from segdino_monai.handlers.tracking import track_files
-from segdino_monai.handlers.uncertainty import UncertaintyHandler, UncertaintyMetric
+from segdino_monai.handlers.uncertainty import UncertaintyHandler
+from segdino_monai.metrics.uncertainty import UncertaintyMetric
 
 __all__ = [
     "BestModelSaver",

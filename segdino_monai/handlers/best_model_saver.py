@@ -10,7 +10,7 @@ import ignite.distributed as idist
 import torch
 from ignite.engine import Events
 
-from segdino_monai.atomic import atomic_write
+from segdino_monai.utils.atomic import atomic_write
 
 if TYPE_CHECKING:
     from ignite.engine import Engine

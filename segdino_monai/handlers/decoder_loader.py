@@ -36,5 +36,5 @@ class DecoderLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        """Load the checkpoint (raises :class:`~segdino_monai.errors.InputError` naming the file)."""
+        """Load the checkpoint (raises :class:`~segdino_monai.utils.errors.InputError` naming the file)."""
         getattr(self.network, "module", self.network).load_decoder(self.load_path)

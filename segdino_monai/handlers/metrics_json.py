@@ -20,8 +20,8 @@ import torch
 from ignite.engine import Events
 from monai.handlers import from_engine
 
-from segdino_monai.atomic import atomic_write
 from segdino_monai.reporting import RunLayout
+from segdino_monai.utils.atomic import atomic_write
 
 if TYPE_CHECKING:
     from ignite.engine import Engine

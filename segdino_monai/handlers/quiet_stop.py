@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ignite.engine import Events
 
-from segdino_monai.errors import input_error_message, interrupted
+from segdino_monai.utils.errors import input_error_message, interrupted
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -19,7 +19,7 @@ class QuietStop:
 
     ``StatsHandler`` logs every exception of a run with its traceback before re-raising it; Ignite calls only the
     first ``EXCEPTION_RAISED`` handler that raises, so this handler, listed before ``StatsHandler``, re-raises
-    Ctrl-C (``KeyboardInterrupt``) and bad input (see :func:`segdino_monai.errors.input_error_message`) silently:
+    Ctrl-C (``KeyboardInterrupt``) and bad input (see :func:`segdino_monai.utils.errors.input_error_message`) silently:
     the command then reports them in one line (``Interrupted.``, exit 130; ``ERROR ...``, exit 2). Any other
     exception is logged with its traceback, as ``StatsHandler`` would, and re-raised.
     """

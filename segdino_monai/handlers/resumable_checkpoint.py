@@ -13,9 +13,9 @@ from ignite.engine import Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
-from segdino_monai.engines.resolve import latest_checkpoint
-from segdino_monai.errors import InputError
-from segdino_monai.options import as_bool
+from segdino_monai.utils.errors import InputError
+from segdino_monai.utils.options import as_bool
+from segdino_monai.workflows.checks import latest_checkpoint
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -47,7 +47,8 @@ class ResumableCheckpoint:
         save_dir: folder of the ``<file_prefix>_checkpoint_epoch=N.pt`` files (only this run's latest is kept).
         save_dict: the objects to save besides the trainer, e.g. ``{"model": net, "optimizer": opt}``.
         resume: load the newest checkpoint in ``save_dir`` before training (an error when there is none); a boolean
-            or its command-line spelling (``"false"``, ``"yes"``, ``1``...; see :func:`segdino_monai.options.as_bool`).
+            or its command-line spelling (``"false"``, ``"yes"``, ``1``...; see
+            :func:`segdino_monai.utils.options.as_bool`).
         save_interval: epochs between saves.
         file_prefix: prefix of the file names.
         map_location: ``torch.load`` map location when resuming.

@@ -19,10 +19,10 @@ import torch
 from ignite.engine import Events
 from monai.utils import string_list_all_gather
 
-from segdino_monai.atomic import atomic_write
-from segdino_monai.errors import InputError
 from segdino_monai.reporting import RunLayout, summarise, write_report
 from segdino_monai.reporting.uncertainty import uncertainty_correlations
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
 
 if TYPE_CHECKING:
     from ignite.engine import Engine

@@ -4,7 +4,7 @@ Each view is a transform of the model input (a horizontal and/or vertical flip, 
 it is turned into probabilities, the view's transform is undone on the probabilities (flipped back, resized back),
 and the probabilities of all views are averaged. Averaging probabilities rather than logits keeps the result a
 probability map that the usual threshold or argmax turns into a mask, and whose entropy
-(:func:`segdino_monai.uncertainty.entropy_map`) grows where the views disagree.
+(:func:`segdino_monai.metrics.uncertainty.entropy_map`) grows where the views disagree.
 
 :class:`TTAInferer` is a MONAI ``Inferer``: a drop-in for the bundle's inferer (``--set tta=true``). Its output is the
 *logits of the averaged probabilities* (log-odds for one channel, log-probabilities for several), so that the
@@ -28,7 +28,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.transforms import Transform
 
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["FLIPS", "TTAInferer", "TTAPredictiond"]
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from segdino_monai.networks.blocks import FeatureAligner, MLPDecoder
 from segdino_monai.networks.nets import DINOV3_ARCHS, DINOv3Backbone, OnnxRuntimeNetwork, SegDINO, default_taps
+from segdino_monai.networks.weights import RANDOM_WEIGHTS, resolve_backbone_weights
 
 __all__ = [
     "DINOV3_ARCHS",
@@ -9,6 +10,8 @@ __all__ = [
     "FeatureAligner",
     "MLPDecoder",
     "OnnxRuntimeNetwork",
+    "RANDOM_WEIGHTS",
     "SegDINO",
     "default_taps",
+    "resolve_backbone_weights",
 ]

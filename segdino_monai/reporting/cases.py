@@ -3,7 +3,7 @@
 An evaluation writes, for every image, the predicted mask ``<name>_mask.png`` and the reference mask as it was
 scored ``<name>_label.png`` (after thresholding, merging and any resizing) into its predictions folder, so that a
 report shows exactly what the metrics compared. ``<name>`` follows the writer's rule
-(:func:`segdino_monai.transforms.post.output_names`) over all the evaluated images, which are the rows of the
+(:func:`segdino_monai.utils.naming.output_names`) over all the evaluated images, which are the rows of the
 metrics table: ``a.jpg`` and ``a.png`` evaluated together have ``a.jpg_mask.png`` and ``a.png_mask.png``.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segdino_monai.data.images import read_image
-from segdino_monai.errors import InputError
-from segdino_monai.transforms.post import output_names
+from segdino_monai.io.images import read_image
+from segdino_monai.utils.errors import InputError
+from segdino_monai.utils.naming import output_names
 
 __all__ = ["CaseImages", "EvaluatedImage", "load_case", "rank_cases", "read_metrics_csv"]
 

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from skimage.segmentation import find_boundaries
 
+from segdino_monai.io.overlay import PALETTE, overlay
 from segdino_monai.reporting.cases import CaseImages
 from segdino_monai.reporting.curves import TrainingCurves
-from segdino_monai.visualize import PALETTE, overlay
 
 __all__ = ["case_figure", "curves_figure", "distributions_figure", "metric_label"]
 
@@ -78,7 +78,7 @@ def distributions_figure(values: Mapping[str, Sequence[float]]) -> bytes:
         box.set_xlabel(label)
         excluded = len(raw) - finite.size
         box.set_title(f"{finite.size} images" + (f" ({excluded} undefined, left out)" if excluded else ""), fontsize=9)
-    return _png(fig)
+    return png(fig)
 
 
 def curves_figure(curves: TrainingCurves, metric: str = "val_mean_dice") -> bytes:
@@ -102,7 +102,7 @@ def curves_figure(curves: TrainingCurves, metric: str = "val_mean_dice") -> byte
     metric_axis.set(xlabel="epoch", ylabel="value", title="Metrics per epoch")
     if curves.metrics:
         metric_axis.legend(frameon=False, fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def case_figure(case: CaseImages, title: str) -> bytes:
@@ -125,7 +125,7 @@ def case_figure(case: CaseImages, title: str) -> bytes:
     for axis in axes:
         axis.set_axis_off()
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.4) -> np.ndarray:
@@ -137,7 +137,7 @@ def _overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], 
     return out
 
 
-def _png(fig: Figure) -> bytes:
+def png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
     return buffer.getvalue()

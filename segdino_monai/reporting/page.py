@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from segdino_monai.atomic import atomic_write
-from segdino_monai.errors import InputError
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
 from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
 from segdino_monai.reporting.layout import RunLayout
 from segdino_monai.reporting.summary import summarise
 from segdino_monai.reporting.uncertainty import uncertainty_correlations, uncertainty_figure
-from segdino_monai.transforms.post import display_name, output_names
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
+from segdino_monai.utils.naming import display_name, output_names
 
 __all__ = ["write_report"]
 

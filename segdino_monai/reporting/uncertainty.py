@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
-from segdino_monai.reporting.figures import _png, metric_label
+from segdino_monai.reporting.figures import metric_label, png
 
 __all__ = ["UncertaintyCorrelation", "uncertainty_correlations", "uncertainty_figure"]
 
@@ -86,4 +86,4 @@ def uncertainty_figure(correlations: Sequence[UncertaintyCorrelation]) -> bytes:
         axis.set_ylim(-0.03, 1.03)
         rho = "n/a" if math.isnan(found.spearman) else f"{found.spearman:.3f}"
         axis.set_title(f"Spearman rho {rho} ({found.n} images)", fontsize=10)
-    return _png(fig)
+    return png(fig)

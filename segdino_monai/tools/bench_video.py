@@ -1,12 +1,12 @@
 """Frames/s of ``segdino video`` (issue 15, point 4): the benchmark's video section (``segdino bench --video``).
 
-A synthetic H.264 video (:data:`FRAMES` frames of moving discs on a gradient, square at the benchmark's smallest
-size, 256x256 by default; no network, no data set) is segmented by :func:`~segdino_monai.video.segment_video`, the
+A synthetic H.264 video (:data:`FRAMES` frames of moving discs on a gradient, square at the benchmark's smallest size,
+256x256 by default; no network, no data set) is segmented by :func:`~segdino_monai.services.video.segment_video`, the
 code ``segdino video`` runs, with the bundle's ``inference.json`` (endoscopy preset, temporal smoothing on, as the
 command's defaults) and a fresh decoder on the benchmark's backbone. Each precision and batch size is timed after a
-warm-up run of one batch, and the wall time is split as ``segment_video`` records it: ``decode`` (PyAV decoding and
-the frame's conversion), ``model`` (the config's preprocessing, network and postprocessing) and ``encode`` (overlays,
-the H.264 encoder, the CSV). bf16 is measured only where the device computes it natively
+warm-up run of one batch, and the wall time is split as ``segment_video`` records it: ``decode`` (PyAV decoding and the
+frame's conversion), ``model`` (the config's preprocessing, network and postprocessing) and ``encode`` (overlays, the
+H.264 encoder, the CSV). bf16 is measured only where the device computes it natively
 (:func:`~segdino_monai.networks.nets.dinov3_backbone.use_bf16` with ``"auto"``): elsewhere (an AVX2-only CPU) a bf16
 matmul is about 100 times slower than fp32, and the row says it was skipped.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["FRAMES", "markdown_section", "synthetic_video", "video_speed"]
 
@@ -80,10 +80,10 @@ def video_speed(config: Any) -> dict[str, Any]:
         import av  # noqa: F401
     except ImportError as err:
         raise InputError("--video needs PyAV: pip install -e '.[video]'") from err
-    from segdino_monai.dicom.pipeline import DicomSegmenter
     from segdino_monai.networks import SegDINO
     from segdino_monai.networks.nets.dinov3_backbone import use_bf16
-    from segdino_monai.video import FrameRange, VideoSegmenter, segment_video
+    from segdino_monai.services.dicom_batch import DicomSegmenter
+    from segdino_monai.services.video import FrameRange, VideoSegmenter, segment_video
 
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)

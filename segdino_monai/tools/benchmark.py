@@ -43,10 +43,10 @@ from typing import Any
 
 import torch
 
-from segdino_monai.atomic import atomic_write
-from segdino_monai.errors import InputError
 from segdino_monai.networks.nets.dinov3_backbone import use_bf16
 from segdino_monai.tools.bench_tta import tta_markdown, tta_speed
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["GPU_SWEEP", "GPU_TARGETS", "QUICK", "BenchmarkConfig", "markdown_table", "run_benchmark"]
 
@@ -287,9 +287,9 @@ def inference_memory(config: BenchmarkConfig, size: int, batch: int, precision: 
 def _training_data(config: BenchmarkConfig) -> list[dict[str, torch.Tensor]]:
     from monai.data import load_decathlon_datalist
 
-    from segdino_monai.configs import get_transforms
     from segdino_monai.data import prepare_datalist
     from segdino_monai.data.demo import make_demo_dataset
+    from segdino_monai.workflows.configs import get_transforms
 
     work = Path(config.work_dir)
     if config.data_dir:
@@ -305,7 +305,7 @@ def _training_data(config: BenchmarkConfig) -> list[dict[str, torch.Tensor]]:
 
 def training_speed(config: BenchmarkConfig, mode: str) -> dict[str, float]:
     """Samples/s and peak memory of training one way: ``reference``, ``frozen`` or ``cache``."""
-    from segdino_monai.engines.feature_cache import CachedFeatureNetwork, FeatureCacheDataset
+    from segdino_monai.workflows.feature_cache import CachedFeatureNetwork, FeatureCacheDataset
 
     device = _setup(config)
     samples = _training_data(config)

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segdino_monai.errors import InputError
 from segdino_monai.networks.blocks.folded_head import folded_logits
 from segdino_monai.networks.nets.onnx_runtime import METADATA_PREFIX, OnnxRuntimeNetwork, require_modules
 from segdino_monai.networks.nets.segdino import SegDINO
+from segdino_monai.utils.errors import InputError
 
 __all__ = [
     "FORMATS",
@@ -172,7 +172,7 @@ def load_bundle_network(
     Returns:
         The network in eval mode on the CPU, and the settings recorded in the export's metadata.
     """
-    from segdino_monai.engines import bundle_workflow, require_file
+    from segdino_monai.workflows import bundle_workflow, require_file
 
     # a non-empty dataset_dir makes a missing weights file an error rather than the demo's random backbone
     settings = {"backbone_weights": backbone_weights, "dataset_dir": "export", "backbone_precision": "float32"}

@@ -1,19 +1,8 @@
 from __future__ import annotations
 
 from segdino_monai.transforms.color import RandColorJitter, RandColorJitterd, ShadesOfGray, ShadesOfGrayd
-from segdino_monai.transforms.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PATCH_SIZE,
-    BoxCrop,
-    BoxCropd,
-    EnsureRGB,
-    EnsureRGBd,
-    PILResized,
-    ShrinkLongestd,
-    imagenet_normalize,
-)
 from segdino_monai.transforms.compose import OneThreadCompose, one_thread
+from segdino_monai.transforms.crop import BoxCrop, BoxCropd
 from segdino_monai.transforms.dermoscopy import (
     DermoscopyVignetteCrop,
     DermoscopyVignetteCropd,
@@ -28,14 +17,9 @@ from segdino_monai.transforms.endoscopy import (
     SpecularHighlightRemovald,
     specular_highlight_mask,
 )
-from segdino_monai.transforms.post import (
-    OUTPUT_NAME_KEY,
-    SaveSegmentationd,
-    output_names,
-    prediction_postprocessing,
-    to_onehot_for_metrics,
-    with_output_names,
-)
+from segdino_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD, EnsureRGB, EnsureRGBd, imagenet_normalize
+from segdino_monai.transforms.post import SaveSegmentationd, prediction_postprocessing, to_onehot_for_metrics
+from segdino_monai.transforms.spatial import PATCH_SIZE, PILResized, ShrinkLongestd
 from segdino_monai.transforms.temporal import TemporalSmoothd, TemporalSmoother, frame_position
 from segdino_monai.transforms.ultrasound import (
     CLAHE,
@@ -49,6 +33,7 @@ from segdino_monai.transforms.ultrasound import (
 )
 from segdino_monai.transforms.uncertainty import SaveUncertaintyd
 from segdino_monai.transforms.utility import Switchable
+from segdino_monai.utils.naming import OUTPUT_NAME_KEY, output_names, with_output_names
 
 __all__ = [
     "OUTPUT_NAME_KEY",

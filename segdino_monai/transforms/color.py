@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 
-from segdino_monai.transforms.common import as_float32_like, to_numpy
+from segdino_monai.transforms.utils import as_float32_like, to_numpy
 
 __all__ = ["RandColorJitter", "RandColorJitterd", "ShadesOfGray", "ShadesOfGrayd"]
 

@@ -16,9 +16,8 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from skimage.morphology import black_tophat, disk, remove_small_objects
 
-from segdino_monai.transforms.common import (
-    DetectedBoxCrop,
-    DetectedBoxCropd,
+from segdino_monai.transforms.crop import DetectedBoxCrop, DetectedBoxCropd
+from segdino_monai.transforms.utils import (
     as_float32_like,
     block_mean,
     box_to_full,

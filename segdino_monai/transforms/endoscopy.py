@@ -17,9 +17,8 @@ from monai.transforms import MapTransform, Transform
 from monai.transforms.utils import get_largest_connected_component_mask
 from scipy import ndimage
 
-from segdino_monai.transforms.common import (
-    DetectedBoxCrop,
-    DetectedBoxCropd,
+from segdino_monai.transforms.crop import DetectedBoxCrop, DetectedBoxCropd
+from segdino_monai.transforms.utils import (
     as_float32_like,
     block_mean,
     box_to_full,

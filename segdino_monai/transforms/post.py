@@ -7,11 +7,8 @@ evaluation report, which finds each case's masks by it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,26 +27,20 @@ from monai.transforms import (
 )
 from PIL import Image
 
-from segdino_monai.atomic import atomic_write
-from segdino_monai.data.images import read_image
-from segdino_monai.filenames import file_stem
-from segdino_monai.visualize import overlay
-from segdino_monai.writers import mask_png, nifti_image
+from segdino_monai.io.images import read_image
+from segdino_monai.io.overlay import overlay
+from segdino_monai.io.writers import mask_png, nifti_image
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.naming import OUTPUT_NAME_KEY, file_stem, path_hash
 
 __all__ = [
-    "OUTPUT_NAME_KEY",
     "SaveSegmentationd",
-    "display_name",
-    "output_names",
     "prediction_postprocessing",
+    "source_path",
     "to_onehot_for_metrics",
-    "with_output_names",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The datalist key holding each image's output name (see :func:`with_output_names`); it travels with the sample.
-OUTPUT_NAME_KEY = "output_name"
 
 
 def prediction_postprocessing(
@@ -86,92 +77,6 @@ def to_onehot_for_metrics(num_classes: int, keys: KeysCollection = ("pred", "lab
     return Compose([AsDiscreted(keys, to_onehot=num_classes)] if num_classes > 1 else [])
 
 
-def output_names(sources: Iterable[str | Path]) -> dict[str, str]:
-    """The output name of each image of a run: distinct for distinct files, and the same on every run.
-
-    The rule, applied to the images that share a file stem (compared ignoring case, as macOS and Windows file systems
-    do), taking the first form under which no two images of the run share a name:
-
-    1. the stem: ``a.png`` -> ``a`` (``case.nii.gz`` -> ``case``), the usual case;
-    2. the file name: ``a.jpg`` and ``a.png`` -> ``a.jpg`` and ``a.png``;
-    3. the path relative to the folder that holds all the images, without extension: ``train/img.png`` and
-       ``val/img.png`` -> ``train/img`` and ``val/img`` (their outputs go to sub-folders);
-    4. the same with the extension;
-    5. with a short hash of the absolute path (names differing only in letter case).
-
-    MONAI's writers name files by the stem and an optional sub-path under a ``data_root_dir``
-    (``monai.data.utils.create_file_basename``), which still gives ``a.jpg`` and ``a.png`` one file: hence this rule.
-
-    Args:
-        sources: the image paths of the run (repeats are one image).
-
-    Returns:
-        The name (``/``-separated, relative) of each source, keyed by ``str(source)``.
-    """
-    unique = list(dict.fromkeys(str(s) for s in sources))
-    absolute = {s: os.path.abspath(s) for s in unique}
-    try:
-        root: str | None = os.path.commonpath([os.path.dirname(a) for a in absolute.values()]) if unique else None
-    except ValueError:  # no common folder (different drives)
-        root = None
-    groups: dict[str, list[str]] = defaultdict(list)
-    for source in unique:
-        groups[file_stem(source).lower()].append(source)
-    levels = dict.fromkeys(groups, 0)
-    while True:
-        names = {s: _name_at(s, absolute[s], root, levels[stem]) for stem, members in groups.items() for s in members}
-        holders: dict[str, list[str]] = defaultdict(list)
-        for source, name in names.items():
-            holders[name.lower()].append(source)
-        clashing = {file_stem(s).lower() for shared in holders.values() if len(shared) > 1 for s in shared}
-        bump = {stem for stem in clashing if levels[stem] < _LAST_LEVEL}
-        if not bump:
-            return names
-        for stem in bump:
-            levels[stem] += 1
-
-
-_LAST_LEVEL = 4
-
-
-def _name_at(source: str, absolute: str, root: str | None, level: int) -> str:
-    """The name of ``source`` under form ``level`` of the rule of :func:`output_names` (0-based)."""
-    path = Path(absolute)
-    if level == 0:
-        return file_stem(source)
-    if level == 1:
-        return path.name
-    if root is None:
-        return f"{path.name}-{_path_hash(absolute)}"
-    folder = Path(os.path.relpath(path.parent, root))
-    if level == 2:
-        return (folder / file_stem(path)).as_posix()
-    if level == 3:
-        return (folder / path.name).as_posix()
-    return (folder / f"{path.name}-{_path_hash(absolute)}").as_posix()
-
-
-def _path_hash(path: str) -> str:
-    return hashlib.sha1(os.path.abspath(path).encode("utf-8")).hexdigest()[:8]
-
-
-def with_output_names(
-    datalist: Sequence[Mapping[str, object]], image_key: str = "image", name_key: str = OUTPUT_NAME_KEY
-) -> list[dict[str, object]]:
-    """Copies of the datalist entries with each image's output name (:func:`output_names`) under ``name_key``.
-
-    :class:`SaveSegmentationd` names its files by it; the name travels with the sample through the pipeline.
-    """
-    names = output_names(str(item[image_key]) for item in datalist)
-    return [{**item, name_key: names[str(item[image_key])]} for item in datalist]
-
-
-def display_name(source: str | Path, name: str) -> str:
-    """The output ``name`` of ``source`` with the source's extension when the name lacks it (``train/img.png``)."""
-    stem = file_stem(source)
-    return name + Path(source).name[len(stem) :] if Path(name).name == stem else name
-
-
 class SaveSegmentationd(MapTransform):
     """Write each mask as ``<name>_<suffix>.png``, a colour ``<name>_overlay.png`` and optionally NIfTI.
 
@@ -190,7 +95,7 @@ class SaveSegmentationd(MapTransform):
         image_key: the key whose meta data names the source image (for the file stem and the overlay).
         suffix: the mask file name suffix (``mask`` for predictions; e.g. ``label`` for the reference masks).
         overlay: write the overlay on the source image.
-        nifti: also write ``<name>_mask.nii.gz`` (:func:`segdino_monai.writers.nifti_image`: x = column, y = row,
+        nifti: also write ``<name>_mask.nii.gz`` (:func:`segdino_monai.io.writers.nifti_image`: x = column, y = row,
             the pixel size from the mask's affine, so a DICOM's PixelSpacing and 1 for a PNG).
         alpha: opacity of the overlay colours.
         resize_source: masks are at the model's input size, not the original one (evaluation without inversion,
@@ -225,7 +130,7 @@ class SaveSegmentationd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         """Write the files of one sample; the data pass through unchanged."""
         d = dict(data)
-        source = _source_path(d, self.image_key)
+        source = source_path(d, self.image_key)
         stem = self.output_dir / self._output_name(source, d.get(self.name_key))
         files: list[tuple[str, Callable[[str], object]]] = []
         for key in self.key_iterator(d):
@@ -258,7 +163,7 @@ class SaveSegmentationd(MapTransform):
             raise ValueError(f"{source}: output name {name!r} must be a relative path inside the output folder")
         owner = self._claimed.setdefault(name.lower(), source)
         if owner != source:
-            unique = f"{name}-{_path_hash(source)}"
+            unique = f"{name}-{path_hash(source)}"
             logger.warning(
                 "%s and %s would both write %s_*: writing %s_* for the second (name the outputs of a datalist with "
                 "segdino_monai.transforms.with_output_names)",
@@ -290,7 +195,8 @@ def _pixel_size(mask: object) -> list[float] | None:
     return [float(s) for s in affine_to_spacing(mask.affine, r=2)]
 
 
-def _source_path(data: Mapping[Hashable, object], image_key: str) -> str:
+def source_path(data: Mapping[Hashable, object], image_key: str) -> str:
+    """The source file name in the meta data of ``image_key`` (else of any other key); ValueError when none has one."""
     for value in (data.get(image_key), *data.values()):
         name = getattr(value, "meta", {}).get("filename_or_obj") if value is not None else None
         if name:

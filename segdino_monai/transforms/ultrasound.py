@@ -20,18 +20,10 @@ from scipy import ndimage
 from skimage.exposure import equalize_adapthist
 from skimage.morphology import disk
 
-from segdino_monai.dicom.reader import is_dicom_file, ultrasound_region_from_dicom
-from segdino_monai.dicom.regions import ULTRASOUND_REGION_KEY
-from segdino_monai.transforms.common import (
-    BoxCrop,
-    BoxCropd,
-    as_float32_like,
-    block_mean,
-    box_to_full,
-    full_scale,
-    luminance,
-    to_numpy,
-)
+from segdino_monai.io.dicom_reader import is_dicom_file, ultrasound_region_from_dicom
+from segdino_monai.io.ultrasound_regions import ULTRASOUND_REGION_KEY
+from segdino_monai.transforms.crop import BoxCrop, BoxCropd
+from segdino_monai.transforms.utils import as_float32_like, block_mean, box_to_full, full_scale, luminance, to_numpy
 
 __all__ = [
     "ULTRASOUND_REGION_KEY",
@@ -53,9 +45,9 @@ class UltrasoundRegionBox:
 
     In order: ``meta["ultrasound_region"]`` (set by the package's DICOM reader); the image region of the Sequence of
     Ultrasound Regions of the DICOM file named in ``meta["filename_or_obj"]`` (a DICOM file read by another reader),
-    chosen by the rule of :mod:`segdino_monai.dicom.regions`; else detection: on a copy at most ``work_size`` pixels
-    wide, pixels brighter than ``dark_threshold`` (fraction of full scale), opened with a disk of ``text_radius`` to
-    remove thin text, rulers and markers, and the bounding box of the largest connected region.
+    chosen by the rule of :mod:`segdino_monai.io.ultrasound_regions`; else detection: on a copy at most ``work_size``
+    pixels wide, pixels brighter than ``dark_threshold`` (fraction of full scale), opened with a disk of ``text_radius``
+    to remove thin text, rulers and markers, and the bounding box of the largest connected region.
 
     Args:
         dark_threshold: luminance (0..1) above which a pixel can be image.

@@ -1,4 +1,4 @@
-"""Write each image's uncertainty map (:func:`segdino_monai.uncertainty.entropy_map`) next to its mask."""
+"""Write each image's uncertainty map (:func:`segdino_monai.metrics.uncertainty.entropy_map`) next to its mask."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import torch
 from monai.config import KeysCollection
 from PIL import Image
 
-from segdino_monai.atomic import atomic_write
-from segdino_monai.transforms.post import OUTPUT_NAME_KEY, SaveSegmentationd, _source_path
-from segdino_monai.uncertainty import entropy_map
+from segdino_monai.metrics.uncertainty import entropy_map
+from segdino_monai.transforms.post import SaveSegmentationd, source_path
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.naming import OUTPUT_NAME_KEY
 
 __all__ = ["SaveUncertaintyd"]
 
@@ -43,7 +44,7 @@ class SaveUncertaintyd(SaveSegmentationd):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         """Write the map of one sample."""
         d = dict(data)
-        stem = self.output_dir / self._output_name(_source_path(d, self.image_key), d.get(self.name_key))
+        stem = self.output_dir / self._output_name(source_path(d, self.image_key), d.get(self.name_key))
         for key in self.key_iterator(d):
             entropy = entropy_map(torch.as_tensor(d[key]).detach().cpu())[0]
             grey = Image.fromarray(np.round(entropy.numpy() * 255).astype(np.uint8))

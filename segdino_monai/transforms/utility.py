@@ -2,7 +2,7 @@
 
 MONAI's own switch, ``"_disabled_": true`` on a config component, takes a literal only and drops the step while the
 config is parsed; the bundle's typed options (``--fill_holes true`` as users type it, see
-:func:`segdino_monai.options.as_bool`) are references, so the steps they switch are wrapped in this instead. The
+:func:`segdino_monai.utils.options.as_bool`) are references, so the steps they switch are wrapped in this instead. The
 step stays visible in the config with all its arguments; turning it off leaves the data untouched.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from monai.transforms import Transform
 
-from segdino_monai.options import as_bool
+from segdino_monai.utils.options import as_bool
 
 __all__ = ["Switchable"]
 

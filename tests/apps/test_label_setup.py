@@ -11,7 +11,7 @@ import pytest
 
 from segdino_monai.apps.monailabel import environment, server
 from segdino_monai.cli import build_parser
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 
@@ -132,7 +132,7 @@ def test_label_env_bad_input_exits_2_with_one_line(tmp_path, caplog):
 def test_app_settings_defaults_sources_and_bad_values(tmp_path):
     from segdino_monai.apps.monailabel.settings import app_settings
 
-    score = "segdino_monai.uncertainty:scalar_uncertainty"
+    score = "segdino_monai.metrics.uncertainty:scalar_uncertainty"
     assert app_settings({}) == {"retrain_every": 0, "retrain_epochs": 5, "retrain_val_split": 0.2,
                                 "uncertainty_score": score}  # fmt: skip
     # MONAI Label's --conf (strings) comes first, then --set (literals)

@@ -209,7 +209,7 @@ def _uncertainty(server) -> dict:
 
 
 def _documented_scores(served: Path, images: list[Path]) -> dict[str, float]:
-    """The documented default score (:mod:`segdino_monai.uncertainty`), computed independently with numpy.
+    """The documented default score (:mod:`segdino_monai.metrics.uncertainty`), computed independently with numpy.
 
     The served copy's network (its configs with the serving overrides: tiny random DINOv3, seeded; its ``model.pt``)
     on each image after the bundle's preprocessing; then the mean binary entropy in bits over the predicted object

@@ -15,7 +15,7 @@ from monai.transforms import Invertd, Randomizable
 from monai.utils import set_determinism
 from PIL import Image
 
-from segdino_monai.engines import PRESETS, bundle_workflow
+from segdino_monai.workflows import PRESETS, bundle_workflow
 from tests.bundle.conftest import BUNDLE, CONFIGS, EVALUATE, TRAIN, tiny_overrides
 from tests.conftest import TINY_VIT
 
@@ -163,7 +163,7 @@ def _shift_decoder_bias(flow, model_file: Path) -> None:
 
 def test_cli_preset_appends_paper_json(monkeypatch, tmp_path):
     from segdino_monai import cli
-    from segdino_monai.engines import runner
+    from segdino_monai.workflows import runner
 
     calls = []
     monkeypatch.setattr(runner, "run_bundle", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)

@@ -99,7 +99,7 @@ def test_interrupted_training_resumes_to_the_end(tmp_path, tiny_datalist, stop):
         assert "Traceback" not in log, log[-3000:]
     else:
         assert process.returncode == -signal.SIGKILL
-    from segdino_monai.engines import latest_checkpoint
+    from segdino_monai.workflows import latest_checkpoint
 
     saved = torch.load(latest_checkpoint(models), weights_only=True)["trainer"]
     killed_at = saved["iteration"] // saved["epoch_length"]  # the epoch of the checkpoint

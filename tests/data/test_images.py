@@ -17,9 +17,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from segdino_monai.configs import get_transforms
 from segdino_monai.data import LoadMask, check_image
-from segdino_monai.data.images import (
+from segdino_monai.io.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_PIXELS_ENV,
     LoadRGBImaged,
@@ -28,7 +27,8 @@ from segdino_monai.data.images import (
     max_image_pixels,
     read_image,
 )
-from segdino_monai.errors import InputError, input_error_message
+from segdino_monai.utils.errors import InputError, input_error_message
+from segdino_monai.workflows.configs import get_transforms
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_bilevel_tiff_mask_reads_as_0_1_classes_and_as_black_and_white(tmp_path)
 def test_multipage_tiff_gives_the_first_page_with_a_warning(picture, tmp_path, caplog) -> None:
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, np.stack([picture, picture[::-1]]), photometric="rgb")
-    with caplog.at_level(logging.WARNING, logger="segdino_monai.data.images"):
+    with caplog.at_level(logging.WARNING, logger="segdino_monai.io.images"):
         np.testing.assert_array_equal(read_image(path), picture)
     assert "stack.tif has 2 pages" in caplog.text
 
@@ -283,7 +283,7 @@ def test_cvc_style_tiff_pair_images_and_masks_agree(picture, tmp_path) -> None:
 
 def test_one_reader_for_pictures_and_dicom(picture, fixtures_dir, tmp_path) -> None:
     """The package's reader (and its picture functions) read DICOM as the DICOM reader does, pictures as before."""
-    from segdino_monai.dicom import read_dicom
+    from segdino_monai.io.dicom_reader import read_dicom
 
     dicom = fixtures_dir / "dicom/us/pydicom__pydicom-data/OBXXXX1A.dcm"
     Image.fromarray(picture).save(tmp_path / "frame.png")

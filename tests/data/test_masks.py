@@ -90,7 +90,7 @@ def test_empty_mask_flagged_and_logged(tmp_path: Path, caplog: pytest.LogCapture
     lesion = np.full((16, 16), 40, np.uint8)
     lesion[4:8, 4:8] = 255
     Image.fromarray(lesion).save(tmp_path / "lesion.png")
-    with caplog.at_level(logging.DEBUG, logger="segdino_monai.data.masks"):
+    with caplog.at_level(logging.DEBUG, logger="segdino_monai.io.masks"):
         out = LoadMask()(tmp_path / "empty.png")
         full = LoadMask()(tmp_path / "lesion.png")
     assert out.meta["empty"] is True and not out.any()

@@ -35,7 +35,7 @@ def decoder_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def segmenter_factory(decoder_checkpoint):
-    from segdino_monai.dicom.pipeline import DicomSegmenter
+    from segdino_monai.services.dicom_batch import DicomSegmenter
 
     cache = {}
 

@@ -53,7 +53,7 @@ def two_threads():
 def test_bundle_workers_and_dicom_segmenter_give_the_same_mask(
     precision, dicom_dir, vits16_decoder, tmp_path, two_threads
 ):
-    from segdino_monai.dicom.pipeline import DicomSegmenter
+    from segdino_monai.services.dicom_batch import DicomSegmenter
 
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -17,9 +17,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-from segdino_monai.dicom import DicomReader, DicomReadError, read_dicom
-from segdino_monai.dicom.cine import CineFrameError, DicomCine
-from segdino_monai.dicom.reader import _deferred_pixel_data
+from segdino_monai.io.dicom_cine import CineFrameError
+from segdino_monai.io.dicom_reader import DicomReader, DicomReadError, _deferred_pixel_data, read_dicom
+from segdino_monai.services.cine import DicomCine
 
 FRAMES, ROWS, COLUMNS = 120, 512, 512
 DECODED_FRAME = 3 * ROWS * COLUMNS * 4  # one frame as the reader gives it: (3, H, W) float32, 3.1 MB

@@ -17,7 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from segdino_monai.cli import main
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 from tests.dicom.orthanc import DICOMWEB_PLUGIN, Orthanc, free_port
 
@@ -178,7 +178,7 @@ def test_seg_uids_follow_the_source_and_the_model(dicom_dir):
     """Same source and model: the same SEG UIDs (a PACS replaces its copy); another source, model or task: others."""
     from dataclasses import replace
 
-    from segdino_monai.dicom.writer import SegOptions, seg_uids
+    from segdino_monai.dicom.seg import SegOptions, seg_uids
 
     source = pydicom.dcmread(dicom_dir / US, stop_before_pixels=True)
     other = pydicom.Dataset()
@@ -234,7 +234,7 @@ def test_token_is_sent_and_a_refusal_says_what_to_do(decoder_checkpoint, tmp_pat
 @pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2.3/../4", "1.2.x", "1." + "2" * 70])
 def test_a_uid_from_the_server_that_is_not_a_uid_is_refused_before_it_names_a_file(uid):
     """UIDs in the server's answers name the staging files: anything but digits and dots (64 at most) is refused."""
-    from segdino_monai.dicom.web import _listed_uid
+    from segdino_monai.services.dicomweb import _listed_uid
 
     assert _listed_uid("1.2.840.10008.5.1", "the instance", "http://h/dicom-web/studies/1.2") == "1.2.840.10008.5.1"
     with pytest.raises(InputError, match="which is not a DICOM UID"):

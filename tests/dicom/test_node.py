@@ -159,7 +159,7 @@ def node(pacs, decoder_checkpoint, tmp_path_factory):
 
 
 def test_orthanc_sends_images_and_receives_one_seg_each(pacs, node, dicom_dir, segmenter_factory, tmp_path):
-    from segdino_monai.dicom.pipeline import run_dicom
+    from segdino_monai.services.dicom_batch import run_dicom
 
     files = [dicom_dir / name for name in (US, US_RLE, ENDOSCOPY_J2K)]
     ids = [pacs.upload(path) for path in files]
@@ -298,11 +298,12 @@ def test_sc_and_sr_too_exactly_once_each_through_a_sigkill(pacs, decoder_checkpo
 def test_a_restart_sends_only_the_objects_not_yet_confirmed(pacs, dicom_dir, tmp_path):
     """A journal entry whose SEG send was confirmed (killed before its SC and SR went): the restarted node sends
     the SC and the SR, and not the SEG (the PACS never had it here, so a resend would show)."""
-    from segdino_monai.dicom.measurement_report import write_sr
-    from segdino_monai.dicom.node import SEGMENTED, DicomNode, Journal
-    from segdino_monai.dicom.secondary_capture import write_sc
-    from segdino_monai.dicom.sender import Destination
-    from segdino_monai.dicom.writer import SegOptions, prepare_seg_source, write_seg
+    from segdino_monai.dicom.sc import write_sc
+    from segdino_monai.dicom.seg import SegOptions, write_seg
+    from segdino_monai.dicom.source import prepare_seg_source
+    from segdino_monai.dicom.sr import write_sr
+    from segdino_monai.services.node import SEGMENTED, DicomNode, Journal
+    from segdino_monai.services.sender import Destination
 
     (image,) = copies(dicom_dir / US_CALIBRATED, 1)
     uid = str(image.SOPInstanceUID)

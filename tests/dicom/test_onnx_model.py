@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from segdino_monai.cli import main
-from segdino_monai.dicom.pipeline import DicomSegmenter
-from segdino_monai.errors import InputError
+from segdino_monai.services.dicom_batch import DicomSegmenter
+from segdino_monai.utils.errors import InputError
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 from tests.onnx_files import tiny_export
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 import segdino_monai
 from segdino_monai.cli import main
-from segdino_monai.dicom.pipeline import run_dicom
+from segdino_monai.services.dicom_batch import run_dicom
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 
 US_SINGLE = "us/pydicom__pydicom/examples_palette.dcm"  # has US regions: crop + physical size

@@ -7,7 +7,7 @@ import os
 import pydicom
 import pytest
 
-from segdino_monai.dicom import pipeline
+from segdino_monai.services import dicom_batch as pipeline
 
 
 def test_header_of_a_bad_file_is_none_and_a_bug_propagates(tmp_path, monkeypatch):

@@ -10,10 +10,10 @@ from monai.transforms import LoadImaged
 from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_voi_lut, convert_color_space
 
-from segdino_monai.data.images import LoadRGBImaged, SegDINOImageReader
-from segdino_monai.dicom import DicomReader, DicomReadError, read_dicom, read_itk
-from segdino_monai.errors import InputError
+from segdino_monai.io.dicom_reader import DicomReader, DicomReadError, read_dicom, read_itk
+from segdino_monai.io.images import LoadRGBImaged, SegDINOImageReader
 from segdino_monai.transforms import UltrasoundRegionCropd
+from segdino_monai.utils.errors import InputError
 
 IMAGES = ["us", "vl"]
 
@@ -169,7 +169,7 @@ def test_itk_path_for_nifti_and_mha(tmp_path):
 
 
 def test_itk_fallback_when_no_pydicom_plugin(dicom_dir, monkeypatch):
-    from segdino_monai.dicom import reader
+    from segdino_monai.io import dicom_reader as reader
 
     def no_plugin(*args, **kwargs):
         raise RuntimeError("no pydicom decoder (simulated)")
@@ -185,7 +185,7 @@ def test_package_imports_without_loading_highdicom():
     import subprocess
     import sys
 
-    code = "import sys, segdino_monai.dicom, segdino_monai.dicom.pipeline; print('highdicom' in sys.modules)"
+    code = "import sys, segdino_monai.dicom, segdino_monai.services.dicom_batch; print('highdicom' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
 
@@ -270,13 +270,13 @@ def test_dicom_without_extension_is_read_by_its_dicm_marker(dicom_dir, tmp_path)
 
 
 def test_multi_frame_file_reads_the_chosen_frame(dicom_dir, monkeypatch):
-    from segdino_monai.dicom import reader as reader_module
+    from segdino_monai.io import dicom_reader as reader_module
 
     path = dicom_dir / "us/pydicom__pydicom/examples_ybr_color.dcm"
     reference = reference_rgb(path)
     parsed = []
-    real_dcmread = reader_module._dcmread
-    monkeypatch.setattr(reader_module, "_dcmread", lambda *a, **k: parsed.append(a[0]) or real_dcmread(*a, **k))
+    real_dcmread = reader_module.dcmread
+    monkeypatch.setattr(reader_module, "dcmread", lambda *a, **k: parsed.append(a[0]) or real_dcmread(*a, **k))
     reader = SegDINOImageReader(frame=3)
     load = LoadImaged(keys="image", reader=reader)
     for frame in (3, 17, 30):
@@ -337,8 +337,8 @@ def test_bad_files_raise_input_error_naming_them_out_of_load_imaged(dicom_dir, t
             message = str(info.value)
             assert isinstance(info.value, DicomReadError) and message.startswith(f"{path}: ") and "\n" not in message
     # inside a whole preset pipeline too
-    from segdino_monai.configs import get_transforms
-    from segdino_monai.errors import input_error_message
+    from segdino_monai.utils.errors import input_error_message
+    from segdino_monai.workflows.configs import get_transforms
 
     pipeline = get_transforms("ultrasound", spatial_size=(64, 64), with_label=False)[1]
     with pytest.raises(Exception) as info:
@@ -361,8 +361,8 @@ def test_bundle_inference_reads_dicom_files_as_they_are(dicom_dir, tmp_path, dec
     import json
     import shutil
 
-    from segdino_monai.engines import ImagesSkipped
-    from segdino_monai.transforms.post import with_output_names
+    from segdino_monai.utils.naming import with_output_names
+    from segdino_monai.workflows import ImagesSkipped
     from tests.bundle.conftest import CONFIGS, INFERENCE, tiny_overrides, workflow
 
     inputs = tmp_path / "inputs"

@@ -1,4 +1,4 @@
-"""The one rule for the Sequence of Ultrasound Regions: the largest 2D region, its pixel size (dicom/regions.py)."""
+"""The Sequence of Ultrasound Regions rule: the largest 2D region and its pixel size (io/ultrasound_regions.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from monai.transforms import LoadImaged
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from segdino_monai.data.images import SegDINOImageReader
-from segdino_monai.dicom import DicomReader, pixel_size_mm, ultrasound_region, ultrasound_region_from_dicom
+from segdino_monai.io.dicom_reader import DicomReader, pixel_size_mm, ultrasound_region_from_dicom
+from segdino_monai.io.images import SegDINOImageReader
+from segdino_monai.io.ultrasound_regions import ultrasound_region
 from segdino_monai.transforms import UltrasoundRegionCrop, UltrasoundRegionCropd
 
 CM, SECONDS = 3, 4

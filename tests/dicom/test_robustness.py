@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from segdino_monai.cli import build_parser, main
-from segdino_monai.dicom import DicomReadError, read_dicom
-from segdino_monai.dicom.pipeline import DicomSegmenter, check_frames, run_dicom
+from segdino_monai.io.dicom_reader import DicomReadError, read_dicom
+from segdino_monai.services.dicom_batch import DicomSegmenter, check_frames, run_dicom
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 
 SINGLE = "us/pydicom__pydicom/examples_palette.dcm"  # 350 x 800, one frame, palette colour

@@ -19,9 +19,10 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import generate_uid
 
 from segdino_monai.cli import main
-from segdino_monai.dicom.measurement_report import segment_measurements, write_sr
-from segdino_monai.dicom.secondary_capture import write_sc
-from segdino_monai.dicom.writer import SegOptions, SegUnsupportedError, prepare_seg_source, write_seg
+from segdino_monai.dicom.sc import write_sc
+from segdino_monai.dicom.seg import SegOptions, write_seg
+from segdino_monai.dicom.source import SegUnsupportedError, prepare_seg_source
+from segdino_monai.dicom.sr import segment_measurements, write_sr
 from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
 
 RGB_NO_SPACING = "us/pydicom__pydicom-data/US1_UNCR.dcm"  # RGB, uncompressed, no pixel size

@@ -14,9 +14,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-from segdino_monai.dicom.pipeline import run_dicom
+from segdino_monai.dicom.seg import SegOptions, write_seg
 from segdino_monai.dicom.seg_frames import TEMPORAL_POSITION_INDEX, needs_frame_references
-from segdino_monai.dicom.writer import SegOptions, write_seg
+from segdino_monai.services.dicom_batch import run_dicom
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"  # 30 frames, YBR_FULL_422 JPEG, no frame of reference
 

@@ -14,9 +14,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from segdino_monai.dicom import writer
-from segdino_monai.dicom.pipeline import run_dicom
-from segdino_monai.dicom.writer import DEIDENTIFICATION_UNKNOWN, write_seg
+from segdino_monai.dicom import seg as seg_module
+from segdino_monai.dicom.seg import write_seg
+from segdino_monai.dicom.source import DEIDENTIFICATION_UNKNOWN
+from segdino_monai.services.dicom_batch import run_dicom
 
 #: Type 2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1) that highdicom copies.
 TYPE2_PATIENT_STUDY = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
@@ -123,7 +124,7 @@ def test_every_written_seg_passes_dciodvfy(dicom_dir, segmenter_factory, dciodvf
 def test_without_the_repairs_dciodvfy_finds_the_defects(dicom_dir, dciodvfy, tmp_path, monkeypatch):
     """The control: the same defective copies, written with the repairs switched off, are invalid."""
     variants = _defective_copies(dicom_dir, tmp_path / "defective")
-    monkeypatch.setattr(writer, "prepare_seg_source", lambda ds: (ds, []))
+    monkeypatch.setattr(seg_module, "prepare_seg_source", lambda ds: (ds, []))
     expected = {
         "lossy_empty_ratio": "LossyImageCompressionRatio",
         "empty_procedure_codes": "ProcedureCodeSequence",
@@ -144,8 +145,8 @@ def test_repairs_never_change_the_source_dataset(dicom_dir):
     ds.PatientIdentityRemoved = "YES"
     ds.ProcedureCodeSequence = []
     before = ds.to_json_dict(bulk_data_threshold=1, bulk_data_element_handler=lambda e: "bulk")
-    copy, repairs = writer.prepare_seg_source(ds)
+    copy, repairs = seg_module.prepare_seg_source(ds)
     assert copy is not ds and len(repairs) >= 3
     assert ds.to_json_dict(bulk_data_threshold=1, bulk_data_element_handler=lambda e: "bulk") == before
     clean = pydicom.dcmread(dicom_dir / "us/pydicom__pydicom/examples_palette.dcm")
-    assert writer.prepare_seg_source(clean) == (clean, [])  # nothing to repair: the dataset itself
+    assert seg_module.prepare_seg_source(clean) == (clean, [])  # nothing to repair: the dataset itself

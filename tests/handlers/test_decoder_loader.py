@@ -4,9 +4,9 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from segdino_monai.errors import InputError
 from segdino_monai.handlers import DecoderLoader
 from segdino_monai.networks import SegDINO
+from segdino_monai.utils.errors import InputError
 from tests.conftest import TINY_VIT
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 from ignite.engine import Engine, Events
 
-from segdino_monai.errors import InputError
 from segdino_monai.handlers import QuietStop
+from segdino_monai.utils.errors import InputError
 
 
 def _failing_run(error: BaseException, caplog) -> str:

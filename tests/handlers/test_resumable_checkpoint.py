@@ -6,8 +6,8 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from segdino_monai.errors import InputError
 from segdino_monai.handlers import ResumableCheckpoint
+from segdino_monai.utils.errors import InputError
 
 
 @pytest.mark.parametrize(("typed", "value"), [("false", False), ("No", False), (0, False), ("TRUE", True), (1, True)])

@@ -57,8 +57,8 @@ def _engine_with(details: dict):
 def test_each_class_gets_its_own_columns_named_by_class_names(tmp_path):
     import torch
 
-    from segdino_monai.errors import InputError
     from segdino_monai.handlers import SegmentationReport
+    from segdino_monai.utils.errors import InputError
 
     dice = torch.tensor([[0.5, float("nan")], [1.0, 0.25]])  # (images, foreground classes)
     report = SegmentationReport(tmp_path, html_report=False, class_names=["benign lesion", "malignant"])

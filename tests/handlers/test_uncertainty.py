@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segdino_monai.handlers import UncertaintyMetric
-from segdino_monai.uncertainty import scalar_uncertainty
+from segdino_monai.metrics.uncertainty import scalar_uncertainty
 
 
 def test_binary_masks_give_each_image_its_scalar_uncertainty():

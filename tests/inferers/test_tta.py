@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 
-from segdino_monai.errors import InputError
 from segdino_monai.inferers import TTAInferer, TTAPredictiond
 from segdino_monai.networks import SegDINO
+from segdino_monai.utils.errors import InputError
 from tests.conftest import TINY_VIT
 
 

@@ -16,9 +16,9 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from segdino_monai.inferers import TTAInferer
+from segdino_monai.metrics.uncertainty import scalar_uncertainty
 from segdino_monai.networks import SegDINO
 from segdino_monai.transforms import IMAGENET_MEAN, IMAGENET_STD
-from segdino_monai.uncertainty import scalar_uncertainty
 from tests.conftest import TINY_VIT
 
 SIZE, TRAIN, STEPS = 128, 12, 60

@@ -13,8 +13,9 @@ import timm
 import torch
 
 from segdino_monai.cli import main
-from segdino_monai.errors import InputError
-from segdino_monai.networks import DINOv3Backbone, weights_hash
+from segdino_monai.networks import DINOv3Backbone
+from segdino_monai.networks.weights import hashes as weights_hash
+from segdino_monai.utils.errors import InputError
 from tests.conftest import TINY_VIT
 from tests.networks.dinov3_files import meta_state_dict, tiny_timm_model, write_meta_file
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from segdino_monai.errors import InputError
 from segdino_monai.reporting import read_training_curves
+from segdino_monai.utils.errors import InputError
 
 
 def test_curves_are_the_entries_in_epoch_order_without_undefined_values(tmp_path):

@@ -15,8 +15,8 @@ import torch
 from monai.transforms import Compose, Invertd
 from PIL import Image
 
-from segdino_monai.configs import get_transforms
-from segdino_monai.transforms.common import ShrinkLongest, ShrinkLongestd
+from segdino_monai.transforms.spatial import ShrinkLongest, ShrinkLongestd
+from segdino_monai.workflows.configs import get_transforms
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_one_shrink_shared_by_threads_gives_each_image_its_own_size() -> None:
 def test_block_mean_equals_skimage_local_mean_without_full_size_copies(factor) -> None:
     from skimage.transform import downscale_local_mean
 
-    from segdino_monai.transforms.common import block_mean
+    from segdino_monai.transforms.utils import block_mean
 
     image = np.random.default_rng(factor).random((3, 101, 77)).astype(np.float32)
     height, width = 101 // factor * factor, 77 // factor * factor

@@ -22,7 +22,7 @@ from segdino_monai.transforms import (
     specular_highlight_mask,
     ultrasound_region_from_dicom,
 )
-from segdino_monai.transforms.common import luminance
+from segdino_monai.transforms.utils import luminance
 
 US = "dicom/us/pydicom__pydicom-data"
 

@@ -11,9 +11,9 @@ from monai.data import MetaTensor
 from monai.transforms import Randomizable
 from PIL import Image
 
-from segdino_monai.configs import get_transforms
-from segdino_monai.errors import InputError
 from segdino_monai.transforms import PILResized
+from segdino_monai.utils.errors import InputError
+from segdino_monai.workflows.configs import get_transforms
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)

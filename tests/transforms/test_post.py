@@ -8,7 +8,6 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Resized
 from PIL import Image
 
-from segdino_monai.errors import InputError
 from segdino_monai.transforms import (
     OUTPUT_NAME_KEY,
     EndoscopyBorderCropd,
@@ -17,6 +16,7 @@ from segdino_monai.transforms import (
     prediction_postprocessing,
     with_output_names,
 )
+from segdino_monai.utils.errors import InputError
 
 
 def framed_image(tmp_path, h=60, w=80, border=10):

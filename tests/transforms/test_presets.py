@@ -6,9 +6,9 @@ import pytest
 import torch
 from monai.transforms import Invertd
 
-from segdino_monai.configs import get_transforms
 from segdino_monai.data import LoadMask
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
+from segdino_monai.workflows.configs import get_transforms
 
 # subset -> (modality, mask name from image name, how many pairs to run)
 SETS = {

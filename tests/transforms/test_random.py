@@ -6,7 +6,6 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from segdino_monai.configs import bundle_config_files, get_transforms
 from segdino_monai.transforms import (
     CLAHE,
     EnsureRGB,
@@ -16,6 +15,7 @@ from segdino_monai.transforms import (
     RandSpeckleNoised,
     ShadesOfGray,
 )
+from segdino_monai.workflows.configs import bundle_config_files, get_transforms
 
 
 def _geometric(modality: str) -> list:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from segdino_monai.errors import InputError
 from segdino_monai.transforms import TemporalSmoothd, TemporalSmoother, frame_position
+from segdino_monai.utils.errors import InputError
 
 
 def test_ema_weights_and_step_response():

@@ -16,7 +16,7 @@ import time
 import venv
 from pathlib import Path
 
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["MARKER", "REQUIREMENTS", "PINNED", "env_python", "ensure_label_env", "installed_versions", "repo_root"]
 

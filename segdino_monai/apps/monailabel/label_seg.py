@@ -2,7 +2,7 @@
 
 The MONAI Label server's DICOMweb datastore (``lib/dicomweb.py``, MONAI Label environment) runs
 ``python -m segdino_monai.apps.monailabel.label_seg SOURCE LABEL OUT`` with the main environment's interpreter:
-the SEG writer of ``segdino dicom`` (:func:`segdino_monai.dicom.writer.write_seg`, highdicom) needs pydicom 3,
+the SEG writer of ``segdino dicom`` (:func:`segdino_monai.dicom.seg.write_seg`, highdicom) needs pydicom 3,
 which the MONAI Label environment cannot hold (monailabel 0.8.5 pins pydicom<3), and MONAI Label's own SEG writer
 (dcmqi's ``itkimage2segimage``) is a program it downloads from GitHub, made for volumes.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segdino_monai.dicom.writer import DEFAULT_TASK, SegOptions, write_seg
-from segdino_monai.errors import InputError
+from segdino_monai.dicom.seg import DEFAULT_TASK, SegOptions, write_seg
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["LABEL_SERIES_DESCRIPTION", "LABEL_SERIES_NUMBER", "label_mask", "main", "write_label_seg"]
 
@@ -56,7 +56,7 @@ def write_label_seg(
 ) -> Path:
     """Write the SEG of the final ``label`` of the DICOM image ``source`` to ``out``.
 
-    Its UIDs are derived from the source and the SEG options (:func:`~segdino_monai.dicom.writer.seg_uids`), so the
+    Its UIDs are derived from the source and the SEG options (:func:`~segdino_monai.dicom.seg.seg_uids`), so the
     label of an image saved again replaces its SEG in a PACS that overwrites instances.
 
     Args:

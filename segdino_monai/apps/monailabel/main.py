@@ -3,11 +3,11 @@
 Start it with ``segdino label-server --studies <folder or dicom-web URL>``, which lays out the app folder and the
 bundle copy; a DICOMweb server is served through ``lib/dicomweb.py``.
 
-Settings (MONAI Label's ``--conf NAME VALUE``, or ``segdino label-server --set NAME=VALUE``): ``retrain_every``
-(retrain after every N new final labels; 0, the default, never), ``retrain_epochs`` (epochs of such a retraining,
-default 5), ``retrain_val_split`` (its validation share, default 0.2) and ``uncertainty_score`` (the
-``uncertainty`` strategy's score function, default ``segdino_monai.uncertainty:scalar_uncertainty``; the strategy is
-listed only where it imports).
+Settings (MONAI Label's ``--conf NAME VALUE``, or ``segdino label-server --set NAME=VALUE``): ``retrain_every`` (retrain
+after every N new final labels; 0, the default, never), ``retrain_epochs`` (epochs of such a retraining, default 5),
+``retrain_val_split`` (its validation share, default 0.2) and ``uncertainty_score`` (the ``uncertainty`` strategy's
+score function, default ``segdino_monai.metrics.uncertainty:scalar_uncertainty``; the strategy is listed only where it
+imports).
 """
 
 from __future__ import annotations

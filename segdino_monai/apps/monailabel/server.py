@@ -28,8 +28,8 @@ from typing import Any
 
 from segdino_monai.apps.monailabel.environment import env_python
 from segdino_monai.apps.monailabel.settings import app_settings
-from segdino_monai.atomic import atomic_write
-from segdino_monai.errors import InputError
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
 
 __all__ = [
     "DEFAULT_SEARCH_FILTER",
@@ -105,7 +105,7 @@ def prepare_app(
     config = {
         "backbone_weights": weights,
         # serving never falls back to a random backbone silently: a missing file is an error
-        "network_def#weights": "$segdino_monai.engines.resolve_backbone_weights(@backbone_weights)",
+        "network_def#weights": "$segdino_monai.networks.weights.resolve.resolve_backbone_weights(@backbone_weights)",
         # retraining after new labels runs the decoder only: backbone features are cached in the app folder
         "feature_cache": True,
         "feature_cache_dir": str(app_dir / FEATURE_CACHE_DIR),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["DEFAULTS", "app_settings"]
 
@@ -17,7 +17,7 @@ DEFAULTS: dict[str, int | float | str] = {
     "retrain_every": 0,
     "retrain_epochs": 5,
     "retrain_val_split": 0.2,
-    "uncertainty_score": "segdino_monai.uncertainty:scalar_uncertainty",
+    "uncertainty_score": "segdino_monai.metrics.uncertainty:scalar_uncertainty",
 }
 _RULES = {
     "retrain_every": (int, 0, None, "a whole number of new final labels, 0 to never retrain automatically"),

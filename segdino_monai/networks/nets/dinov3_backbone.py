@@ -16,21 +16,21 @@ import timm
 import torch
 from torch import nn
 
-from segdino_monai.errors import InputError
 from segdino_monai.networks.blocks.rope_attention import use_rope_attention
-from segdino_monai.networks.nets.dinov3_checkpoint import (
+from segdino_monai.networks.weights.checkpoint_layouts import (
     CheckpointLayout,
     describe_checkpoint,
     detect_layout,
     load_weights_file,
     meta_to_timm,
 )
-from segdino_monai.networks.nets.dinov3_transformers import (
+from segdino_monai.networks.weights.transformers_layout import (
     check_config,
     read_config,
     transformers_name,
     transformers_to_timm,
 )
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["DINOV3_ARCHS", "PRECISIONS", "DINOv3Backbone", "default_taps", "use_bf16"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segdino_monai.errors import InputError
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["OnnxRuntimeNetwork", "require_modules"]
 

@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segdino_monai.atomic import atomic_write
-from segdino_monai.errors import InputError
 from segdino_monai.networks.blocks.feature_aligner import FeatureAligner
 from segdino_monai.networks.blocks.folded_head import FoldedLinearHead, fold_weights, folded_logits, is_foldable
 from segdino_monai.networks.blocks.mlp_decoder import MLPDecoder
 from segdino_monai.networks.nets.dinov3_backbone import DINOv3Backbone
-from segdino_monai.networks.safe_load import safe_load
+from segdino_monai.networks.weights.safe_load import safe_load
+from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.errors import InputError
 
 __all__ = ["SegDINO"]
 

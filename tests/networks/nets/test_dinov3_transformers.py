@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from segdino_monai.cli import main
-from segdino_monai.errors import InputError
 from segdino_monai.networks import DINOV3_ARCHS, DINOv3Backbone
-from segdino_monai.networks.nets.dinov3_transformers import model_config, transformers_to_timm
+from segdino_monai.networks.weights.transformers_layout import model_config, transformers_to_timm
+from segdino_monai.utils.errors import InputError
 from tests.networks.dinov3_transformers_files import (
     SIZES,
     hf_config,
@@ -140,7 +140,7 @@ def test_missing_extra_and_unrepresentable_keys_are_named(vits16, tmp_path):
 
 
 def test_bundle_resolver_and_check_weights_accept_a_full_size_snapshot(transformers, tmp_path, caplog, monkeypatch):
-    from segdino_monai.engines import resolve_backbone_weights
+    from segdino_monai.networks.weights.resolve import resolve_backbone_weights
 
     monkeypatch.setenv("SEGDINO_CACHE_DIR", str(tmp_path / "cache"))  # check-weights caches the file's SHA-256
 
@@ -157,7 +157,7 @@ def test_the_package_never_imports_transformers():
     """transformers is a test dependency only (extra dev): loading its files must not need it."""
     package = Path(__file__).resolve().parents[3] / "segdino_monai"
     importers, files = [], sorted(package.rglob("*.py"))
-    assert package / "networks" / "nets" / "dinov3_transformers.py" in files
+    assert package / "networks" / "weights" / "transformers_layout.py" in files
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from segdino_monai.cli import main
-from segdino_monai.errors import InputError
 from segdino_monai.networks import OnnxRuntimeNetwork
+from segdino_monai.utils.errors import InputError
 from tests.onnx_files import TINY_SET, tiny_export
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segdino_monai.errors import InputError
 from segdino_monai.networks import SegDINO
+from segdino_monai.utils.errors import InputError
 from tests.conftest import TINY_VIT
 from tests.networks.dinov3_files import tiny_timm_model, write_timm_file
 

@@ -1,10 +1,10 @@
 """Active learning strategies ``diversity`` and ``uncertainty``.
 
-``diversity``: the unlabelled image farthest from the labelled ones in backbone features. The pooling, the distance
-and the k-center greedy order are :mod:`segdino_monai.diversity`'s. The backbone (the served bundle's, from
-``train.json`` with the serving overrides) is built on the first request and kept; every image's backbone features
-are computed once and cached in ``<feature_cache_dir>`` (one view, no labels). The answer names the chosen image
-(``id``) and the first ``count`` images of the order (``ranking``, default 10).
+``diversity``: the unlabelled image farthest from the labelled ones in backbone features. The pooling, the distance and
+the k-center greedy order are :mod:`segdino_monai.apps.monailabel.diversity`'s. The backbone (the served bundle's, from
+``train.json`` with the serving overrides) is built on the first request and kept; every image's backbone features are
+computed once and cached in ``<feature_cache_dir>`` (one view, no labels). The answer names the chosen image (``id``)
+and the first ``count`` images of the order (``ranking``, default 10).
 
 ``uncertainty``: the unlabelled image with the highest score of the served model, the score function given by the
 app setting ``uncertainty_score`` (``module:function``, called with the class probabilities ``(C, H, W)`` at model
@@ -28,8 +28,8 @@ from lib.configs import load_bundle_config
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.strategy import Strategy
 
+from segdino_monai.apps.monailabel.diversity import image_features, k_center_greedy
 from segdino_monai.apps.monailabel.scores import BackgroundScores
-from segdino_monai.diversity import image_features, k_center_greedy
 
 __all__ = ["Diversity", "Uncertainty", "score_function"]
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 class Diversity(Strategy):
-    """k-center greedy on pooled backbone features (see :mod:`segdino_monai.diversity`).
+    """k-center greedy on pooled backbone features (see :mod:`segdino_monai.apps.monailabel.diversity`).
 
     Args:
         bundle_path: the served bundle copy.

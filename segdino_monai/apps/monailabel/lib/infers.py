@@ -15,8 +15,8 @@ from monai.transforms import SaveImaged
 from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
-from segdino_monai.errors import InputError, input_error_message
 from segdino_monai.transforms import SaveSegmentationd, one_thread
+from segdino_monai.utils.errors import InputError, input_error_message
 
 __all__ = ["BadImageError", "SegDINOInfer"]
 
@@ -65,11 +65,11 @@ class SegDINOInfer(BundleInferTask):
     def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
         """Run the pre-processing; bad input (an upload that cannot be read) raises :class:`BadImageError`.
 
-        Only what :func:`~segdino_monai.errors.input_error_message` calls bad input becomes a ``BadImageError`` (the
-        request's fault); any other failure is a bug and propagates as it is (the server's fault).
+        Only what :func:`~segdino_monai.utils.errors.input_error_message` calls bad input becomes a ``BadImageError``
+        (the request's fault); any other failure is a bug and propagates as it is (the server's fault).
 
         The bundle's pre-processing reads the upload with the package's image reader
-        (:mod:`segdino_monai.data.images`): TIFF, 16-bit, palette and CMYK uploads give the same RGB as training
+        (:mod:`segdino_monai.io.images`): TIFF, 16-bit, palette and CMYK uploads give the same RGB as training
         saw, and a file over the pixel limit (``SEGDINO_MAX_IMAGE_PIXELS``) is refused from its header. The steps
         run on one intra-op thread, as everywhere else (:class:`~segdino_monai.transforms.OneThreadCompose`): the
         same input tensor, so the same mask as ``segdino dicom`` and ``monai.bundle run inference`` in bfloat16.

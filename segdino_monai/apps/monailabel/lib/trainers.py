@@ -19,8 +19,8 @@ import monai.bundle
 from lib.configs import config_files, load_bundle_config
 from monailabel.tasks.train.bundle import BundleTrainTask
 
-from segdino_monai.errors import InputError
-from segdino_monai.options import as_bool
+from segdino_monai.utils.errors import InputError
+from segdino_monai.utils.options import as_bool
 
 __all__ = ["TRAININGS_FILE", "SegDINOTrain"]
 
@@ -61,7 +61,7 @@ class SegDINOTrain(BundleTrainTask):
             # validation from the training cache's deterministic view: the same files, so no backbone pass for an
             # image cached by an earlier training, whichever split it was in (all its views are built once)
             overrides["validate#dataset"] = {
-                "_target_": "segdino_monai.engines.FeatureCacheDataset",
+                "_target_": "segdino_monai.workflows.FeatureCacheDataset",
                 "data": overrides.pop(validation, "$@datalist_source.load(@val_split, 'validation')"),
                 "network": "@train#dataset#network",
                 "eval_transform": "@train#dataset#eval_transform",
@@ -72,7 +72,7 @@ class SegDINOTrain(BundleTrainTask):
                 "progress": False,
                 "view": 0,
             }
-            overrides["validate#evaluator#network"] = "$segdino_monai.engines.training_network(@network, True)"
+            overrides["validate#evaluator#network"] = "$segdino_monai.workflows.training_network(@network, True)"
         return overrides
 
     def run_single_gpu(self, request: dict[str, Any], overrides: dict[str, Any]) -> None:

@@ -1,0 +1,62 @@
+"""Atomic file writing: write a temporary file beside the target, then move it into place with ``os.replace``.
+
+Every output of the package (checkpoints, datalists, masks, overlays, NIfTI, reports, feature-cache files, DICOM SEG)
+goes through :func:`atomic_write`, so an interrupted or failed write never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segdino_monai.utils.naming import file_suffix
+
+__all__ = ["atomic_write", "write_json"]
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path`` (``os.replace``).
+
+    The temporary name keeps the target's extension (``.nii.gz`` included) for writers that choose the format by it.
+
+    Args:
+        path: the file to write; its folder is created if needed.
+        write: writes the content to the path it is given.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{file_suffix(path)}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    logger.debug("wrote %s", path)
+    return path
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(data, indent=2, default=_json_default)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
