@@ -71,15 +71,16 @@ def test_input_error_from_a_dataloader_worker_is_found_in_the_reraised_text():
 
 def test_finish_worker_threads_waits_for_a_terminated_pool_s_busy_workers():
     import threading
-    import time
     from multiprocessing.pool import ThreadPool
 
     from segdino_monai.utils.errors import finish_worker_threads
 
+    release = threading.Event()  # the other workers stay busy until the test has seen them (no race on a loaded CPU)
+
     def item(index):
         if index == 0:
             raise InputError("a.png: unreadable")
-        time.sleep(0.5)  # another worker is still busy on its own item when the pool is terminated
+        release.wait(timeout=30)  # another worker is still busy on its own item when the pool is terminated
         return index
 
     try:
@@ -89,8 +90,9 @@ def test_finish_worker_threads_waits_for_a_terminated_pool_s_busy_workers():
         pass
     busy = [t for t in threading.enumerate() if t.name.endswith("(worker)") and t.is_alive()]
     assert busy, "the pool's workers should still be running (else this test proves nothing)"
+    threading.Timer(0.3, release.set).start()  # they finish their item only after finish_worker_threads has begun
     finish_worker_threads()
-    assert not [t for t in busy if t.is_alive()]
+    assert release.is_set() and not [t for t in busy if t.is_alive()]
 
 
 CTRL_C_IN_A_SAVE = """
