@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +52,8 @@ def test_masks_mark_the_lesion(tmp_path, modality, mode, lesion_darker):
         assert (difference > 15) if lesion_darker else (difference < -15), (modality, i, difference)
 
 
-def test_datalist_and_speed(tmp_path):
-    start = time.perf_counter()
+def test_datalist_counts(tmp_path):
     path = make_demo_dataset(tmp_path, "endoscopy", num_images=12, seed=0)
-    assert time.perf_counter() - start < 3.0
     summary = json.loads(path.read_text())["summary"]
     assert summary["counts"] == {"training": 9, "validation": 1, "test": 2}
     assert summary["modality"] == "endoscopy"

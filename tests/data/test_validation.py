@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from segdino_monai.data import DatasetError, check_image, prepare_datalist, scan_layout, validate_scan
@@ -105,9 +103,6 @@ def test_prepare_skip_bad(tmp_path, make_pairs, make_image, caplog):
     ],
 )
 def test_fixtures_validate_clean(fixtures_dir, folder, layout, count):
-    start = time.perf_counter()
     report = validate_scan(scan_layout(fixtures_dir / folder, layout))
-    elapsed = time.perf_counter() - start
     assert report.problems == [], report.summary()
     assert report.num_pairs == count
-    assert elapsed < 10, f"checking {folder} took {elapsed:.1f} s"
