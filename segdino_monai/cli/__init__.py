@@ -172,16 +172,10 @@ def _distributed() -> dict[str, str]:
 
 def _dicom(args: argparse.Namespace) -> int:
     from segdino_monai.dicom.seg import DEFAULT_TASK, SEGMENT_TASKS, SegOptions
-    from segdino_monai.services.dicom_batch import (
-        DicomSegmenter,
-        Terminated,
-        check_frames,
-        check_output,
-        find_inputs,
-        run_dicom,
-        sigterm_as_interrupt,
-    )
+    from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
+    from segdino_monai.services.dicom_inputs import check_frames, check_output, find_inputs
     from segdino_monai.services.dicomweb import STAGING_FOLDER, TOKEN_ENV, check_stow_url, is_url, retrieve
+    from segdino_monai.services.staging import Terminated, sigterm_as_interrupt
     from segdino_monai.utils.errors import InputError
 
     urls = [item for item in args.inputs if is_url(item)]
@@ -275,7 +269,8 @@ def _dicom_node(args: argparse.Namespace) -> int:
 
 
 def _video(args: argparse.Namespace) -> int:
-    from segdino_monai.services.dicom_batch import DicomSegmenter, check_output
+    from segdino_monai.services.dicom_batch import DicomSegmenter
+    from segdino_monai.services.dicom_inputs import check_output
     from segdino_monai.services.video import FrameRange, VideoSegmenter, find_videos, run_video
 
     frames = FrameRange(args.start, args.end, args.every)  # bad options stop the command before the model loads

@@ -3,7 +3,7 @@
 Inputs are video files (``.mp4``, ``.avi``, ``.mkv``, ``.mov``, decoded with PyAV, FFmpeg in its wheel) and
 multi-frame DICOM files (ultrasound cine loops, video endoscopy: :class:`~segdino_monai.services.cine.DicomCine`, their
 frame rate from the Cine module, see there). Frames are segmented by the bundle's ``inference.json`` pipeline as
-:class:`~segdino_monai.services.dicom_batch.DicomSegmenter` runs it. A DICOM frame is read by the config's own ``load``
+:class:`~segdino_monai.services.predictor.BundlePredictor` runs it. A DICOM frame is read by the config's own ``load``
 steps (the package's DICOM reader, one frame per call), so it carries what ``segdino dicom`` sees (the ultrasound
 region that the ultrasound config crops, the pixel size). A decoded video frame is not a file, so it enters the
 config's preprocessing after its ``load`` steps, as the ``(3, H, W)`` float32 RGB MetaTensor on 0..255 that the
@@ -47,15 +47,14 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import AsDiscreted, Compose
 
 from segdino_monai.io.dicom_cine import DEFAULT_FRAME_RATE, CineFrameError
-from segdino_monai.io.dicom_reader import DICOM_SUFFIXES, NON_IMAGE_SOP_CLASSES, is_dicom_file, read_header
+from segdino_monai.io.dicom_reader import DICOM_SUFFIXES, is_dicom_file, is_non_image_sop_class, read_header
+from segdino_monai.io.masks import segment_areas
 from segdino_monai.io.overlay import overlay
 from segdino_monai.io.writers import mask_png, write_png_mask
 from segdino_monai.services.cine import DicomCine
-from segdino_monai.services.dicom_batch import DicomSegmenter
-from segdino_monai.transforms import TemporalSmoothd
+from segdino_monai.services.predictor import BundlePredictor
 from segdino_monai.utils.atomic import write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
@@ -160,8 +159,7 @@ def _dicom_frames(path: Path) -> int | None:
     """
     try:
         header = read_header(path)
-        sop_class = str(header.get("SOPClassUID", ""))
-        if any(sop_class == uid or sop_class.startswith(f"{uid}.") for uid in NON_IMAGE_SOP_CLASSES):
+        if is_non_image_sop_class(header.get("SOPClassUID", "")):
             return 0
         return int(header.get("NumberOfFrames", 1) or 1)
     except (InputError, TypeError, ValueError):
@@ -169,33 +167,22 @@ def _dicom_frames(path: Path) -> int | None:
 
 
 class VideoSegmenter:
-    """The bundle's inference pipeline (a :class:`DicomSegmenter`'s) on batches of decoded RGB frames.
+    """The bundle's one predictor (:class:`~segdino_monai.services.predictor.BundlePredictor`) on batches of frames.
 
     Args:
-        segmenter: the loaded bundle pipeline.
+        predictor: the loaded bundle pipeline.
         batch_size: frames per network call.
     """
 
-    def __init__(self, segmenter: DicomSegmenter, batch_size: int = 8) -> None:
+    def __init__(self, predictor: BundlePredictor, batch_size: int = 8) -> None:
         if int(batch_size) < 1:
             raise InputError(f"--batch-size {batch_size}: frames per batch, >= 1")
-        self.segmenter = segmenter
+        self.predictor = predictor
         self.batch_size = int(batch_size)
-        steps = segmenter.postprocessing.transforms
-        # the probabilities (after the activation, inversion and smoothing) are the input of the threshold/argmax
-        split = next((i for i, t in enumerate(steps) if isinstance(t, AsDiscreted)), None)
-        if split is None:
-            raise RuntimeError("the bundle's postprocessing has no AsDiscreted step: no probabilities to report")
-        self.to_probabilities = Compose(steps[:split])
-        self.to_mask = Compose(steps[split:])
 
     def reset(self) -> None:
         """Restart the temporal smoothing of the config's postprocessing (a new video)."""
-        for step in self.to_probabilities.transforms:
-            step = getattr(step, "transform", step)  # unwrapped from its Switchable
-            if isinstance(step, TemporalSmoothd):
-                for smoother in step.smoothers.values():
-                    smoother.reset()
+        self.predictor.reset()
 
     @staticmethod
     def frame_data(rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
@@ -209,19 +196,13 @@ class VideoSegmenter:
         }
         return {"image": MetaTensor(array, meta=meta)}
 
-    @torch.no_grad()
     def segment(self, items: Sequence[dict[str, Any]]) -> list[tuple[np.ndarray, float]]:
-        """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it."""
-        seg = self.segmenter
-        data = [seg.preprocessing(item, start=seg.load_steps) for item in items]
-        images = torch.stack([torch.as_tensor(d["image"]) for d in data]).to(seg.device)
-        logits = torch.as_tensor(seg.inferer(images, seg.network)).detach().cpu()
+        """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it.
+
+        The mean is over the mask, or over the whole frame when the mask is empty.
+        """
         results = []
-        for item, logit in zip(data, logits, strict=True):
-            item["pred"] = logit
-            item = self.to_probabilities(item)
-            probabilities = np.asarray(torch.as_tensor(item["pred"]).float())
-            mask = np.asarray(torch.as_tensor(self.to_mask(item)["pred"])).astype(np.uint8)[0]
+        for mask, probabilities in self.predictor.predict(items, probabilities=True):
             foreground = probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
             inside = foreground[mask > 0] if mask.any() else foreground
             results.append((mask, float(inside.mean())))
@@ -292,7 +273,7 @@ class _VideoFile:
 def _open_source(path: Path, segmenter: VideoSegmenter) -> Any:
     """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (:class:`_VideoFile`)."""
     if _is_dicom(path):
-        return DicomCine(path, segmenter.segmenter)
+        return DicomCine(path, segmenter.predictor)
     return _VideoFile(path)
 
 
@@ -385,9 +366,10 @@ class _Outputs:
             self._encode("mask_video", av.VideoFrame.from_ndarray(np.asarray(mask_png(mask)), format="gray"))
         elif self.png_dir is not None:
             write_png_mask(mask, self.png_dir / f"frame_{number:06d}.png")
-        area = int((mask > 0).sum())
-        mm2 = "" if pixel_size_mm is None else f"{area * float(pixel_size_mm[0]) * float(pixel_size_mm[1]):.4f}"
-        self.csv.writerow([number, f"{seconds:.6f}", area, mm2, f"{probability:.6f}", int(area == 0)])
+        (foreground,) = segment_areas((mask > 0).astype(np.uint8), ["foreground"], pixel_size_mm)
+        area, mm2 = foreground["area_pixels"], foreground["area_mm2"]
+        self.csv.writerow([number, f"{seconds:.6f}", area, "" if mm2 is None else f"{mm2:.4f}", f"{probability:.6f}",
+                           int(area == 0)])  # fmt: skip
 
     def _encode(self, key: str, frame: Any) -> None:
         for packet in self.streams[key].encode(frame):
