@@ -176,7 +176,7 @@ def _dicom(fixtures: Path, work: Path, precision: str, modalities: tuple[str, ..
     import pydicom
 
     from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
-    from tests.dicom.conftest import TINY_OVERRIDES
+    from tests.conftest import TINY_OVERRIDES
 
     results = {}
     folders = {"ultrasound": "dicom/us", "endoscopy": "dicom/vl"}

@@ -17,7 +17,7 @@ from PIL import Image
 
 from segdino_monai.networks.nets.dinov3_backbone import use_bf16
 from tests.bundle.conftest import BUNDLE, CONFIGS, INFERENCE, workflow
-from tests.dicom.test_one_pipeline import SOURCE
+from tests.services.dicom.test_one_pipeline import SOURCE
 
 NATIVE_BF16 = use_bf16("auto", torch.device("cpu"))
 

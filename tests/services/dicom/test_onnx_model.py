@@ -8,7 +8,7 @@ import pytest
 from segdino_monai.cli import main
 from segdino_monai.services.dicom_batch import DicomSegmenter
 from segdino_monai.utils.errors import InputError
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 from tests.onnx_files import tiny_export
 
 FP32 = {**TINY_OVERRIDES, "backbone_precision": "float32"}  # ONNX holds the float32 network

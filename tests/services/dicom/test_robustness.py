@@ -20,8 +20,9 @@ from PIL import Image
 
 from segdino_monai.cli import build_parser, main
 from segdino_monai.io.dicom_reader import DicomReadError, read_dicom
-from segdino_monai.services.dicom_batch import DicomSegmenter, check_frames, run_dicom
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
+from segdino_monai.services.dicom_inputs import check_frames
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 
 SINGLE = "us/pydicom__pydicom/examples_palette.dcm"  # 350 x 800, one frame, palette colour
 RGB = "us/pydicom__pydicom/examples_rgb_color.dcm"  # 240 x 320 RGB, native: quick to read

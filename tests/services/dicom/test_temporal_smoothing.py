@@ -15,7 +15,7 @@ from PIL import Image
 
 from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
 from segdino_monai.utils.errors import input_error_message
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"
 

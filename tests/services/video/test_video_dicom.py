@@ -19,8 +19,7 @@ from segdino_monai.io.dicom_cine import cine_timing
 from segdino_monai.services.dicom_batch import DicomSegmenter
 from segdino_monai.services.video import FrameRange, VideoSegmenter, find_videos, run_video, segment_video
 from segdino_monai.utils.errors import InputError
-from tests.conftest import import_or_skip
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES, import_or_skip
 
 av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")
 
