@@ -24,52 +24,39 @@ PixelSpacing, ImagerPixelSpacing or the ultrasound region, as ``segdino dicom`` 
 empty; ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``masks="png"``) or ``masks.mkv`` (``masks="video"``:
 FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and renamed when
 complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated, corrupt) raises
-:class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames decoded up to there
-are completed and renamed (the CSV ends with the last frame segmented; when no frame was segmented, nothing is
-written). ``OUT/summary.json`` lists the inputs segmented and those that failed; under ``torchrun`` the inputs are
-dealt out between the processes and one summary is written (:func:`run_video`).
+:class:`~segdino_monai.services.video_file.VideoDecodeError` naming the file and the frame reached, after the
+outputs of the frames decoded up to there are completed and renamed (the CSV ends with the last frame segmented; when
+no frame was segmented, nothing is written). ``OUT/summary.json`` lists the inputs segmented and those that failed;
+under ``torchrun`` the inputs are dealt out between the processes and one summary is written (:func:`run_video`).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from monai.data import MetaTensor
 
-from segdino_monai.io.dicom_cine import DEFAULT_FRAME_RATE, CineFrameError
+from segdino_monai.io.dicom_cine import CineFrameError
 from segdino_monai.io.dicom_reader import DICOM_SUFFIXES, is_dicom_file, is_non_image_sop_class, read_header
-from segdino_monai.io.masks import segment_areas
-from segdino_monai.io.overlay import overlay
-from segdino_monai.io.writers import mask_png, write_png_mask
 from segdino_monai.services.cine import DicomCine
 from segdino_monai.services.predictor import BundlePredictor
+from segdino_monai.services.video_file import VideoDecodeError, VideoFile
+from segdino_monai.services.video_outputs import VideoOutputs
 from segdino_monai.utils.atomic import write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
 from segdino_monai.utils.naming import file_stem
 
-__all__ = ["VIDEO_SUFFIXES", "FrameRange", "VideoDecodeError", "VideoSegmenter", "find_videos", "segment_video"]
+__all__ = ["VIDEO_SUFFIXES", "FrameRange", "VideoSegmenter", "find_videos", "run_video", "segment_video"]
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-CSV_COLUMNS = ("frame", "time_s", "area_pixels", "area_mm2", "mean_probability", "mask_empty")
-
-
-class VideoDecodeError(InputError):
-    """A video that stopped decoding part way: names the file and the frame reached."""
 
 
 @dataclass(frozen=True)
@@ -184,18 +171,6 @@ class VideoSegmenter:
         """Restart the temporal smoothing of the config's postprocessing (a new video)."""
         self.predictor.reset()
 
-    @staticmethod
-    def frame_data(rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
-        """One decoded ``(H, W, 3)`` uint8 frame as the config's ``load`` steps give a picture (number from 1)."""
-        array = torch.from_numpy(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)).astype(np.float32))
-        meta = {
-            "filename_or_obj": source,
-            "frame_numbers": [number],
-            "spatial_shape": np.asarray(array.shape[1:]),
-            "original_channel_dim": 0,
-        }
-        return {"image": MetaTensor(array, meta=meta)}
-
     def segment(self, items: Sequence[dict[str, Any]]) -> list[tuple[np.ndarray, float]]:
         """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it.
 
@@ -237,186 +212,11 @@ def _timed(items: Iterator[Any], seconds: dict[str, float], key: str) -> Iterato
         yield item
 
 
-class _VideoFile:
-    """The frames of a video file, decoded in order by PyAV (the frame source of a video; see ``DicomCine``)."""
-
-    def __init__(self, path: Path) -> None:
-        import av
-
-        try:
-            self.container = av.open(str(path))
-            self.stream = self.container.streams.video[0]
-        except (av.error.FFmpegError, IndexError) as err:
-            reason = "no video stream" if isinstance(err, IndexError) else str(err)
-            raise InputError(
-                f"{path}: cannot open as a video, frame 0 not reached ({reason}); give a .mp4, .avi, .mkv or .mov "
-                "file or a multi-frame DICOM (a .mp4 or .mov cut short before its index, written at the end, cannot "
-                "be read at all)"
-            ) from err
-        self.path, self.source = path, str(path.resolve())
-        self.rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FRAME_RATE)
-        self.size = (self.stream.codec_context.height, self.stream.codec_context.width)
-        self.total = int(self.stream.frames or 0) or None
-
-    def frames(self, first: int, end: int | None, every: int) -> Iterator[tuple[int, float, np.ndarray, dict]]:
-        """``(frame from 0, time in s, (H, W, 3) uint8 RGB, the frame as the loader gives it)`` of the chosen frames."""
-        for number, seconds, rgb in _decode(self.container, self.stream, self.path):
-            if end is not None and number >= end:
-                break
-            if number >= first and (number - first) % every == 0:
-                yield number, seconds, rgb, VideoSegmenter.frame_data(rgb, self.source, number + 1)
-
-    def close(self) -> None:
-        self.container.close()
-
-
 def _open_source(path: Path, segmenter: VideoSegmenter) -> Any:
-    """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (:class:`_VideoFile`)."""
+    """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (``VideoFile``)."""
     if _is_dicom(path):
         return DicomCine(path, segmenter.predictor)
-    return _VideoFile(path)
-
-
-def _decode(container: Any, stream: Any, path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
-    """``(frame number from 0, time in s, RGB frame)`` of every frame; a decoding error names the frame reached."""
-    import av
-
-    number = 0
-    rate = float(stream.average_rate or stream.guessed_rate or 0) or None
-    try:
-        for frame in container.decode(stream):
-            seconds = float(frame.time) if frame.time is not None else number / (rate or 1.0)
-            yield number, seconds, frame.to_ndarray(format="rgb24")
-            number += 1
-    except av.error.FFmpegError as err:
-        raise VideoDecodeError(
-            f"{path}: cannot decode frame {number} ({err}); frames 0-{number - 1} were read"
-        ) from err
-    declared = _declared_frames(container, stream)
-    if declared and number < declared:
-        raise VideoDecodeError(
-            f"{path}: truncated: the video stopped at frame {number}, its header announces "
-            f"{declared if stream.frames else f'about {declared + 1}'} frames; frames 0-{number - 1} were read"
-        )
-
-
-def _declared_frames(container: Any, stream: Any) -> int | None:
-    """The frame count the file's header declares (AVI, MP4), else its duration times its frame rate (Matroska).
-
-    A file cut short decodes without an error up to the cut: this count is how the cut is noticed. A frame is
-    allowed for rounding where the count comes from the duration.
-    """
-    if stream.frames:
-        return int(stream.frames)
-    rate = stream.average_rate or stream.guessed_rate
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        seconds = container.duration / 1_000_000  # av.time_base: microseconds
-    else:
-        return None
-    return max(0, round(seconds * float(rate)) - 1) if rate else None
-
-
-class _Outputs:
-    """The streaming writers of one video, each on a temporary name until :meth:`close` renames them."""
-
-    def __init__(self, folder: Path, size: tuple[int, int], rate: Fraction, masks: str | None) -> None:
-        import av
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.masks = folder, masks
-        self.final: dict[str, Path] = {"overlay": folder / "overlay.mp4", "csv": folder / "frames.csv"}
-        if masks == "video":
-            self.final["mask_video"] = folder / "masks.mkv"
-        self.temp = {key: _temp_name(path) for key, path in self.final.items()}
-        # PNG masks go to a temporary folder that replaces masks/ whole (a rerun leaves no mask of an earlier run)
-        self.png_dir = Path(tempfile.mkdtemp(prefix=".masks.", dir=folder)) if masks == "png" else None
-        height, width = size
-        self.containers: dict[str, Any] = {}
-        self.streams: dict[str, Any] = {}
-        # yuv420p, the format players expect, halves the chroma and needs an even size; yuv444p keeps odd sizes
-        pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
-        for key, codec, fmt in (("overlay", "libx264", pix_fmt), ("mask_video", "ffv1", "gray")):
-            if key not in self.final:
-                continue
-            container = av.open(str(self.temp[key]), "w", format="mp4" if key == "overlay" else "matroska")
-            stream = container.add_stream(codec, rate=rate)
-            stream.width, stream.height, stream.pix_fmt = width, height, fmt
-            self.containers[key], self.streams[key] = container, stream
-        self.csv_file = self.temp["csv"].open("w", newline="", encoding="utf-8")
-        self.csv = csv.writer(self.csv_file)
-        self.csv.writerow(CSV_COLUMNS)
-
-    def write(
-        self,
-        number: int,
-        seconds: float,
-        rgb: np.ndarray,
-        mask: np.ndarray,
-        probability: float,
-        pixel_size_mm: Sequence[float] | None = None,
-    ) -> None:
-        """Encode and record one segmented frame (the area in mm2 where ``pixel_size_mm``, (row, column), is known)."""
-        import av
-
-        picture = av.VideoFrame.from_ndarray(overlay(rgb, mask), format="rgb24")
-        self._encode("overlay", picture)
-        if self.masks == "video":
-            self._encode("mask_video", av.VideoFrame.from_ndarray(np.asarray(mask_png(mask)), format="gray"))
-        elif self.png_dir is not None:
-            write_png_mask(mask, self.png_dir / f"frame_{number:06d}.png")
-        (foreground,) = segment_areas((mask > 0).astype(np.uint8), ["foreground"], pixel_size_mm)
-        area, mm2 = foreground["area_pixels"], foreground["area_mm2"]
-        self.csv.writerow([number, f"{seconds:.6f}", area, "" if mm2 is None else f"{mm2:.4f}", f"{probability:.6f}",
-                           int(area == 0)])  # fmt: skip
-
-    def _encode(self, key: str, frame: Any) -> None:
-        for packet in self.streams[key].encode(frame):
-            self.containers[key].mux(packet)
-
-    def close(self) -> dict[str, str]:
-        """Flush the encoders, close the files and rename them to their final names."""
-        for key, container in self.containers.items():
-            for packet in self.streams[key].encode(None):
-                container.mux(packet)
-            container.close()
-        self.csv_file.close()
-        for key, path in self.final.items():
-            os.replace(self.temp[key], path)
-        outputs = {key: path.name for key, path in self.final.items()}
-        if self.png_dir is not None:
-            masks = self.folder / "masks"
-            old = Path(tempfile.mkdtemp(prefix=".masks-old.", dir=self.folder))
-            if masks.exists():
-                os.replace(masks, old / "masks")
-            os.replace(self.png_dir, masks)
-            shutil.rmtree(old, ignore_errors=True)
-            outputs["masks_png"] = "masks"
-        return outputs
-
-    def discard(self) -> None:
-        """Close and remove the temporary files (an interrupted run)."""
-        for container in self.containers.values():
-            try:
-                container.close()
-            except Exception:  # on purpose: the file is removed anyway
-                logger.debug("closing a discarded video failed", exc_info=True)
-        self.csv_file.close()
-        for path in self.temp.values():
-            path.unlink(missing_ok=True)
-        if self.png_dir is not None:
-            shutil.rmtree(self.png_dir, ignore_errors=True)
-
-
-def _temp_name(path: Path) -> Path:
-    """A temporary file beside ``path``, named as :func:`~segdino_monai.utils.atomic.atomic_write` names its own.
-
-    The streams here are written frame by frame over the whole run, which ``atomic_write``'s one callback does not fit.
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    return VideoFile(path)
 
 
 def segment_video(
@@ -455,7 +255,7 @@ def segment_video(
     result = VideoResult(str(path.resolve()), folder=str(folder))
     first, end = frames.bounds(float(source.rate))
     try:
-        outputs = _Outputs(folder, source.size, source.rate, masks)
+        outputs = VideoOutputs(folder, source.size, source.rate, masks)
     except BaseException:
         source.close()
         raise

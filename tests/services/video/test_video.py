@@ -19,7 +19,8 @@ from PIL import Image
 from segdino_monai.cli import main
 from segdino_monai.io.images import read_image
 from segdino_monai.services.dicom_batch import DicomSegmenter
-from segdino_monai.services.video import FrameRange, VideoDecodeError, VideoSegmenter, run_video, segment_video
+from segdino_monai.services.video import FrameRange, VideoSegmenter, run_video, segment_video
+from segdino_monai.services.video_file import VideoDecodeError
 from segdino_monai.utils.errors import InputError
 from tests.conftest import BUNDLE, TINY_OVERRIDES, import_or_skip
 from tests.services.video.conftest import RATE, write_video
