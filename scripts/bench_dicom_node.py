@@ -1,6 +1,6 @@
 """Instances per minute through ``segdino dicom-node``: concurrent associations send images, Orthanc receives SEGs.
 
-A real Orthanc (Debian's ``orthanc``, started as the tests start it: :mod:`tests.dicom.orthanc`) is the destination;
+A real Orthanc (Debian's ``orthanc``, started as the tests start it: :mod:`tests.orthanc`) is the destination;
 the node runs as a subprocess with the tests' tiny random DINOv3 and a random decoder (``--backbone tiny``, the
 default: the numbers show the node's plumbing, reading, writing and sending, not the network) or the bundle's
 ViT-S/16 with random weights (``--backbone vits16``: the network's cost on this CPU). ``--associations`` pynetdicom
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import FIXTURES, TINY_VIT  # noqa: E402
-from tests.dicom.orthanc import ORTHANC_AET, Orthanc, free_port  # noqa: E402
+from tests.orthanc import ORTHANC_AET, Orthanc, free_port  # noqa: E402
 
 IMAGE = FIXTURES / "dicom" / "us" / "pydicom__pydicom" / "examples_rgb_color.dcm"
 

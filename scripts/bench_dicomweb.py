@@ -1,7 +1,7 @@
 """Instances per minute through ``segdino dicom <series URL> --stow-url``: WADO-RS in, segmentation, STOW-RS out.
 
 A real Orthanc with its DICOMweb plugin (Debian's ``orthanc`` and ``orthanc-dicomweb``, started as the tests start it:
-:mod:`tests.dicom.orthanc`) holds ``--instances`` copies of a fixture ultrasound image (new UIDs) in one series. The
+:mod:`tests.orthanc`) holds ``--instances`` copies of a fixture ultrasound image (new UIDs) in one series. The
 three steps of the command are timed apart, with the functions it runs: retrieval of the series
 (:func:`segdino_monai.services.dicomweb.retrieve`), segmentation (:func:`segdino_monai.services.dicom_batch.run_dicom`,
 the tests' tiny random DINOv3 by default, ``--backbone vits16`` for the bundle's ViT-S/16 with random weights) and
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import FIXTURES, TINY_VIT  # noqa: E402
-from tests.dicom.orthanc import Orthanc  # noqa: E402
+from tests.orthanc import Orthanc  # noqa: E402
 
 IMAGE = FIXTURES / "dicom" / "us" / "pydicom__pydicom" / "examples_rgb_color.dcm"
 
@@ -45,8 +45,9 @@ def main() -> int:
     from pydicom.uid import generate_uid
 
     from segdino_monai.networks import SegDINO
-    from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
+    from segdino_monai.services.dicom_batch import run_dicom
     from segdino_monai.services.dicomweb import retrieve, store_results
+    from segdino_monai.services.predictor import BundlePredictor
 
     orthanc_binary = shutil.which("Orthanc")
     if orthanc_binary is None:
@@ -56,7 +57,7 @@ def main() -> int:
     torch.manual_seed(0)
     checkpoint = SegDINO(backbone_kwargs=kwargs).save_decoder(work / "model.pt")
     overrides = {"network_def#backbone_kwargs": TINY_VIT, "spatial_size": [64, 64]} if args.backbone == "tiny" else {}
-    segmenter = DicomSegmenter(ROOT / "bundle", "random", checkpoint, "ultrasound", overrides)
+    segmenter = BundlePredictor(ROOT / "bundle", "random", checkpoint, "ultrasound", overrides)
     (work / "pacs").mkdir()
     orthanc = Orthanc(orthanc_binary, work / "pacs", {}, dicomweb=True)
     orthanc.start()

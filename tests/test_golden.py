@@ -175,15 +175,16 @@ def _infer(fixtures: Path, work: Path, precision: str, modes: tuple[str, ...]) -
 def _dicom(fixtures: Path, work: Path, precision: str, modalities: tuple[str, ...]) -> dict:
     import pydicom
 
-    from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
-    from tests.dicom.conftest import TINY_OVERRIDES
+    from segdino_monai.services.dicom_batch import run_dicom
+    from segdino_monai.services.predictor import BundlePredictor
+    from tests.conftest import TINY_OVERRIDES
 
     results = {}
     folders = {"ultrasound": "dicom/us", "endoscopy": "dicom/vl"}
     for modality in modalities:
         decoder = _random_decoder(work)
         overrides = {**TINY_OVERRIDES, "backbone_precision": precision}
-        segmenter = DicomSegmenter(str(Path(TRAIN).parents[1]), "random", decoder, modality, overrides=overrides)
+        segmenter = BundlePredictor(str(Path(TRAIN).parents[1]), "random", decoder, modality, overrides=overrides)
         out = work / f"dicom_{modality}_{precision}"
         run_dicom([fixtures / folders[modality]], out, segmenter, progress=False)
         results[f"{modality}/masks"] = _masks(out)

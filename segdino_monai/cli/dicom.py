@@ -105,16 +105,11 @@ def frame_numbers(value: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     """Segment the inputs; ``--set`` ids and every input are checked before the model loads."""
     from segdino_monai.dicom.seg import DEFAULT_TASK, SegOptions
-    from segdino_monai.services.dicom_batch import (
-        DicomSegmenter,
-        Terminated,
-        check_frames,
-        check_output,
-        find_inputs,
-        run_dicom,
-        sigterm_as_interrupt,
-    )
+    from segdino_monai.services.dicom_batch import run_dicom
+    from segdino_monai.services.dicom_inputs import check_frames, check_output, find_inputs
     from segdino_monai.services.dicomweb import STAGING_FOLDER, TOKEN_ENV, check_stow_url, is_url, retrieve
+    from segdino_monai.services.predictor import BundlePredictor
+    from segdino_monai.services.staging import Terminated, sigterm_as_interrupt
 
     urls = [item for item in args.inputs if is_url(item)]
     local = [item for item in args.inputs if not is_url(item)]
@@ -133,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 find_inputs(local, exclude=[args.output])
             stow_root = check_stow_url(args.stow_url, token) if args.stow_url else None
             retrieved = [path for url in urls for path in retrieve(url, Path(args.output) / STAGING_FOLDER, token)]
-            segmenter = DicomSegmenter(
+            segmenter = BundlePredictor(
                 args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides
             )
             options = SegOptions(

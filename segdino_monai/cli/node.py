@@ -50,8 +50,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve the DICOM node until Ctrl-C or SIGTERM; options are checked before the model loads."""
     from segdino_monai.dicom.seg import DEFAULT_TASK, SegOptions
-    from segdino_monai.services.dicom_batch import DicomSegmenter
     from segdino_monai.services.node import DicomNode, serve
+    from segdino_monai.services.predictor import BundlePredictor
     from segdino_monai.services.sender import Destination
 
     overrides = set_overrides(args.set)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     allowed = [aet.strip() for aet in (args.allowed_aets or "").split(",") if aet.strip()]
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    segmenter = BundlePredictor(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
     options = SegOptions(
         task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"), also_sc=args.also_sc, also_sr=args.also_sr
     )

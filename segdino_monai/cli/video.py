@@ -48,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Segment the videos; exit 1 when an input was bad or truncated."""
-    from segdino_monai.services.dicom_batch import DicomSegmenter, check_output
+    from segdino_monai.services.dicom_inputs import check_output
+    from segdino_monai.services.predictor import BundlePredictor
     from segdino_monai.services.video import FrameRange, VideoSegmenter, find_videos, run_video
 
     overrides = set_overrides(args.set)
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, args.inputs)
     find_videos(args.inputs)
     overrides.update(distributed_overrides())  # under torchrun: the inputs are dealt out between the processes
-    segmenter = DicomSegmenter(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    segmenter = BundlePredictor(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
     _, errors = run_video(
         args.inputs, args.output, VideoSegmenter(segmenter, args.batch_size), frames, args.masks, not args.no_progress
     )

@@ -49,6 +49,7 @@ __all__ = [
     "frame_numbers",
     "image_shape",
     "is_dicom_file",
+    "is_non_image_sop_class",
     "is_itk_file",
     "number_of_frames",
     "pixel_size_mm",
@@ -105,6 +106,12 @@ class DicomReadError(InputError):
 
 def _fail(path: str | Path, reason: str) -> DicomReadError:
     return DicomReadError(f"{path}: {' '.join(reason.split())}")  # one line: decoder messages span several
+
+
+def is_non_image_sop_class(sop_class: str) -> bool:
+    """Whether a SOP Class UID is one of :data:`NON_IMAGE_SOP_CLASSES` or a class under one (SEG, SR, ...)."""
+    sop_class = str(sop_class)
+    return any(sop_class == uid or sop_class.startswith(f"{uid}.") for uid in NON_IMAGE_SOP_CLASSES)
 
 
 def is_dicom_file(path: str | Path) -> bool:

@@ -2,7 +2,7 @@
 
 The frames are read one at a time by the bundle's own loader (the config's ``load`` steps with the package's
 :class:`~segdino_monai.io.dicom_reader.DicomReader`, its ``frame`` set per call, as
-:meth:`~segdino_monai.services.dicom_batch.DicomSegmenter.segment` does), so each frame carries the meta data that
+:meth:`~segdino_monai.services.predictor.BundlePredictor.load` does), so each frame carries the meta data that
 ``segdino dicom`` sees: the ultrasound image region that the ultrasound config's crop uses, and the pixel size in mm
 (PixelSpacing, ImagerPixelSpacing, else the ultrasound region's physical deltas), from which ``segdino video``'s CSV
 gives the area in mm2. Only the decoded frames of the current batch are held: the reader keeps the file's header
@@ -22,7 +22,7 @@ import numpy as np
 
 from segdino_monai.io.dicom_cine import CineFrameError, cine_timing
 from segdino_monai.io.dicom_reader import image_shape, number_of_frames, read_header
-from segdino_monai.services.dicom_batch import DicomSegmenter
+from segdino_monai.services.predictor import BundlePredictor
 from segdino_monai.utils.errors import InputError, input_error_message
 
 __all__ = ["DicomCine"]
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 class DicomCine:
-    """The frames of a multi-frame DICOM file, read one at a time by a :class:`DicomSegmenter`'s loader.
+    """The frames of a multi-frame DICOM file, read one at a time by a :class:`BundlePredictor`'s loader.
 
     Args:
         path: the DICOM file.
@@ -41,7 +41,7 @@ class DicomCine:
         InputError: the file is not a readable DICOM image, or has a single frame (``segdino dicom`` segments it).
     """
 
-    def __init__(self, path: str | Path, segmenter: DicomSegmenter) -> None:
+    def __init__(self, path: str | Path, segmenter: BundlePredictor) -> None:
         self.path = Path(path)
         self.segmenter = segmenter
         header = read_header(self.path)
@@ -69,9 +69,8 @@ class DicomCine:
         seg = self.segmenter
         last = self.total if end is None else min(end, self.total)
         for number in range(first, last, every):
-            seg.reader.frame = number + 1
             try:
-                data = seg.preprocessing({"image": str(self.path)}, end=seg.load_steps)
+                data = seg.load(self.path, number + 1)
             except Exception as err:  # a frame that does not decode: named; anything else is a bug
                 message = input_error_message(err)
                 if message is None:

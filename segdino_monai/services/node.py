@@ -3,7 +3,7 @@
 The Storage SCP (pynetdicom) answers C-ECHO and C-STORE. A received image instance is written to
 ``STORE/incoming/<SOPInstanceUID>.dcm`` and synced to disk, and its journal entry ``STORE/journal/<UID>.json``
 (state ``received``) too, before the success status goes back: once the sender has its success, the instance is
-ours to finish. One worker thread segments the instances in arrival order with one :class:`DicomSegmenter` (loaded
+ours to finish. One worker thread segments the instances in arrival order with one :class:`BundlePredictor` (loaded
 once) through :func:`~segdino_monai.services.dicom_batch.run_dicom`, the code path of ``segdino dicom``, into
 ``STORE/results/<UID>/`` (state ``segmented``, or ``no-seg`` when no SEG can be written for the source, with the
 reason); another sends each SEG to the destination by C-STORE, then the Secondary Capture overlays and the SR
@@ -175,7 +175,7 @@ class DicomNode:
     """Storage SCP, segmentation worker and SEG sender over one :class:`Journal`.
 
     Args:
-        segmenter: the model, loaded once (:class:`~segdino_monai.services.dicom_batch.DicomSegmenter`).
+        segmenter: the model, loaded once (:class:`~segdino_monai.services.dicom_batch.BundlePredictor`).
         store_dir: the store folder (journal, received instances, results).
         forward: where SEGs go.
         aet: this node's AE title.

@@ -3,7 +3,7 @@
 Inputs are video files (``.mp4``, ``.avi``, ``.mkv``, ``.mov``, decoded with PyAV, FFmpeg in its wheel) and
 multi-frame DICOM files (ultrasound cine loops, video endoscopy: :class:`~segdino_monai.services.cine.DicomCine`, their
 frame rate from the Cine module, see there). Frames are segmented by the bundle's ``inference.json`` pipeline as
-:class:`~segdino_monai.services.dicom_batch.DicomSegmenter` runs it. A DICOM frame is read by the config's own ``load``
+:class:`~segdino_monai.services.predictor.BundlePredictor` runs it. A DICOM frame is read by the config's own ``load``
 steps (the package's DICOM reader, one frame per call), so it carries what ``segdino dicom`` sees (the ultrasound
 region that the ultrasound config crops, the pixel size). A decoded video frame is not a file, so it enters the
 config's preprocessing after its ``load`` steps, as the ``(3, H, W)`` float32 RGB MetaTensor on 0..255 that the
@@ -24,53 +24,39 @@ PixelSpacing, ImagerPixelSpacing or the ultrasound region, as ``segdino dicom`` 
 empty; ``mask_empty``), optionally ``masks/frame_NNNNNN.png`` (``masks="png"``) or ``masks.mkv`` (``masks="video"``:
 FFV1, lossless grey levels as the PNG masks). Every file is written under a temporary name and renamed when
 complete, so a rerun overwrites whole files only. A file that fails to decode part way (truncated, corrupt) raises
-:class:`VideoDecodeError` naming the file and the frame reached, after the outputs of the frames decoded up to there
-are completed and renamed (the CSV ends with the last frame segmented; when no frame was segmented, nothing is
-written). ``OUT/summary.json`` lists the inputs segmented and those that failed; under ``torchrun`` the inputs are
-dealt out between the processes and one summary is written (:func:`run_video`).
+:class:`~segdino_monai.services.video_file.VideoDecodeError` naming the file and the frame reached, after the
+outputs of the frames decoded up to there are completed and renamed (the CSV ends with the last frame segmented; when
+no frame was segmented, nothing is written). ``OUT/summary.json`` lists the inputs segmented and those that failed;
+under ``torchrun`` the inputs are dealt out between the processes and one summary is written (:func:`run_video`).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from monai.data import MetaTensor
-from monai.transforms import AsDiscreted, Compose
 
-from segdino_monai.io.dicom_cine import DEFAULT_FRAME_RATE, CineFrameError
-from segdino_monai.io.dicom_reader import DICOM_SUFFIXES, NON_IMAGE_SOP_CLASSES, is_dicom_file, read_header
-from segdino_monai.io.overlay import overlay
-from segdino_monai.io.writers import mask_png, write_png_mask
+from segdino_monai.io.dicom_cine import CineFrameError
+from segdino_monai.io.dicom_reader import DICOM_SUFFIXES, is_dicom_file, is_non_image_sop_class, read_header
 from segdino_monai.services.cine import DicomCine
-from segdino_monai.services.dicom_batch import DicomSegmenter
-from segdino_monai.transforms import TemporalSmoothd
+from segdino_monai.services.predictor import BundlePredictor
+from segdino_monai.services.video_file import VideoDecodeError, VideoFile
+from segdino_monai.services.video_outputs import VideoOutputs
 from segdino_monai.utils.atomic import write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
 from segdino_monai.utils.naming import file_stem
 
-__all__ = ["VIDEO_SUFFIXES", "FrameRange", "VideoDecodeError", "VideoSegmenter", "find_videos", "segment_video"]
+__all__ = ["VIDEO_SUFFIXES", "FrameRange", "VideoSegmenter", "find_videos", "run_video", "segment_video"]
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-CSV_COLUMNS = ("frame", "time_s", "area_pixels", "area_mm2", "mean_probability", "mask_empty")
-
-
-class VideoDecodeError(InputError):
-    """A video that stopped decoding part way: names the file and the frame reached."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +146,7 @@ def _dicom_frames(path: Path) -> int | None:
     """
     try:
         header = read_header(path)
-        sop_class = str(header.get("SOPClassUID", ""))
-        if any(sop_class == uid or sop_class.startswith(f"{uid}.") for uid in NON_IMAGE_SOP_CLASSES):
+        if is_non_image_sop_class(header.get("SOPClassUID", "")):
             return 0
         return int(header.get("NumberOfFrames", 1) or 1)
     except (InputError, TypeError, ValueError):
@@ -169,59 +154,30 @@ def _dicom_frames(path: Path) -> int | None:
 
 
 class VideoSegmenter:
-    """The bundle's inference pipeline (a :class:`DicomSegmenter`'s) on batches of decoded RGB frames.
+    """The bundle's one predictor (:class:`~segdino_monai.services.predictor.BundlePredictor`) on batches of frames.
 
     Args:
-        segmenter: the loaded bundle pipeline.
+        predictor: the loaded bundle pipeline.
         batch_size: frames per network call.
     """
 
-    def __init__(self, segmenter: DicomSegmenter, batch_size: int = 8) -> None:
+    def __init__(self, predictor: BundlePredictor, batch_size: int = 8) -> None:
         if int(batch_size) < 1:
             raise InputError(f"--batch-size {batch_size}: frames per batch, >= 1")
-        self.segmenter = segmenter
+        self.predictor = predictor
         self.batch_size = int(batch_size)
-        steps = segmenter.postprocessing.transforms
-        # the probabilities (after the activation, inversion and smoothing) are the input of the threshold/argmax
-        split = next((i for i, t in enumerate(steps) if isinstance(t, AsDiscreted)), None)
-        if split is None:
-            raise RuntimeError("the bundle's postprocessing has no AsDiscreted step: no probabilities to report")
-        self.to_probabilities = Compose(steps[:split])
-        self.to_mask = Compose(steps[split:])
 
     def reset(self) -> None:
         """Restart the temporal smoothing of the config's postprocessing (a new video)."""
-        for step in self.to_probabilities.transforms:
-            step = getattr(step, "transform", step)  # unwrapped from its Switchable
-            if isinstance(step, TemporalSmoothd):
-                for smoother in step.smoothers.values():
-                    smoother.reset()
+        self.predictor.reset()
 
-    @staticmethod
-    def frame_data(rgb: np.ndarray, source: str, number: int) -> dict[str, Any]:
-        """One decoded ``(H, W, 3)`` uint8 frame as the config's ``load`` steps give a picture (number from 1)."""
-        array = torch.from_numpy(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)).astype(np.float32))
-        meta = {
-            "filename_or_obj": source,
-            "frame_numbers": [number],
-            "spatial_shape": np.asarray(array.shape[1:]),
-            "original_channel_dim": 0,
-        }
-        return {"image": MetaTensor(array, meta=meta)}
-
-    @torch.no_grad()
     def segment(self, items: Sequence[dict[str, Any]]) -> list[tuple[np.ndarray, float]]:
-        """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it."""
-        seg = self.segmenter
-        data = [seg.preprocessing(item, start=seg.load_steps) for item in items]
-        images = torch.stack([torch.as_tensor(d["image"]) for d in data]).to(seg.device)
-        logits = torch.as_tensor(seg.inferer(images, seg.network)).detach().cpu()
+        """``(mask (H, W) uint8, mean foreground probability)`` of each frame as the config's ``load`` steps give it.
+
+        The mean is over the mask, or over the whole frame when the mask is empty.
+        """
         results = []
-        for item, logit in zip(data, logits, strict=True):
-            item["pred"] = logit
-            item = self.to_probabilities(item)
-            probabilities = np.asarray(torch.as_tensor(item["pred"]).float())
-            mask = np.asarray(torch.as_tensor(self.to_mask(item)["pred"])).astype(np.uint8)[0]
+        for mask, probabilities in self.predictor.predict(items, probabilities=True):
             foreground = probabilities[0] if probabilities.shape[0] == 1 else 1.0 - probabilities[0]
             inside = foreground[mask > 0] if mask.any() else foreground
             results.append((mask, float(inside.mean())))
@@ -256,185 +212,11 @@ def _timed(items: Iterator[Any], seconds: dict[str, float], key: str) -> Iterato
         yield item
 
 
-class _VideoFile:
-    """The frames of a video file, decoded in order by PyAV (the frame source of a video; see ``DicomCine``)."""
-
-    def __init__(self, path: Path) -> None:
-        import av
-
-        try:
-            self.container = av.open(str(path))
-            self.stream = self.container.streams.video[0]
-        except (av.error.FFmpegError, IndexError) as err:
-            reason = "no video stream" if isinstance(err, IndexError) else str(err)
-            raise InputError(
-                f"{path}: cannot open as a video, frame 0 not reached ({reason}); give a .mp4, .avi, .mkv or .mov "
-                "file or a multi-frame DICOM (a .mp4 or .mov cut short before its index, written at the end, cannot "
-                "be read at all)"
-            ) from err
-        self.path, self.source = path, str(path.resolve())
-        self.rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FRAME_RATE)
-        self.size = (self.stream.codec_context.height, self.stream.codec_context.width)
-        self.total = int(self.stream.frames or 0) or None
-
-    def frames(self, first: int, end: int | None, every: int) -> Iterator[tuple[int, float, np.ndarray, dict]]:
-        """``(frame from 0, time in s, (H, W, 3) uint8 RGB, the frame as the loader gives it)`` of the chosen frames."""
-        for number, seconds, rgb in _decode(self.container, self.stream, self.path):
-            if end is not None and number >= end:
-                break
-            if number >= first and (number - first) % every == 0:
-                yield number, seconds, rgb, VideoSegmenter.frame_data(rgb, self.source, number + 1)
-
-    def close(self) -> None:
-        self.container.close()
-
-
 def _open_source(path: Path, segmenter: VideoSegmenter) -> Any:
-    """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (:class:`_VideoFile`)."""
+    """The frame source of a file: a multi-frame DICOM (``DicomCine``) or a video file (``VideoFile``)."""
     if _is_dicom(path):
-        return DicomCine(path, segmenter.segmenter)
-    return _VideoFile(path)
-
-
-def _decode(container: Any, stream: Any, path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
-    """``(frame number from 0, time in s, RGB frame)`` of every frame; a decoding error names the frame reached."""
-    import av
-
-    number = 0
-    rate = float(stream.average_rate or stream.guessed_rate or 0) or None
-    try:
-        for frame in container.decode(stream):
-            seconds = float(frame.time) if frame.time is not None else number / (rate or 1.0)
-            yield number, seconds, frame.to_ndarray(format="rgb24")
-            number += 1
-    except av.error.FFmpegError as err:
-        raise VideoDecodeError(
-            f"{path}: cannot decode frame {number} ({err}); frames 0-{number - 1} were read"
-        ) from err
-    declared = _declared_frames(container, stream)
-    if declared and number < declared:
-        raise VideoDecodeError(
-            f"{path}: truncated: the video stopped at frame {number}, its header announces "
-            f"{declared if stream.frames else f'about {declared + 1}'} frames; frames 0-{number - 1} were read"
-        )
-
-
-def _declared_frames(container: Any, stream: Any) -> int | None:
-    """The frame count the file's header declares (AVI, MP4), else its duration times its frame rate (Matroska).
-
-    A file cut short decodes without an error up to the cut: this count is how the cut is noticed. A frame is
-    allowed for rounding where the count comes from the duration.
-    """
-    if stream.frames:
-        return int(stream.frames)
-    rate = stream.average_rate or stream.guessed_rate
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        seconds = container.duration / 1_000_000  # av.time_base: microseconds
-    else:
-        return None
-    return max(0, round(seconds * float(rate)) - 1) if rate else None
-
-
-class _Outputs:
-    """The streaming writers of one video, each on a temporary name until :meth:`close` renames them."""
-
-    def __init__(self, folder: Path, size: tuple[int, int], rate: Fraction, masks: str | None) -> None:
-        import av
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.masks = folder, masks
-        self.final: dict[str, Path] = {"overlay": folder / "overlay.mp4", "csv": folder / "frames.csv"}
-        if masks == "video":
-            self.final["mask_video"] = folder / "masks.mkv"
-        self.temp = {key: _temp_name(path) for key, path in self.final.items()}
-        # PNG masks go to a temporary folder that replaces masks/ whole (a rerun leaves no mask of an earlier run)
-        self.png_dir = Path(tempfile.mkdtemp(prefix=".masks.", dir=folder)) if masks == "png" else None
-        height, width = size
-        self.containers: dict[str, Any] = {}
-        self.streams: dict[str, Any] = {}
-        # yuv420p, the format players expect, halves the chroma and needs an even size; yuv444p keeps odd sizes
-        pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
-        for key, codec, fmt in (("overlay", "libx264", pix_fmt), ("mask_video", "ffv1", "gray")):
-            if key not in self.final:
-                continue
-            container = av.open(str(self.temp[key]), "w", format="mp4" if key == "overlay" else "matroska")
-            stream = container.add_stream(codec, rate=rate)
-            stream.width, stream.height, stream.pix_fmt = width, height, fmt
-            self.containers[key], self.streams[key] = container, stream
-        self.csv_file = self.temp["csv"].open("w", newline="", encoding="utf-8")
-        self.csv = csv.writer(self.csv_file)
-        self.csv.writerow(CSV_COLUMNS)
-
-    def write(
-        self,
-        number: int,
-        seconds: float,
-        rgb: np.ndarray,
-        mask: np.ndarray,
-        probability: float,
-        pixel_size_mm: Sequence[float] | None = None,
-    ) -> None:
-        """Encode and record one segmented frame (the area in mm2 where ``pixel_size_mm``, (row, column), is known)."""
-        import av
-
-        picture = av.VideoFrame.from_ndarray(overlay(rgb, mask), format="rgb24")
-        self._encode("overlay", picture)
-        if self.masks == "video":
-            self._encode("mask_video", av.VideoFrame.from_ndarray(np.asarray(mask_png(mask)), format="gray"))
-        elif self.png_dir is not None:
-            write_png_mask(mask, self.png_dir / f"frame_{number:06d}.png")
-        area = int((mask > 0).sum())
-        mm2 = "" if pixel_size_mm is None else f"{area * float(pixel_size_mm[0]) * float(pixel_size_mm[1]):.4f}"
-        self.csv.writerow([number, f"{seconds:.6f}", area, mm2, f"{probability:.6f}", int(area == 0)])
-
-    def _encode(self, key: str, frame: Any) -> None:
-        for packet in self.streams[key].encode(frame):
-            self.containers[key].mux(packet)
-
-    def close(self) -> dict[str, str]:
-        """Flush the encoders, close the files and rename them to their final names."""
-        for key, container in self.containers.items():
-            for packet in self.streams[key].encode(None):
-                container.mux(packet)
-            container.close()
-        self.csv_file.close()
-        for key, path in self.final.items():
-            os.replace(self.temp[key], path)
-        outputs = {key: path.name for key, path in self.final.items()}
-        if self.png_dir is not None:
-            masks = self.folder / "masks"
-            old = Path(tempfile.mkdtemp(prefix=".masks-old.", dir=self.folder))
-            if masks.exists():
-                os.replace(masks, old / "masks")
-            os.replace(self.png_dir, masks)
-            shutil.rmtree(old, ignore_errors=True)
-            outputs["masks_png"] = "masks"
-        return outputs
-
-    def discard(self) -> None:
-        """Close and remove the temporary files (an interrupted run)."""
-        for container in self.containers.values():
-            try:
-                container.close()
-            except Exception:  # on purpose: the file is removed anyway
-                logger.debug("closing a discarded video failed", exc_info=True)
-        self.csv_file.close()
-        for path in self.temp.values():
-            path.unlink(missing_ok=True)
-        if self.png_dir is not None:
-            shutil.rmtree(self.png_dir, ignore_errors=True)
-
-
-def _temp_name(path: Path) -> Path:
-    """A temporary file beside ``path``, named as :func:`~segdino_monai.utils.atomic.atomic_write` names its own.
-
-    The streams here are written frame by frame over the whole run, which ``atomic_write``'s one callback does not fit.
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+        return DicomCine(path, segmenter.predictor)
+    return VideoFile(path)
 
 
 def segment_video(
@@ -473,7 +255,7 @@ def segment_video(
     result = VideoResult(str(path.resolve()), folder=str(folder))
     first, end = frames.bounds(float(source.rate))
     try:
-        outputs = _Outputs(folder, source.size, source.rate, masks)
+        outputs = VideoOutputs(folder, source.size, source.rate, masks)
     except BaseException:
         source.close()
         raise

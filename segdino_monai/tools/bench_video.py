@@ -82,7 +82,7 @@ def video_speed(config: Any) -> dict[str, Any]:
         raise InputError("--video needs PyAV: pip install -e '.[video]'") from err
     from segdino_monai.networks import SegDINO
     from segdino_monai.networks.nets.dinov3_backbone import use_bf16
-    from segdino_monai.services.dicom_batch import DicomSegmenter
+    from segdino_monai.services.predictor import BundlePredictor
     from segdino_monai.services.video import FrameRange, VideoSegmenter, segment_video
 
     torch.set_num_threads(config.threads)
@@ -107,10 +107,10 @@ def video_speed(config: Any) -> dict[str, Any]:
                 "spatial_size": [size, size],
                 "device": f"$torch.device({str(device)!r})",
             }
-            segmenter = DicomSegmenter(None, config.weights or "random", checkpoint, "endoscopy", overrides)
+            predictor = BundlePredictor(None, config.weights or "random", checkpoint, "endoscopy", overrides)
             for batch in BATCHES:
                 logger.info("segdino video %dx%d, batch %d, %s", size, size, batch, precision)
-                frames = VideoSegmenter(segmenter, batch)
+                frames = VideoSegmenter(predictor, batch)
                 out = work / f"out-{precision}-{batch}"
                 segment_video(video, out, frames, FrameRange(end=str(batch)), progress=False)  # warm-up
                 result = segment_video(video, out, frames, progress=False)

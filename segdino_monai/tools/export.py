@@ -161,44 +161,14 @@ def load_bundle_network(
     checkpoint: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> tuple[SegDINO, dict[str, Any]]:
-    """The network of the bundle's ``inference.json`` (its ``network_def``) with the decoder loaded, in float32.
+    """The network of the bundle's ``inference.json`` with the decoder loaded, in float32, and its export metadata.
 
-    Args:
-        bundle_root: the bundle folder (default: found from the working directory).
-        backbone_weights: DINOv3 weights (default: the bundle's); ``"random"`` for tests.
-        checkpoint: the decoder checkpoint (default: the bundle's ``models/model.pt``).
-        overrides: further config overrides (``{"network_def#backbone_kwargs": {...}}``, ``num_classes``, ...).
-
-    Returns:
-        The network in eval mode on the CPU, and the settings recorded in the export's metadata.
+    The bundle's one predictor loads it (:meth:`~segdino_monai.services.predictor.BundlePredictor.network_for_export`:
+    ``network_def`` only, no transforms); see there for the arguments.
     """
-    from segdino_monai.workflows import bundle_workflow, require_file
+    from segdino_monai.services.predictor import BundlePredictor
 
-    # a non-empty dataset_dir makes a missing weights file an error rather than the demo's random backbone
-    settings = {"backbone_weights": backbone_weights, "dataset_dir": "export", "backbone_precision": "float32"}
-    workflow = bundle_workflow("infer", bundle_root, **{**settings, **dict(overrides or {})})
-    parser = workflow.parser
-    parser.parse()
-    hint = "Train first, or pass --checkpoint <model.pt> (or --bundle-root of a trained bundle)."
-    # the decoder file is checked before the backbone loads (seconds to minutes for the large ViTs)
-    path = require_file(checkpoint or f"{parser.get_parsed_content('ckpt_dir')}/model.pt", "Trained decoder", hint)
-    network: SegDINO = parser.get_parsed_content("network_def")
-    network.load_decoder(path)
-    network.eval()
-    info = {
-        "network": f"SegDINO {parser.get_parsed_content('backbone')} ({Path(path).name})",
-        "backbone": network.backbone.arch,
-        "backbone_weights": network.backbone.weights_source,
-        "num_classes": network.out_channels,
-        "patch_size": network.patch_size,
-        "activation": "sigmoid" if network.out_channels == 1 else "softmax",
-        "threshold": str(parser.get_parsed_content("threshold")),
-        "mean": "0.485,0.456,0.406",
-        "std": "0.229,0.224,0.225",
-        "input": "image (B, 3, H, W) float32, RGB on 0..1 normalised by mean/std; H, W multiples of 16",
-        "output": "logits (B, num_classes, H, W) float32",
-    }
-    return network, info
+    return BundlePredictor.network_for_export(bundle_root, backbone_weights, checkpoint, overrides)
 
 
 def export_network(

@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from tests import conftest as dicom_conftest
 from tests.apps.label_server import HOST, Server, free_port, label_env, multipart, png
-from tests.dicom import conftest as dicom_conftest
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES, _program
-from tests.dicom.orthanc import DICOMWEB_PLUGIN, Orthanc
+from tests.conftest import BUNDLE, TINY_OVERRIDES, _program
+from tests.orthanc import DICOMWEB_PLUGIN, Orthanc
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("dicomweb_client")

@@ -23,7 +23,7 @@ from segdino_monai.dicom.sc import write_sc
 from segdino_monai.dicom.seg import SegOptions, write_seg
 from segdino_monai.dicom.source import SegUnsupportedError, prepare_seg_source
 from segdino_monai.dicom.sr import segment_measurements, write_sr
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 
 RGB_NO_SPACING = "us/pydicom__pydicom-data/US1_UNCR.dcm"  # RGB, uncompressed, no pixel size
 US_REGIONS = "us/pydicom__pydicom-data/OBXXXX1A_rle.dcm"  # pixel size from its ultrasound region

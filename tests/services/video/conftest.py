@@ -1,4 +1,4 @@
-"""The DICOM tests' fixtures (the fixture files, the tiny segmenter) for the video tests, and a video writer."""
+"""The video tests' video writer (the DICOM fixtures and the tiny segmenter are tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.dicom.conftest import decoder_checkpoint, dicom_dir, segmenter_factory
-
-__all__ = ["RATE", "decoder_checkpoint", "dicom_dir", "segmenter_factory", "write_video"]
+__all__ = ["RATE", "write_video"]
 
 RATE = Fraction(30)
 

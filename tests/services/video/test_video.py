@@ -18,11 +18,11 @@ from PIL import Image
 
 from segdino_monai.cli import main
 from segdino_monai.io.images import read_image
-from segdino_monai.services.dicom_batch import DicomSegmenter
-from segdino_monai.services.video import FrameRange, VideoDecodeError, VideoSegmenter, run_video, segment_video
+from segdino_monai.services.predictor import BundlePredictor
+from segdino_monai.services.video import FrameRange, VideoSegmenter, run_video, segment_video
+from segdino_monai.services.video_file import VideoDecodeError
 from segdino_monai.utils.errors import InputError
-from tests.conftest import import_or_skip
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES, import_or_skip
 from tests.services.video.conftest import RATE, write_video
 
 av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")
@@ -49,12 +49,12 @@ def videos(dicom_dir, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def unsmoothed(decoder_checkpoint) -> DicomSegmenter:
+def unsmoothed(decoder_checkpoint) -> BundlePredictor:
     overrides = {**TINY_OVERRIDES, "temporal_smoothing": "off"}
-    return DicomSegmenter(str(BUNDLE), "random", decoder_checkpoint, "ultrasound", overrides)
+    return BundlePredictor(str(BUNDLE), "random", decoder_checkpoint, "ultrasound", overrides)
 
 
-def _bundle_masks(frames: list[np.ndarray], segmenter: DicomSegmenter, folder: Path) -> list[np.ndarray]:
+def _bundle_masks(frames: list[np.ndarray], segmenter: BundlePredictor, folder: Path) -> list[np.ndarray]:
     """The bundle pipeline's masks of decoded frames, each saved as a lossless PNG file and read as the bundle reads."""
     folder.mkdir(parents=True, exist_ok=True)
     for k, rgb in enumerate(frames):

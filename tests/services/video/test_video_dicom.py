@@ -16,11 +16,10 @@ from pydicom.dataset import Dataset
 
 from segdino_monai.cli import main
 from segdino_monai.io.dicom_cine import cine_timing
-from segdino_monai.services.dicom_batch import DicomSegmenter
+from segdino_monai.services.predictor import BundlePredictor
 from segdino_monai.services.video import FrameRange, VideoSegmenter, find_videos, run_video, segment_video
 from segdino_monai.utils.errors import InputError
-from tests.conftest import import_or_skip
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES, import_or_skip
 
 av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")
 
@@ -30,9 +29,9 @@ SEG = "seg/ImagingDataCommons__highdicom/seg_image_ct_binary.dcm"
 
 
 @pytest.fixture(scope="module")
-def unsmoothed(decoder_checkpoint) -> DicomSegmenter:
+def unsmoothed(decoder_checkpoint) -> BundlePredictor:
     overrides = {**TINY_OVERRIDES, "temporal_smoothing": "off"}
-    return DicomSegmenter(str(BUNDLE), "random", decoder_checkpoint, "ultrasound", overrides)
+    return BundlePredictor(str(BUNDLE), "random", decoder_checkpoint, "ultrasound", overrides)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from segdino_monai.io.images import read_image
 from tests.bundle.conftest import run_command
-from tests.conftest import import_or_skip
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES, import_or_skip
 from tests.services.video.conftest import write_video
 
 av = import_or_skip("av", "pip install -e '.[video]'", "segdino video not tested")

@@ -1,7 +1,7 @@
 """`segdino dicom-node` against a real Orthanc PACS: images in by C-STORE, one SEG per image back, through faults.
 
 The node runs as the user runs it (``python -m segdino_monai.cli dicom-node ...``, a subprocess) with the tests' tiny
-random model; Orthanc is Debian's server started by :mod:`tests.dicom.orthanc`.
+random model; Orthanc is Debian's server started by :mod:`tests.orthanc`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.dicom.conftest import TINY_OVERRIDES
-from tests.dicom.orthanc import ORTHANC_AET, Orthanc, free_port
+from tests.conftest import TINY_OVERRIDES
+from tests.orthanc import ORTHANC_AET, Orthanc, free_port
 
 pytest.importorskip("pynetdicom")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NODE_AET = "SEGDINO"
 SCU_AET = "LOADSCU"
 US = "us/pydicom__pydicom-data/US1_UNCR.dcm"

@@ -13,9 +13,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from segdino_monai.services.dicom_batch import DicomSegmenter, run_dicom
+from segdino_monai.services.dicom_batch import run_dicom
+from segdino_monai.services.predictor import BundlePredictor
 from segdino_monai.utils.errors import input_error_message
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"
 
@@ -42,7 +43,7 @@ def test_smoothing_lowers_flicker_without_lagging(dicom_dir, segmenter_factory, 
     folder = tmp_path / "out" / pydicom.dcmread(source, stop_before_pixels=True).SOPInstanceUID
     smoothed = np.stack([np.asarray(Image.open(folder / f"frame_{k:04d}_mask.png")) > 0 for k in range(1, frames + 1)])
     # off, as a command line sets it (--set temporal_smoothing=off)
-    plain = DicomSegmenter(
+    plain = BundlePredictor(
         str(BUNDLE), "random", decoder_checkpoint, "ultrasound", {**TINY_OVERRIDES, "temporal_smoothing": "off"}
     )
     raw = np.stack([plain(source, k) > 0 for k in range(1, frames + 1)])
@@ -60,6 +61,6 @@ def test_smoothing_lowers_flicker_without_lagging(dicom_dir, segmenter_factory, 
                                                ({"smoothing_frames": -2}, "smoothing_frames")])  # fmt: skip
 def test_bad_smoothing_settings_name_the_option(decoder_checkpoint, setting, name):
     with pytest.raises(Exception) as info:  # MONAI wraps the config's errors; the CLI finds ours in the chain
-        DicomSegmenter(str(BUNDLE), "random", decoder_checkpoint, "ultrasound", {**TINY_OVERRIDES, **setting})
+        BundlePredictor(str(BUNDLE), "random", decoder_checkpoint, "ultrasound", {**TINY_OVERRIDES, **setting})
     message = input_error_message(info.value)
     assert message is not None and name in message and str(next(iter(setting.values()))) in message

@@ -15,7 +15,7 @@ from PIL import Image
 import segdino_monai
 from segdino_monai.cli import main
 from segdino_monai.services.dicom_batch import run_dicom
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 
 US_SINGLE = "us/pydicom__pydicom/examples_palette.dcm"  # has US regions: crop + physical size
 VL = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"

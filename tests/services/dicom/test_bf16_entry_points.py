@@ -1,4 +1,11 @@
-"""``segdino dicom`` and ``monai.bundle run inference`` give the same mask in bfloat16 too (issue 23, item 4).
+"""Every entry point gives the same mask for the same image, in float32 and in bfloat16 (issue 23, item 4).
+
+The entry points: the bundle's workflow (``monai.bundle run inference``, as a ConfigWorkflow with the bundle's 2
+DataLoader workers), ``segdino infer`` (a subprocess), ``segdino dicom`` (:func:`run_dicom`), the DICOM node's path (it
+segments a received file with :func:`run_dicom`, ``progress=False`` and its SEG options, on its loaded segmenter) and
+``segdino video``'s frame path (:class:`VideoSegmenter` on the frame as the config's ``load`` steps give it, as
+cine frames are). The MONAI Label app runs the same ``inference.json`` in its own environment; its test compares it
+with ``segdino dicom``.
 
 The bundle's DataLoader workers preprocess on one intra-op thread (PyTorch sets it); the DICOM path preprocessed in
 its own process on all of them, and PyTorch's bilinear resize differs in the last bit between the two. float32 hides
@@ -8,7 +15,10 @@ that bit, a bfloat16 backbone does not: boundary pixels moved. The preprocessing
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +26,8 @@ import torch
 from PIL import Image
 
 from segdino_monai.networks.nets.dinov3_backbone import use_bf16
-from tests.bundle.conftest import BUNDLE, CONFIGS, INFERENCE, workflow
-from tests.dicom.test_one_pipeline import SOURCE
+from tests.bundle.conftest import BUNDLE, CONFIGS, INFERENCE, run_command, workflow
+from tests.services.dicom.test_one_pipeline import SOURCE
 
 NATIVE_BF16 = use_bf16("auto", torch.device("cpu"))
 
@@ -50,10 +60,11 @@ def two_threads():
         "float32",
     ],
 )
-def test_bundle_workers_and_dicom_segmenter_give_the_same_mask(
-    precision, dicom_dir, vits16_decoder, tmp_path, two_threads
-):
-    from segdino_monai.services.dicom_batch import DicomSegmenter
+def test_every_entry_point_gives_the_same_mask(precision, dicom_dir, vits16_decoder, tmp_path, two_threads):
+    from segdino_monai.dicom.seg import SegOptions
+    from segdino_monai.services.dicom_batch import run_dicom
+    from segdino_monai.services.predictor import BundlePredictor
+    from segdino_monai.services.video import VideoSegmenter
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -81,12 +92,32 @@ def test_bundle_workers_and_dicom_segmenter_give_the_same_mask(
     flow.finalize()
     by_bundle = np.asarray(Image.open(tmp_path / "bundle" / "image_mask.png")) > 0
 
-    segmenter = DicomSegmenter(str(BUNDLE), "random", vits16_decoder, "ultrasound", overrides=overrides)
+    segmenter = BundlePredictor(str(BUNDLE), "random", vits16_decoder, "ultrasound", overrides=overrides)
     segmenter.network.register_forward_hook(recorder("dicom"))
-    by_dicom = segmenter(inputs / "image.dcm") > 0
+    by_segmenter = segmenter(inputs / "image.dcm") > 0
 
     assert segmenter.network.backbone.precision == precision
     (bundle_input,), (dicom_input,) = seen["bundle"], seen["dicom"]
-    assert 0 < by_dicom.sum() < by_dicom.size
-    assert np.array_equal(by_bundle, by_dicom), f"{int((by_bundle != by_dicom).sum())} pixels differ"
+    assert 0 < by_segmenter.sum() < by_segmenter.size
     assert torch.equal(bundle_input, dicom_input), "the network's inputs differ"
+
+    masks = {"BundlePredictor": by_segmenter}
+    run_dicom([inputs], tmp_path / "dicom", segmenter, progress=False)
+    (dicom_mask,) = (tmp_path / "dicom").glob("*/mask.png")
+    masks["segdino dicom"] = np.asarray(Image.open(dicom_mask)) > 0
+    node = run_dicom([inputs / "image.dcm"], tmp_path / "node", segmenter, seg_options=SegOptions(), progress=False)
+    masks["DICOM node"] = np.asarray(Image.open(Path(node.processed[0]["output"]) / "mask.png")) > 0
+    ((video_mask, _),) = VideoSegmenter(segmenter, batch_size=2).segment([segmenter.load(inputs / "image.dcm")])
+    masks["segdino video (frames)"] = video_mask > 0
+
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    infer = [sys.executable, "-m", "segdino_monai.cli", "infer", "--bundle-root", str(BUNDLE), "--modality",
+             "ultrasound", "--dataset-dir", str(inputs), "--output-dir", str(tmp_path / "infer"),
+             "--backbone-weights", "random", "--ckpt-dir", str(vits16_decoder.parent), *sets]  # fmt: skip
+    done = run_command(infer, BUNDLE.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    masks["segdino infer"] = np.asarray(Image.open(tmp_path / "infer" / "image_mask.png")) > 0
+
+    differing = {name: int((mask != by_bundle).sum()) for name, mask in masks.items()}
+    print(f"{precision}: pixels differing from monai.bundle run inference: {differing}")
+    assert all(n == 0 for n in differing.values()), f"{precision}: pixels differ: {differing}"

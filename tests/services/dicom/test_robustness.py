@@ -20,8 +20,10 @@ from PIL import Image
 
 from segdino_monai.cli import build_parser, main
 from segdino_monai.io.dicom_reader import DicomReadError, read_dicom
-from segdino_monai.services.dicom_batch import DicomSegmenter, check_frames, run_dicom
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from segdino_monai.services.dicom_batch import run_dicom
+from segdino_monai.services.dicom_inputs import check_frames
+from segdino_monai.services.predictor import BundlePredictor
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 
 SINGLE = "us/pydicom__pydicom/examples_palette.dcm"  # 350 x 800, one frame, palette colour
 RGB = "us/pydicom__pydicom/examples_rgb_color.dcm"  # 240 x 320 RGB, native: quick to read
@@ -309,7 +311,7 @@ def test_sigterm_is_handled_like_ctrl_c(dicom_dir, decoder_checkpoint, tmp_path,
     sources = _copies(dicom_dir, inputs, 3)
     out = tmp_path / "out"
     calls = []
-    original = DicomSegmenter.segment
+    original = BundlePredictor.segment
 
     def segment_then_terminated(self, path, frame=None):
         calls.append(1)
@@ -318,7 +320,7 @@ def test_sigterm_is_handled_like_ctrl_c(dicom_dir, decoder_checkpoint, tmp_path,
         return original(self, path, frame)
 
     handler = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(DicomSegmenter, "segment", segment_then_terminated)
+    monkeypatch.setattr(BundlePredictor, "segment", segment_then_terminated)
     assert main(_cli(out, decoder_checkpoint, inputs)) == 143
     captured = capsys.readouterr()
     text = caplog.text + captured.out + captured.err  # the bundle's logging.conf logs to stdout
@@ -326,6 +328,6 @@ def test_sigterm_is_handled_like_ctrl_c(dicom_dir, decoder_checkpoint, tmp_path,
     assert signal.getsignal(signal.SIGTERM) == handler  # restored
     assert len(_instances(out)) == 1 and _hidden(out) == []
     assert json.loads((out / "summary.json").read_text())["interrupted"] == "terminated (SIGTERM)"
-    monkeypatch.setattr(DicomSegmenter, "segment", original)
+    monkeypatch.setattr(BundlePredictor, "segment", original)
     assert main(_cli(out, decoder_checkpoint, inputs)) == 0
     assert len(_instances(out)) == len(sources) and _hidden(out) == []

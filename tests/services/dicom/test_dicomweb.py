@@ -1,6 +1,6 @@
 """`segdino dicom` with DICOMweb: studies and series in from a real Orthanc (QIDO-RS/WADO-RS), SEGs back (STOW-RS).
 
-Orthanc is Debian's server with its DICOMweb plugin (``orthanc-dicomweb``), started by :mod:`tests.dicom.orthanc` on
+Orthanc is Debian's server with its DICOMweb plugin (``orthanc-dicomweb``), started by :mod:`tests.orthanc` on
 loopback ports; the command runs as the user runs it (``segdino dicom URL ... --stow-url ...``) with the tests'
 tiny random model. The SEGs are read back from Orthanc by WADO-RS and compared with the local ``seg.dcm``.
 """
@@ -18,8 +18,8 @@ from pydicom.uid import generate_uid
 
 from segdino_monai.cli import main
 from segdino_monai.utils.errors import InputError
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
-from tests.dicom.orthanc import DICOMWEB_PLUGIN, Orthanc, free_port
+from tests.conftest import BUNDLE, TINY_OVERRIDES
+from tests.orthanc import DICOMWEB_PLUGIN, Orthanc, free_port
 
 pytest.importorskip("dicomweb_client")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from segdino_monai.cli import main
-from segdino_monai.services.dicom_batch import DicomSegmenter
+from segdino_monai.services.predictor import BundlePredictor
 from segdino_monai.utils.errors import InputError
-from tests.dicom.conftest import BUNDLE, TINY_OVERRIDES
+from tests.conftest import BUNDLE, TINY_OVERRIDES
 from tests.onnx_files import tiny_export
 
 FP32 = {**TINY_OVERRIDES, "backbone_precision": "float32"}  # ONNX holds the float32 network
@@ -18,8 +18,8 @@ FP32 = {**TINY_OVERRIDES, "backbone_precision": "float32"}  # ONNX holds the flo
 def test_the_onnx_network_segments_dicom_as_pytorch(tmp_path_factory, dicom_dir, name):
     export = tiny_export(tmp_path_factory)
     path = next(dicom_dir.glob(f"**/{name.split('/')[-1]}"))
-    torch_seg = DicomSegmenter(str(BUNDLE), "random", export.checkpoint, overrides=FP32)
-    onnx_seg = DicomSegmenter(str(BUNDLE), overrides={**FP32, "onnx_model": str(export.onnx)})
+    torch_seg = BundlePredictor(str(BUNDLE), "random", export.checkpoint, overrides=FP32)
+    onnx_seg = BundlePredictor(str(BUNDLE), overrides={**FP32, "onnx_model": str(export.onnx)})
     assert onnx_seg.checkpoint == str(export.onnx) and onnx_seg.model_name.endswith("(model.onnx)")
     expected, got = torch_seg(path), onnx_seg(path)
     assert got.shape == expected.shape and expected.any() and not expected.all()
@@ -29,7 +29,7 @@ def test_the_onnx_network_segments_dicom_as_pytorch(tmp_path_factory, dicom_dir,
 def test_a_checkpoint_beside_an_onnx_model_is_one_clear_error(tmp_path_factory, tmp_path, dicom_dir, capfd):
     export = tiny_export(tmp_path_factory)
     with pytest.raises(InputError, match="both given: the ONNX file holds the whole network"):
-        DicomSegmenter(str(BUNDLE), "random", export.checkpoint, overrides={**FP32, "onnx_model": str(export.onnx)})
+        BundlePredictor(str(BUNDLE), "random", export.checkpoint, overrides={**FP32, "onnx_model": str(export.onnx)})
     source = next(dicom_dir.glob("**/US1_UNCR.dcm"))
     argv = ["dicom", str(source), "-o", str(tmp_path / "out"), "--bundle-root", str(BUNDLE), "--no-progress"]
     argv += ["--checkpoint", str(export.checkpoint), "--set", f"onnx_model={export.onnx}"]

@@ -13,7 +13,7 @@ import pydicom
 from PIL import Image
 
 from tests.bundle.conftest import BUNDLE, INFERENCE, run_command
-from tests.dicom.conftest import TINY_OVERRIDES
+from tests.conftest import TINY_OVERRIDES
 
 # a single-frame ultrasound image with one 2D region of the Sequence of Ultrasound Regions
 SOURCE = "us/pydicom__pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm"
