@@ -48,10 +48,35 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     return path
 
 
-def write_json(data: Any, path: str | Path) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, default=_json_default)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+def write_json(
+    data: Any,
+    path: str | Path,
+    *,
+    indent: int | None = 2,
+    sort_keys: bool = False,
+    newline: bool = True,
+    default: Callable[[Any], Any] | None = None,
+) -> Path:
+    """Write ``data`` as JSON, atomically: the package's one JSON writer.
+
+    The text is made before any file is touched, so data that cannot be written leaves nothing behind.
+
+    Args:
+        data: what to write.
+        path: the file; its folder is created if needed.
+        indent: ``json.dumps``'s indent.
+        sort_keys: sort the keys of every object.
+        newline: end the file with a newline.
+        default: turns values JSON has no type for into ones it has; default: NumPy scalars and arrays as numbers
+            and lists, anything else as its ``str``.
+
+    Returns:
+        ``path``.
+    """
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, default=default or _json_default)
+    if newline:
+        text += "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _json_default(value: Any) -> Any:

@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import segdino_monai
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import atomic_write, write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
 from segdino_monai.utils.options import as_bool
@@ -127,8 +127,8 @@ class FeatureCacheDataset(Dataset):
         if rank == 0:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._remove_leftovers()
-            text = json.dumps({"key": self.key, **dict(description or {})}, indent=2, default=str)
-            atomic_write(self.folder / "config.json", lambda tmp: Path(tmp).write_text(text))
+            config = {"key": self.key, **dict(description or {})}
+            write_json(config, self.folder / "config.json", newline=False, default=str)
         _barrier()  # nobody writes before the leftovers of an interrupted build are gone
         self.files = [
             [self.folder / f"{self._entry_key(item, v)[:24]}.pt" for v in range(num_views)] for item in self.data
