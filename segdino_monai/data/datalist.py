@@ -19,7 +19,7 @@ from segdino_monai.data.layouts import scan_layout
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
 from segdino_monai.data.validation import DatasetReport, validate_scan
-from segdino_monai.utils.atomic import write_json
+from segdino_monai.utils.atomic import remove_leftovers, write_json
 from segdino_monai.utils.errors import InputError
 
 __all__ = ["DatasetError", "build_datalist", "check_output_file", "prepare_datalist", "write_datalist"]
@@ -93,8 +93,7 @@ def write_datalist(datalist: Mapping[str, Any], path: str | Path) -> Path:
         InputError: when the file cannot be written there (a folder, a read-only place), naming it.
     """
     path = check_output_file(path)
-    for leftover in path.parent.glob(f".{path.name}.*.tmp*"):  # of a write that was killed before its os.replace
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(path.parent, path.name)  # of a write that was killed before its os.replace
     try:
         return write_json(datalist, path)
     except OSError as err:

@@ -18,7 +18,7 @@ import numpy as np
 
 from segdino_monai.utils.naming import file_suffix
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_write", "remove_leftovers", "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,20 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
     logger.debug("wrote %s", path)
     return path
+
+
+def remove_leftovers(folder: str | Path, name: str = "*") -> list[Path]:
+    """Remove the temporary files that killed :func:`atomic_write` calls left in ``folder`` (of ``name``: all).
+
+    Only safe where no other writer is at work in ``folder`` on the same names.
+
+    Returns:
+        the files removed.
+    """
+    leftovers = [p for p in Path(folder).glob(f".{name}.*.tmp*") if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def write_json(

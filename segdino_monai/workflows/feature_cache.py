@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import segdino_monai
-from segdino_monai.utils.atomic import atomic_write, write_json
+from segdino_monai.utils.atomic import atomic_write, remove_leftovers, write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
 from segdino_monai.utils.options import as_bool
@@ -158,9 +158,7 @@ class FeatureCacheDataset(Dataset):
 
     def _remove_leftovers(self) -> None:
         """Remove the temporary files of an interrupted build (``atomic_write``'s ``.<name>.*.tmp.<ext>``)."""
-        leftovers = [p for p in self.folder.glob(".*.tmp*") if p.is_file()]
-        for path in leftovers:
-            path.unlink(missing_ok=True)
+        leftovers = remove_leftovers(self.folder)
         if leftovers:
             logger.warning("Feature cache %s: removed %d temporary files of an interrupted build", self.folder,
                            len(leftovers))  # fmt: skip
