@@ -95,7 +95,7 @@ def write_datalist(datalist: Mapping[str, Any], path: str | Path) -> Path:
     path = check_output_file(path)
     remove_leftovers(path.parent, path.name)  # of a write that was killed before its os.replace
     try:
-        return write_json(datalist, path)
+        return write_json(datalist, path, default=None)
     except OSError as err:
         raise InputError(f"Cannot write the datalist {path} ({err.strerror or err}). Choose a writable place.") from err
 

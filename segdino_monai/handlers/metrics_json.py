@@ -113,7 +113,7 @@ class EpochMetricsJSON:
     def _write(self) -> None:
         if idist.get_rank() != 0:
             return
-        write_json({"epochs": self.entries}, self.path, newline=False)
+        write_json({"epochs": self.entries}, self.path, newline=False, default=None)
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:

@@ -143,7 +143,7 @@ class SegmentationReport:
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
         atomic_write(self.layout.metrics_csv, write_csv)
-        write_json(summary, self.layout.summary_json, newline=False)
+        write_json(summary, self.layout.summary_json, newline=False, default=None)
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
         logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.layout.metrics_csv)
         if self.html_report:

@@ -22,6 +22,8 @@ __all__ = ["atomic_write", "remove_leftovers", "write_json"]
 
 logger = logging.getLogger(__name__)
 
+_DEFAULT: Any = object()  # write_json's default: _json_default
+
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then move it onto ``path`` (``os.replace``).
@@ -69,7 +71,7 @@ def write_json(
     indent: int | None = 2,
     sort_keys: bool = False,
     newline: bool = True,
-    default: Callable[[Any], Any] | None = None,
+    default: Callable[[Any], Any] | None = _DEFAULT,
 ) -> Path:
     """Write ``data`` as JSON, atomically: the package's one JSON writer.
 
@@ -82,12 +84,15 @@ def write_json(
         sort_keys: sort the keys of every object.
         newline: end the file with a newline.
         default: turns values JSON has no type for into ones it has; default: NumPy scalars and arrays as numbers
-            and lists, anything else as its ``str``.
+            and lists, anything else as its ``str``. ``None``: none, such a value raises ``TypeError`` (before any
+            file is touched).
 
     Returns:
         ``path``.
     """
-    text = json.dumps(data, indent=indent, sort_keys=sort_keys, default=default or _json_default)
+    if default is _DEFAULT:
+        default = _json_default
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, default=default)
     if newline:
         text += "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -203,7 +203,7 @@ class InferenceSummary:
         self.segmented, self.skipped, self._failed_steps = [], [], 0
         path = self.output_dir / self.file_name
         if rank_and_world()[0] == 0:
-            write_json(summary, path, newline=False)
+            write_json(summary, path, newline=False, default=None)
         line = f"{summary['counts']['segmented']} of {total} images segmented into {self.output_dir}"
         if not summary["skipped"]:
             logger.info("%s (%s)", line, path.name)

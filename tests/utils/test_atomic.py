@@ -31,4 +31,6 @@ def test_write_json_failure_leaves_the_file(tmp_path):
 
     with pytest.raises(TypeError):
         write_json({"x": object()}, path, default=refuse)
+    with pytest.raises(TypeError):
+        write_json({"x": np.float32(1)}, path, default=None)  # None: JSON's own types only
     assert path.read_text() == "[\n  1\n]\n" and len(list(tmp_path.iterdir())) == 1

@@ -117,7 +117,7 @@ def ensure_label_env(path: str | Path = ".venv-label", python: str | None = None
     versions = installed_versions(path)
     if not _versions_ok(versions):
         raise RuntimeError(f"The MONAI Label environment {path} does not hold the pinned versions: {versions}")
-    write_json({"spec": wanted, "versions": versions}, path / MARKER, newline=False)
+    write_json({"spec": wanted, "versions": versions}, path / MARKER, newline=False, default=None)
     logger.info("MONAI Label environment %s built in %.0f s (%s)", path, time.monotonic() - start, _describe(versions))
     return path
 

@@ -111,7 +111,7 @@ def prepare_app(
         "feature_cache_dir": str(app_dir / FEATURE_CACHE_DIR),
         **dict(overrides or {}),
     }
-    write_json(config, served / "configs" / OVERRIDES_FILE, newline=False)
+    write_json(config, served / "configs" / OVERRIDES_FILE, newline=False, default=None)
     logger.info("serving %s as %s", bundle_root, served)
     return served
 

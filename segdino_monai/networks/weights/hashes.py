@@ -117,6 +117,6 @@ def _read_cache() -> dict:
 
 def _write_cache(cache: dict) -> None:
     try:
-        write_json(cache, hash_cache_file(), indent=1, sort_keys=True, newline=False)
+        write_json(cache, hash_cache_file(), indent=1, sort_keys=True, newline=False, default=None)
     except OSError as err:  # a read-only home or a full disk costs a rehash next time, nothing more
         logger.debug("could not write the weights hash cache %s: %s", hash_cache_file(), err)
