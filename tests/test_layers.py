@@ -4,6 +4,9 @@ Every module is parsed with ``ast``: imports at module level and inside function
 ``importlib.import_module("segdino_monai.x")`` calls with a literal name. A module's layer is its first sub-package
 name; the root ``__init__.py`` may import no sub-package (its lazy ``__getattr__`` builds the name at run time). No
 exceptions list.
+
+Also checked: no module uses another module's private name (``from segdino_monai.x import _name``, or ``m._name`` of a
+module ``m`` of the package); what several modules share is public, in the lowest layer that needs it.
 """
 
 from __future__ import annotations
@@ -112,3 +115,81 @@ def test_the_checker_reports_an_upward_import(tmp_path):
     assert not any("pkg/high/a.py" in p for p in problems), problems
     (root / "__init__.py").write_text("from pkg import low\n")
     assert any("package's __init__ imports pkg.low" in p for p in layer_violations(root, ("low", "high", "extra")))
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_name_uses(root: Path) -> list[str]:
+    """Every private name (``_x``, not ``__x__``) of one module of ``root`` that another module uses, as text.
+
+    Caught: ``from pkg.a import _x`` (relative forms too) and, for a module bound by ``import pkg.a as m`` or
+    ``from pkg import a``, an attribute ``m._x``. A module's use of its own names is fine, and so is importing a
+    submodule (``from pkg import _mod``): that names a module, not another module's name.
+    """
+    name = root.name
+    problems = []
+
+    def is_module(dotted: str) -> bool:
+        path = root.parent.joinpath(*dotted.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    for path in sorted(root.rglob("*.py")):
+        module = _module_name(path, root)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules: dict[str, str] = {}  # local name -> a module of the package it is bound to
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(root.parent)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == name and alias.asname:
+                        modules[alias.asname] = alias.name
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
+                if base.split(".")[0] != name:
+                    continue
+                for alias in node.names:
+                    target = f"{base}.{alias.name}"
+                    if is_module(target):
+                        modules[alias.asname or alias.name] = target
+                    elif _private(alias.name) and base != module:
+                        problems.append(f"{where}: {module} imports the private {alias.name} of {base}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and _private(node.attr)
+                and modules[node.value.id] != module
+            ):
+                where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                problems.append(f"{where}: {module} uses the private {node.attr} of {modules[node.value.id]}")
+    return problems
+
+
+def test_no_private_name_is_used_across_modules():
+    problems = private_name_uses(PACKAGE)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_checker_reports_a_private_name_used_across_modules(tmp_path):
+    root = tmp_path / "pkg"
+    (root / "low").mkdir(parents=True)
+    (root / "__init__.py").write_text("__version__ = '1'\n")
+    (root / "low" / "__init__.py").write_text("from pkg.low.a import public\n")
+    (root / "low" / "a.py").write_text(
+        "from pkg import __version__\n\n\ndef _hidden(): ...\n\n\ndef public(): _hidden()\n"
+    )
+    (root / "low" / "b.py").write_text("def f():\n    from .a import _hidden, public\n")  # lazy, relative
+    (root / "low" / "c.py").write_text("import pkg.low.a as m\nfrom pkg.low import a\n\nm._hidden()\na.public()\n")
+    (root / "low" / "d.py").write_text("from pkg.low import a\n\nprint(a._hidden)\n")
+    problems = private_name_uses(root)
+    assert any("pkg/low/b.py:2" in p and "_hidden of pkg.low.a" in p for p in problems), problems
+    assert any("pkg/low/c.py:4" in p and "_hidden of pkg.low.a" in p for p in problems), problems
+    assert any("pkg/low/d.py:3" in p for p in problems), problems
+    assert len(problems) == 3, problems  # the public names, __version__ and the module's own names are fine

@@ -8,7 +8,6 @@ fractions and counts.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -20,7 +19,7 @@ from segdino_monai.data.layouts import scan_layout
 from segdino_monai.data.pairing import SPLITS, Pair
 from segdino_monai.data.splits import split_pairs
 from segdino_monai.data.validation import DatasetReport, validate_scan
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import remove_leftovers, write_json
 from segdino_monai.utils.errors import InputError
 
 __all__ = ["DatasetError", "build_datalist", "check_output_file", "prepare_datalist", "write_datalist"]
@@ -93,12 +92,10 @@ def write_datalist(datalist: Mapping[str, Any], path: str | Path) -> Path:
     Raises:
         InputError: when the file cannot be written there (a folder, a read-only place), naming it.
     """
-    text = json.dumps(datalist, indent=2) + "\n"
     path = check_output_file(path)
-    for leftover in path.parent.glob(f".{path.name}.*.tmp*"):  # of a write that was killed before its os.replace
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(path.parent, path.name)  # of a write that was killed before its os.replace
     try:
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        return write_json(datalist, path, default=None)
     except OSError as err:
         raise InputError(f"Cannot write the datalist {path} ({err.strerror or err}). Choose a writable place.") from err
 

@@ -21,7 +21,7 @@ from ignite.engine import Events
 from monai.handlers import from_engine
 
 from segdino_monai.reporting import RunLayout
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import write_json
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -113,8 +113,7 @@ class EpochMetricsJSON:
     def _write(self) -> None:
         if idist.get_rank() != 0:
             return
-        text = json.dumps({"epochs": self.entries}, indent=2)
-        atomic_write(self.path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        write_json({"epochs": self.entries}, self.path, newline=False, default=None)
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:

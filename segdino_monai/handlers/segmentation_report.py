@@ -7,7 +7,6 @@ HD95 side by side) and a machine-readable summary are what evaluation reports ne
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from monai.utils import string_list_all_gather
 
 from segdino_monai.reporting import RunLayout, summarise, write_report
 from segdino_monai.reporting.uncertainty import uncertainty_correlations
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import atomic_write, write_json
 from segdino_monai.utils.errors import InputError
 
 if TYPE_CHECKING:
@@ -144,7 +143,7 @@ class SegmentationReport:
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
         atomic_write(self.layout.metrics_csv, write_csv)
-        atomic_write(self.layout.summary_json, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+        write_json(summary, self.layout.summary_json, newline=False, default=None)
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
         logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.layout.metrics_csv)
         if self.html_report:

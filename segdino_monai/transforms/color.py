@@ -14,11 +14,10 @@ from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 
-from segdino_monai.transforms.utils import as_float32_like, to_numpy
+from segdino_monai.transforms.utility import EachKeyd
+from segdino_monai.transforms.utils import LUMA_WEIGHTS, as_float32_like, to_numpy
 
 __all__ = ["RandColorJitter", "RandColorJitterd", "ShadesOfGray", "ShadesOfGrayd"]
-
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 class ShadesOfGray(Transform):
@@ -56,7 +55,7 @@ class ShadesOfGray(Transform):
         return as_float32_like(normed, img)
 
 
-class ShadesOfGrayd(MapTransform):
+class ShadesOfGrayd(EachKeyd):
     """Dictionary version of :class:`ShadesOfGray`.
 
     Args:
@@ -70,14 +69,7 @@ class ShadesOfGrayd(MapTransform):
         self, keys: KeysCollection, power: float = 6.0, max_value: float = 1.0, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.balancer = ShadesOfGray(power, max_value)
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Balance each key."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.balancer(d[key])
-        return d
+        self.transform = ShadesOfGray(power, max_value)
 
 
 class RandColorJitter(RandomizableTransform):
@@ -129,9 +121,9 @@ class RandColorJitter(RandomizableTransform):
             raise ValueError(f"RandColorJitter expects a (3, H, W) RGB image, got shape {tuple(array.shape)}")
         brightness, contrast, saturation, angle = self._factors
         array = array * brightness
-        grey = np.tensordot(_LUMA, array, axes=1)
+        grey = np.tensordot(LUMA_WEIGHTS, array, axes=1)
         array = (array - grey.mean()) * contrast + grey.mean()
-        grey = np.tensordot(_LUMA, array, axes=1)[None]
+        grey = np.tensordot(LUMA_WEIGHTS, array, axes=1)[None]
         array = (array - grey) * saturation + grey
         array = np.tensordot(_hue_rotation(angle), array, axes=1)
         return as_float32_like(np.clip(array, 0.0, 1.0) * self.max_value, img)

@@ -8,24 +8,24 @@ carry no skin and darken colour statistics; they are cropped.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 from skimage.morphology import black_tophat, disk, remove_small_objects
 
 from segdino_monai.transforms.crop import DetectedBoxCrop, DetectedBoxCropd
+from segdino_monai.transforms.utility import EachKeyd
 from segdino_monai.transforms.utils import (
     as_float32_like,
-    block_mean,
     box_to_full,
     inpaint,
-    luminance,
     shrink_to_clean_border,
     to_numpy,
     upsample_nearest,
+    work_luminance,
 )
 
 __all__ = [
@@ -57,11 +57,10 @@ def hair_mask(
     Returns:
         ``(H, W)`` boolean mask at the image's size.
     """
-    lum = luminance(to_numpy(img))
-    height, width = lum.shape
-    factor = max(1, int(np.ceil(max(height, width) / work_size)))
-    found = remove_small_objects(black_tophat(block_mean(lum, factor), disk(radius)) > threshold, max_size=min_size - 1)
-    return upsample_nearest(found, (height, width), factor)
+    array = to_numpy(img)
+    lum, factor = work_luminance(array, work_size)
+    found = remove_small_objects(black_tophat(lum, disk(radius)) > threshold, max_size=min_size - 1)
+    return upsample_nearest(found, array.shape[1:], factor)
 
 
 class HairRemoval(Transform):
@@ -94,7 +93,7 @@ class HairRemoval(Transform):
         return as_float32_like(out, img)
 
 
-class HairRemovald(MapTransform):
+class HairRemovald(EachKeyd):
     """Dictionary version of :class:`HairRemoval`.
 
     Args:
@@ -118,14 +117,7 @@ class HairRemovald(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.remover = HairRemoval(radius, threshold, min_size, dilate, max_size)
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Remove hair from each key."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.remover(d[key])
-        return d
+        self.transform = HairRemoval(radius, threshold, min_size, dilate, max_size)
 
 
 class DermoscopyVignetteBox:
@@ -158,8 +150,8 @@ class DermoscopyVignetteBox:
         """Return ``(start, end)`` (row, column; exclusive end) inside the vignette."""
         array = to_numpy(img)
         height, width = array.shape[1:]
-        factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
-        dark = block_mean(luminance(array), factor) < self.dark_threshold
+        lum, factor = work_luminance(array, self.work_size)
+        dark = lum < self.dark_threshold
         start, end = shrink_to_clean_border(dark, self.max_dark_fraction, self.max_shrink)
         return box_to_full(start, end, dark.shape, (height, width), factor)
 

@@ -8,25 +8,25 @@ they are found (very bright, nearly colourless pixels) and filled in from their 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 from monai.transforms.utils import get_largest_connected_component_mask
 from scipy import ndimage
 
 from segdino_monai.transforms.crop import DetectedBoxCrop, DetectedBoxCropd
+from segdino_monai.transforms.utility import EachKeyd
 from segdino_monai.transforms.utils import (
     as_float32_like,
-    block_mean,
     box_to_full,
     full_scale,
     inpaint,
-    luminance,
     shrink_to_clean_border,
     to_numpy,
+    work_luminance,
 )
 
 __all__ = [
@@ -69,8 +69,8 @@ class EndoscopyContentBox:
         """Return ``(start, end)`` (row, column; exclusive end) of the view."""
         array = to_numpy(img)
         height, width = array.shape[1:]
-        factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
-        dark = block_mean(luminance(array), factor) <= self.dark_threshold
+        lum, factor = work_luminance(array, self.work_size)
+        dark = lum <= self.dark_threshold
         # the largest 8-connected (full connectivity) non-dark region
         view = get_largest_connected_component_mask(ndimage.binary_opening(~dark, iterations=2))
         if not view.any():
@@ -155,7 +155,7 @@ class SpecularHighlightRemoval(Transform):
         return as_float32_like(out, img)
 
 
-class SpecularHighlightRemovald(MapTransform):
+class SpecularHighlightRemovald(EachKeyd):
     """Dictionary version of :class:`SpecularHighlightRemoval`.
 
     Args:
@@ -177,11 +177,4 @@ class SpecularHighlightRemovald(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.remover = SpecularHighlightRemoval(value_threshold, saturation_threshold, dilate, max_size)
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Inpaint the highlights of each key."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.remover(d[key])
-        return d
+        self.transform = SpecularHighlightRemoval(value_threshold, saturation_threshold, dilate, max_size)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import (
-    MapTransform,
     NormalizeIntensityd,
     Transform,
 )
+
+from segdino_monai.transforms.utility import EachKeyd
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EnsureRGB", "EnsureRGBd", "imagenet_normalize"]
 
@@ -58,7 +57,7 @@ class EnsureRGB(Transform):
         raise ValueError(f"EnsureRGB expects 1 to 4 channels (C, H, W), got shape {tuple(img.shape)}")
 
 
-class EnsureRGBd(MapTransform):
+class EnsureRGBd(EachKeyd):
     """Dictionary version of :class:`EnsureRGB`.
 
     Args:
@@ -68,11 +67,4 @@ class EnsureRGBd(MapTransform):
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.converter = EnsureRGB()
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Apply :class:`EnsureRGB` to each key."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
-        return d
+        self.transform = EnsureRGB()

@@ -23,7 +23,14 @@ from skimage.morphology import disk
 from segdino_monai.io.dicom_reader import is_dicom_file, ultrasound_region_from_dicom
 from segdino_monai.io.ultrasound_regions import ULTRASOUND_REGION_KEY
 from segdino_monai.transforms.crop import BoxCrop, BoxCropd
-from segdino_monai.transforms.utils import as_float32_like, block_mean, box_to_full, full_scale, luminance, to_numpy
+from segdino_monai.transforms.utility import EachKeyd
+from segdino_monai.transforms.utils import (
+    as_float32_like,
+    box_to_full,
+    full_scale,
+    to_numpy,
+    work_luminance,
+)
 
 __all__ = [
     "ULTRASOUND_REGION_KEY",
@@ -77,8 +84,7 @@ class UltrasoundRegionBox:
     def detect(self, img: np.ndarray) -> tuple[list[int], list[int]]:
         """Detect the region from pixels alone (dark frame and text margins removed)."""
         height, width = img.shape[1:]
-        factor = max(1, int(np.ceil(max(height, width) / self.work_size)))
-        lum = block_mean(luminance(img), factor)
+        lum, factor = work_luminance(img, self.work_size)
         content = ndimage.binary_opening(lum > self.dark_threshold, structure=disk(self.text_radius))
         boxes = self._image_like_boxes(content)
         if not boxes:
@@ -265,7 +271,7 @@ class CLAHE(Transform):
         return as_float32_like(out, img)
 
 
-class CLAHEd(MapTransform):
+class CLAHEd(EachKeyd):
     """Dictionary version of :class:`CLAHE`.
 
     Args:
@@ -283,11 +289,4 @@ class CLAHEd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.clahe = CLAHE(clip_limit, kernel_size)
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Equalise each key."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.clahe(d[key])
-        return d
+        self.transform = CLAHE(clip_limit, kernel_size)

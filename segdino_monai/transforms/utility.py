@@ -1,4 +1,7 @@
-"""A pipeline step that an on/off option of the bundle switches: ``{"_target_": "...Switchable", "enabled": "@x"}``.
+"""Generic pipeline steps: :class:`Switchable` and :class:`EachKeyd`.
+
+:class:`Switchable` is a step that an on/off option of the bundle switches:
+``{"_target_": "...Switchable", "enabled": "@x"}``.
 
 MONAI's own switch, ``"_disabled_": true`` on a config component, takes a literal only and drops the step while the
 config is parsed; the bundle's typed options (``--fill_holes true`` as users type it, see
@@ -8,14 +11,14 @@ step stays visible in the config with all its arguments; turning it off leaves t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from monai.transforms import Transform
+from monai.transforms import MapTransform, Transform
 
 from segdino_monai.utils.options import as_bool
 
-__all__ = ["Switchable"]
+__all__ = ["EachKeyd", "Switchable"]
 
 
 class Switchable(Transform):
@@ -34,3 +37,19 @@ class Switchable(Transform):
     def __call__(self, data: Any) -> Any:
         """``transform(data)`` when enabled, else ``data``."""
         return self.transform(data) if self.enabled else data
+
+
+class EachKeyd(MapTransform):
+    """Base of the dictionary versions that apply one array transform, ``self.transform``, to each key alone.
+
+    A subclass's ``__init__`` calls ``super().__init__(keys, allow_missing_keys)`` and sets ``self.transform``.
+    """
+
+    transform: Callable[[Any], Any]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """``data`` with ``self.transform`` applied to each key."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d

@@ -19,6 +19,7 @@ from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
 
 __all__ = [
+    "LUMA_WEIGHTS",
     "block_mean",
     "box_to_full",
     "upsample_nearest",
@@ -27,7 +28,12 @@ __all__ = [
     "inpaint",
     "luminance",
     "shrink_to_clean_border",
+    "work_factor",
+    "work_luminance",
 ]
+
+#: Rec. 601 luma weights of R, G and B.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def to_numpy(img: NdarrayOrTensor) -> np.ndarray:
@@ -58,7 +64,7 @@ def luminance(img: np.ndarray) -> np.ndarray:
     """``(H, W)`` luminance on 0..1 of a ``(C, H, W)`` image (Rec. 601 weights for RGB, the mean otherwise)."""
     scale = np.float32(full_scale(img))  # applied to the (H, W) result: no scaled copy of the whole image
     if img.shape[0] == 3:
-        return np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), img, axes=1) / scale
+        return np.tensordot(LUMA_WEIGHTS, img, axes=1) / scale
     return img.mean(axis=0, dtype=np.float32) / scale
 
 
@@ -117,6 +123,21 @@ def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
     return np.add.reduceat(rows, np.arange(0, width, factor), axis=-1) / float(factor * factor)
 
 
+def work_factor(shape: Sequence[int], work_size: int) -> int:
+    """The :func:`block_mean` factor that brings the longest side of ``shape`` to at most ``work_size``."""
+    return max(1, int(np.ceil(max(shape) / work_size)))
+
+
+def work_luminance(img: np.ndarray, work_size: int) -> tuple[np.ndarray, int]:
+    """The :func:`luminance` of a ``(C, H, W)`` image on a copy at most ``work_size`` wide, and its factor.
+
+    The detection copy of the border crops, ultrasound regions and hair: :func:`box_to_full` and
+    :func:`upsample_nearest` take what is found on it back to the image with the factor.
+    """
+    factor = work_factor(img.shape[-2:], work_size)
+    return block_mean(luminance(img), factor), factor
+
+
 def box_to_full(
     start: Sequence[int], end: Sequence[int], small_shape: Sequence[int], shape: Sequence[int], factor: int
 ) -> tuple[list[int], list[int]]:
@@ -163,7 +184,7 @@ def inpaint(img: np.ndarray, mask: np.ndarray, max_size: int = 128, dilate: int 
     out = img.astype(np.float32, copy=True)
     if not mask.any():
         return out
-    factor = max(1, int(np.ceil(max(mask.shape) / max_size)))
+    factor = work_factor(mask.shape, max_size)
     small_mask = block_mean(mask, factor) > 0  # block sums of the boolean mask: no float copy of it
     if small_mask.all():
         return out

@@ -18,9 +18,11 @@ import numpy as np
 
 from segdino_monai.utils.naming import file_suffix
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_write", "remove_leftovers", "write_json"]
 
 logger = logging.getLogger(__name__)
+
+_DEFAULT: Any = object()  # write_json's default: _json_default
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
@@ -48,10 +50,52 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     return path
 
 
-def write_json(data: Any, path: str | Path) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, default=_json_default)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+def remove_leftovers(folder: str | Path, name: str = "*") -> list[Path]:
+    """Remove the temporary files that killed :func:`atomic_write` calls left in ``folder`` (of ``name``: all).
+
+    Only safe where no other writer is at work in ``folder`` on the same names.
+
+    Returns:
+        the files removed.
+    """
+    leftovers = [p for p in Path(folder).glob(f".{name}.*.tmp*") if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
+def write_json(
+    data: Any,
+    path: str | Path,
+    *,
+    indent: int | None = 2,
+    sort_keys: bool = False,
+    newline: bool = True,
+    default: Callable[[Any], Any] | None = _DEFAULT,
+) -> Path:
+    """Write ``data`` as JSON, atomically: the package's one JSON writer.
+
+    The text is made before any file is touched, so data that cannot be written leaves nothing behind.
+
+    Args:
+        data: what to write.
+        path: the file; its folder is created if needed.
+        indent: ``json.dumps``'s indent.
+        sort_keys: sort the keys of every object.
+        newline: end the file with a newline.
+        default: turns values JSON has no type for into ones it has; default: NumPy scalars and arrays as numbers
+            and lists, anything else as its ``str``. ``None``: none, such a value raises ``TypeError`` (before any
+            file is touched).
+
+    Returns:
+        ``path``.
+    """
+    if default is _DEFAULT:
+        default = _json_default
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, default=default)
+    if newline:
+        text += "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _json_default(value: Any) -> Any:

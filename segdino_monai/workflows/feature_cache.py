@@ -8,7 +8,8 @@ samples one view per image. No geometric augmentation is exact in feature space 
 flip- or rotation-equivariant), so none is applied there.
 
 The cache folder is keyed by a hash of the backbone weights, the model size and taps, the preprocessing
-(its description and the transforms' settings), the number of views, the seed and the storage dtype; every file
+(its description and the transforms' settings), the code of every layer up to ``transforms``
+(:func:`preprocessing_code_digest`), the number of views, the seed and the storage dtype; every file
 also records its own key and is checked when the dataset opens, so a stale or corrupted file is rebuilt, never used.
 Files are written atomically, so an interrupted build (Ctrl-C, a killed process) resumes where it stopped: the views
 written before are reused, the temporary files the killed writer left are removed, the rest is computed.
@@ -42,7 +43,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import segdino_monai
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import atomic_write, remove_leftovers, write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
 from segdino_monai.utils.options import as_bool
@@ -126,8 +127,8 @@ class FeatureCacheDataset(Dataset):
         if rank == 0:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._remove_leftovers()
-            text = json.dumps({"key": self.key, **dict(description or {})}, indent=2, default=str)
-            atomic_write(self.folder / "config.json", lambda tmp: Path(tmp).write_text(text))
+            config = {"key": self.key, **dict(description or {})}
+            write_json(config, self.folder / "config.json", newline=False, default=str)
         _barrier()  # nobody writes before the leftovers of an interrupted build are gone
         self.files = [
             [self.folder / f"{self._entry_key(item, v)[:24]}.pt" for v in range(num_views)] for item in self.data
@@ -157,9 +158,7 @@ class FeatureCacheDataset(Dataset):
 
     def _remove_leftovers(self) -> None:
         """Remove the temporary files of an interrupted build (``atomic_write``'s ``.<name>.*.tmp.<ext>``)."""
-        leftovers = [p for p in self.folder.glob(".*.tmp*") if p.is_file()]
-        for path in leftovers:
-            path.unlink(missing_ok=True)
+        leftovers = remove_leftovers(self.folder)
         if leftovers:
             logger.warning("Feature cache %s: removed %d temporary files of an interrupted build", self.folder,
                            len(leftovers))  # fmt: skip
@@ -328,21 +327,26 @@ def _sha256(value: Any) -> str:
 
 
 def preprocessing_code_digest(root: str | Path | None = None) -> str:
-    """A digest of the package's preprocessing code: every module of ``segdino_monai/transforms`` and ``data``.
+    """A digest of the code that makes cached features: every module of the layers up to ``transforms``.
 
-    Cached features stay valid only while the preprocessing that produced them is the same. The transforms'
-    settings are in the key (:func:`_describe`), but a change of their code (a clean-up computed differently, the
-    image reader) must invalidate the cache too; hashing the modules' text catches it, helpers in other modules of
-    those packages included. Third-party transforms are covered by the MONAI version in the key.
+    Cached features stay valid only while the code that produced them is the same. The transforms' settings are in
+    the key (:func:`_describe`), but a change of their code (a clean-up computed differently, the DICOM decoding, the
+    ultrasound regions, the backbone) must invalidate the cache too. The layers are read from
+    :data:`segdino_monai.LAYERS` (every one from the bottom up to and including ``transforms``: ``utils``, ``io``,
+    ``dicom``, ``data``, ``networks``, ``metrics``, ``transforms`` today), so a new layer below ``transforms`` is
+    covered without a list kept here; each is hashed recursively (``networks/weights`` included), file bytes and
+    sorted relative paths, which takes a few milliseconds. Layers above (``inferers``, ``workflows``, the report,
+    ...) do not change features. Third-party code is covered by the MONAI version in the key.
 
     Args:
         root: the package folder (default: the installed ``segdino_monai``).
     """
     root = Path(root) if root is not None else Path(segdino_monai.__file__).parent
+    layers = segdino_monai.LAYERS[: segdino_monai.LAYERS.index("transforms") + 1]
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("transforms/*.py"), *root.glob("data/*.py")]):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
+    for path in sorted(path for layer in layers for path in (root / layer).rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 

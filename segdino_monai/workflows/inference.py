@@ -16,7 +16,6 @@ MONAI's engines stop at the first exception and its datasets have no per-item er
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from monai.data import Dataset, list_data_collate
 from monai.utils import min_version, optional_import
 
 from segdino_monai.data.validation import check_image
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import write_json
 from segdino_monai.utils.distributed import rank_and_world
 from segdino_monai.utils.errors import InputError
 from segdino_monai.utils.naming import OUTPUT_NAME_KEY
@@ -204,7 +203,7 @@ class InferenceSummary:
         self.segmented, self.skipped, self._failed_steps = [], [], 0
         path = self.output_dir / self.file_name
         if rank_and_world()[0] == 0:
-            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+            write_json(summary, path, newline=False, default=None)
         line = f"{summary['counts']['segmented']} of {total} images segmented into {self.output_dir}"
         if not summary["skipped"]:
             logger.info("%s (%s)", line, path.name)

@@ -124,13 +124,48 @@ def test_key_changes_with_the_preprocessing_code(demo, tmp_path, monkeypatch):
     package = Path(segdino_monai.__file__).parent
     copy = tmp_path / "segdino_monai"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert preprocessing_code_digest(copy) == preprocessing_code_digest()
-    (copy / "reporting" / "page.py").write_text("# the report is not preprocessing\n")
-    assert preprocessing_code_digest(copy) == preprocessing_code_digest()
+    real = preprocessing_code_digest()
+    assert preprocessing_code_digest(copy) == real
+
+    def edited(relative: str) -> str:
+        """The copy's digest with ``relative`` edited (a comment appended), then the edit undone."""
+        path = copy / relative
+        text = path.read_text()
+        path.write_text(text + "# edited\n")
+        try:
+            return preprocessing_code_digest(copy)
+        finally:
+            path.write_text(text)
+
+    # above transforms: the report, the handlers, the inferer do not make features
+    for relative in ("reporting/page.py", "handlers/metrics_json.py", "inferers/tta.py", "workflows/configs.py"):
+        assert (copy / relative).is_file(), relative
+        assert edited(relative) == real, relative
+    # every layer up to transforms, subpackages included: the DICOM decoding, the ultrasound regions, the backbone
+    digests = {real}
+    for relative in (
+        "io/dicom_reader.py",
+        "io/ultrasound_regions.py",
+        "networks/nets/dinov3_backbone.py",
+        "networks/weights/hashes.py",
+        "utils/atomic.py",
+        "dicom/__init__.py",
+        "data/datalist.py",
+        "metrics/uncertainty.py",
+        "transforms/endoscopy.py",
+    ):
+        assert (copy / relative).is_file(), relative
+        digest = edited(relative)
+        assert digest != real and digest not in digests, relative
+        digests.add(digest)
+    assert len(digests) == 10  # each edit gave its own digest
+    (copy / "io" / "new_reader.py").write_text("")  # a new module counts too
+    assert preprocessing_code_digest(copy) != real
+    (copy / "io" / "new_reader.py").unlink()
     endoscopy = copy / "transforms" / "endoscopy.py"
     endoscopy.write_text(endoscopy.read_text().replace("0.", "0.0", 1))  # a constant of the clean-up changed
     changed = preprocessing_code_digest(copy)
-    assert changed != preprocessing_code_digest()
+    assert changed != real
 
     net = SegDINO(backbone_kwargs=TINY_VIT)
     base = cache(demo[:1], net, tmp_path / "cache")

@@ -16,6 +16,7 @@ import time
 import venv
 from pathlib import Path
 
+from segdino_monai.utils.atomic import write_json
 from segdino_monai.utils.errors import InputError
 
 __all__ = ["MARKER", "REQUIREMENTS", "PINNED", "env_python", "ensure_label_env", "installed_versions", "repo_root"]
@@ -116,7 +117,7 @@ def ensure_label_env(path: str | Path = ".venv-label", python: str | None = None
     versions = installed_versions(path)
     if not _versions_ok(versions):
         raise RuntimeError(f"The MONAI Label environment {path} does not hold the pinned versions: {versions}")
-    (path / MARKER).write_text(json.dumps({"spec": wanted, "versions": versions}, indent=2))
+    write_json({"spec": wanted, "versions": versions}, path / MARKER, newline=False, default=None)
     logger.info("MONAI Label environment %s built in %.0f s (%s)", path, time.monotonic() - start, _describe(versions))
     return path
 

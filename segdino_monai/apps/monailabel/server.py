@@ -28,7 +28,7 @@ from typing import Any
 
 from segdino_monai.apps.monailabel.environment import env_python
 from segdino_monai.apps.monailabel.settings import app_settings
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import atomic_write, write_json
 from segdino_monai.utils.errors import InputError
 
 __all__ = [
@@ -111,8 +111,7 @@ def prepare_app(
         "feature_cache_dir": str(app_dir / FEATURE_CACHE_DIR),
         **dict(overrides or {}),
     }
-    text = json.dumps(config, indent=2)
-    atomic_write(served / "configs" / OVERRIDES_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_json(config, served / "configs" / OVERRIDES_FILE, newline=False, default=None)
     logger.info("serving %s as %s", bundle_root, served)
     return served
 

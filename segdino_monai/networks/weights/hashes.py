@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from segdino_monai.utils.atomic import atomic_write
+from segdino_monai.utils.atomic import write_json
 from segdino_monai.utils.errors import InputError
 
 __all__ = ["HASH_SUFFIX", "check_name_hash", "file_sha256", "hash_cache_file", "name_hash_prefix"]
@@ -116,8 +116,7 @@ def _read_cache() -> dict:
 
 
 def _write_cache(cache: dict) -> None:
-    text = json.dumps(cache, indent=1, sort_keys=True)
     try:
-        atomic_write(hash_cache_file(), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        write_json(cache, hash_cache_file(), indent=1, sort_keys=True, newline=False, default=None)
     except OSError as err:  # a read-only home or a full disk costs a rehash next time, nothing more
         logger.debug("could not write the weights hash cache %s: %s", hash_cache_file(), err)
