@@ -400,14 +400,14 @@ def _child(function: str, config: BenchmarkConfig, *args: Any) -> dict[str, floa
     if not config.isolate:
         return globals()[function](config, *args)
     payload = json.dumps({"function": function, "config": asdict(config), "args": args})
-    code = "import sys; from segdino_monai.tools.benchmark import _child_main; _child_main(sys.argv[1])"
+    code = "import sys; from segdino_monai.tools.benchmark import child_main; child_main(sys.argv[1])"
     done = subprocess.run([sys.executable, "-c", code, payload], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"benchmark step {function}{args} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _child_main(payload: str) -> None:
+def child_main(payload: str) -> None:
     logging.disable(logging.WARNING)  # a child's stdout carries its result; the random-backbone warning is known
     request = json.loads(payload)
     config = BenchmarkConfig(**request["config"])
