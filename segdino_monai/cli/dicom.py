@@ -14,10 +14,10 @@ from segdino_monai.cli.options import (
     add_progress_option,
     add_set_option,
     add_task_option,
-    check_set_ids,
     check_task,
     distributed_overrides,
-    set_overrides,
+    load_predictor,
+    serving_overrides,
 )
 
 if TYPE_CHECKING:
@@ -108,14 +108,12 @@ def run(args: argparse.Namespace) -> int:
     from segdino_monai.services.dicom_batch import run_dicom
     from segdino_monai.services.dicom_inputs import check_frames, check_output, find_inputs
     from segdino_monai.services.dicomweb import STAGING_FOLDER, TOKEN_ENV, check_stow_url, is_url, retrieve
-    from segdino_monai.services.predictor import BundlePredictor
     from segdino_monai.services.staging import Terminated, sigterm_as_interrupt
 
     urls = [item for item in args.inputs if is_url(item)]
     local = [item for item in args.inputs if not is_url(item)]
     token = args.dicomweb_token or os.environ.get(TOKEN_ENV) or None
-    overrides = set_overrides(args.set)
-    check_set_ids(overrides, args.bundle_root, args.modality)  # a typo'd id stops the command before any work
+    overrides = serving_overrides(args)
     overrides.update(distributed_overrides())
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     with sigterm_as_interrupt():
@@ -128,9 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 find_inputs(local, exclude=[args.output])
             stow_root = check_stow_url(args.stow_url, token) if args.stow_url else None
             retrieved = [path for url in urls for path in retrieve(url, Path(args.output) / STAGING_FOLDER, token)]
-            segmenter = BundlePredictor(
-                args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides
-            )
+            segmenter = load_predictor(args, overrides)
             options = SegOptions(
                 task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"),
                 segmentation_type="LABELMAP" if args.labelmap else "BINARY",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from segdino_monai.cli.options import add_model_options, add_set_option, check_set_ids, set_overrides
+from segdino_monai.cli.options import add_model_options, add_set_option, serving_overrides
 
 __all__ = ["add_parser", "run"]
 
@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     """Export and validate the network; exit 1 when the exported file disagrees with PyTorch."""
     from segdino_monai.tools.export import ExportMismatch, check_export, export_network, load_bundle_network
 
-    overrides = set_overrides(args.set)
-    check_set_ids(overrides, args.bundle_root, args.modality)  # a typo'd id stops the command before any work
+    overrides = serving_overrides(args)
     path = check_export(args.output, args.format)  # a bad output stops the command before the model loads
     if args.modality:
         overrides["modality"] = args.modality

@@ -11,9 +11,9 @@ from segdino_monai.cli.options import (
     add_model_options,
     add_set_option,
     add_task_option,
-    check_set_ids,
     check_task,
-    set_overrides,
+    load_predictor,
+    serving_overrides,
 )
 
 __all__ = ["add_parser", "run"]
@@ -51,17 +51,15 @@ def run(args: argparse.Namespace) -> int:
     """Serve the DICOM node until Ctrl-C or SIGTERM; options are checked before the model loads."""
     from segdino_monai.dicom.seg import DEFAULT_TASK, SegOptions
     from segdino_monai.services.node import DicomNode, serve
-    from segdino_monai.services.predictor import BundlePredictor
     from segdino_monai.services.sender import Destination
 
-    overrides = set_overrides(args.set)
-    check_set_ids(overrides, args.bundle_root, args.modality)  # a typo'd id stops the command before any work
+    overrides = serving_overrides(args)
     forward = Destination.parse(args.forward)  # bad options stop the command before the model loads
     check_task(args.task)
     allowed = [aet.strip() for aet in (args.allowed_aets or "").split(",") if aet.strip()]
     logging.getLogger("highdicom").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    segmenter = BundlePredictor(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    segmenter = load_predictor(args, overrides)
     options = SegOptions(
         task=args.task or DEFAULT_TASK.get(segmenter.modality, "lesion"), also_sc=args.also_sc, also_sr=args.also_sr
     )

@@ -32,6 +32,8 @@ __all__ = [
     "check_task",
     "distributed_overrides",
     "literal",
+    "load_predictor",
+    "serving_overrides",
     "set_overrides",
 ]
 
@@ -183,6 +185,20 @@ def check_set_ids(
         else:
             if first is not None:
                 raise first
+
+
+def serving_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The ``--set`` overrides of a serving command (dicom, video, dicom-node, export), their ids checked first."""
+    overrides = set_overrides(args.set)
+    check_set_ids(overrides, args.bundle_root, args.modality)  # a typo'd id stops the command before any work
+    return overrides
+
+
+def load_predictor(args: argparse.Namespace, overrides: Mapping[str, object]) -> Any:
+    """The bundle's :class:`~segdino_monai.services.predictor.BundlePredictor` from the model options."""
+    from segdino_monai.services.predictor import BundlePredictor
+
+    return BundlePredictor(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
 
 
 def distributed_overrides() -> dict[str, str]:

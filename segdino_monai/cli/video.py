@@ -8,9 +8,9 @@ from segdino_monai.cli.options import (
     add_model_options,
     add_progress_option,
     add_set_option,
-    check_set_ids,
     distributed_overrides,
-    set_overrides,
+    load_predictor,
+    serving_overrides,
 )
 
 __all__ = ["add_parser", "run"]
@@ -49,16 +49,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Segment the videos; exit 1 when an input was bad or truncated."""
     from segdino_monai.services.dicom_inputs import check_output
-    from segdino_monai.services.predictor import BundlePredictor
     from segdino_monai.services.video import FrameRange, VideoSegmenter, find_videos, run_video
 
-    overrides = set_overrides(args.set)
-    check_set_ids(overrides, args.bundle_root, args.modality)  # a typo'd id stops the command before any work
+    overrides = serving_overrides(args)
     frames = FrameRange(args.start, args.end, args.every)  # bad options stop the command before the model loads
     check_output(args.output, args.inputs)
     find_videos(args.inputs)
     overrides.update(distributed_overrides())  # under torchrun: the inputs are dealt out between the processes
-    segmenter = BundlePredictor(args.bundle_root, args.backbone_weights, args.checkpoint, args.modality, overrides)
+    segmenter = load_predictor(args, overrides)
     _, errors = run_video(
         args.inputs, args.output, VideoSegmenter(segmenter, args.batch_size), frames, args.masks, not args.no_progress
     )
