@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from segdino_monai.utils.options import MODALITIES
+
 __all__ = [
     "BUNDLE_MODEL",
     "LABEL_MODEL",
@@ -37,7 +39,6 @@ __all__ = [
     "set_overrides",
 ]
 
-MODALITIES = ("ultrasound", "endoscopy", "dermoscopy")
 
 #: the options that choose the model: flag -> add_argument keywords
 MODEL_OPTIONS: dict[str, dict[str, Any]] = {

@@ -26,12 +26,11 @@ from segdino_monai.data.splits import split_pairs
 from segdino_monai.io.writers import write_png_mask
 from segdino_monai.utils.atomic import atomic_write
 from segdino_monai.utils.errors import InputError
+from segdino_monai.utils.options import MODALITIES
 
 __all__ = ["MODALITIES", "make_demo_dataset", "make_demo_image"]
 
 logger = logging.getLogger(__name__)
-
-MODALITIES: tuple[str, ...] = ("ultrasound", "endoscopy", "dermoscopy")
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:

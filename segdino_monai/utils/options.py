@@ -12,7 +12,10 @@ from typing import Any
 
 from segdino_monai.utils.errors import InputError
 
-__all__ = ["FALSE_WORDS", "TRUE_WORDS", "as_bool", "check_flags"]
+__all__ = ["FALSE_WORDS", "MODALITIES", "TRUE_WORDS", "as_bool", "check_flags"]
+
+#: the modalities the bundle has a config and presets for (``bundle/configs/<modality>.json``)
+MODALITIES: tuple[str, ...] = ("ultrasound", "endoscopy", "dermoscopy")
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})

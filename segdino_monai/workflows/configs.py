@@ -29,6 +29,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
 from segdino_monai.utils.errors import InputError
+from segdino_monai.utils.options import MODALITIES
 
 __all__ = [
     "MODALITIES",
@@ -41,7 +42,6 @@ __all__ = [
 
 #: images are shrunk first to at most this many times the longest side of ``spatial_size`` (256 -> 1024).
 WORK_SIZE_FACTOR = 4
-MODALITIES = ("ultrasound", "endoscopy", "dermoscopy")
 PROTOCOLS = ("default", "paper")
 
 
