@@ -20,7 +20,7 @@ import torch
 from ignite.engine import Events
 from monai.handlers import from_engine
 
-from segdino_monai.reporting import RunLayout
+from segdino_monai.reporting import RunFolder
 from segdino_monai.utils.atomic import write_json
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class EpochMetricsJSON:
     Attach it to the trainer after the ``ValidationHandler``, so the epoch's validation has run when it writes.
 
     Args:
-        output_dir: the run folder (the file is :attr:`segdino_monai.reporting.RunLayout.epoch_metrics`).
+        output_dir: the run folder (the file is :attr:`segdino_monai.reporting.RunFolder.epoch_metrics`).
         validator: the evaluator whose metrics are recorded (the bundle's ``@validate#evaluator``); ``None``: none.
         loss_transform: picks the loss out of the trainer's ``engine.state.output`` (default: its ``"loss"``, as the
             bundle's ``StatsHandler`` reads it).
@@ -58,7 +58,7 @@ class EpochMetricsJSON:
         validator: Engine | None = None,
         loss_transform: Callable[[Any], Any] | None = None,
     ) -> None:
-        self.path = RunLayout(output_dir).epoch_metrics
+        self.path = RunFolder(output_dir).epoch_metrics
         self.validator = validator
         self.loss_transform = loss_transform or from_engine(["loss"], first=True)
         self.entries: list[dict[str, Any]] = []

@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Events
 from monai.utils import string_list_all_gather
 
-from segdino_monai.reporting import RunLayout, summarise, write_report
+from segdino_monai.reporting import RunFolder, summarise, write_report
 from segdino_monai.reporting.uncertainty import uncertainty_correlations
 from segdino_monai.utils.atomic import atomic_write, write_json
 from segdino_monai.utils.errors import InputError
@@ -35,7 +35,7 @@ class SegmentationReport:
     """Write the per-image metrics CSV, the summary JSON and the report page when an evaluation completes.
 
     The files are ``<output_dir>/metrics_per_image.csv``, ``metrics_summary.json`` and ``report.html`` with its
-    markdown twin (see :class:`segdino_monai.reporting.RunLayout` and :func:`segdino_monai.reporting.write_report`).
+    markdown twin (see :class:`segdino_monai.reporting.RunFolder` and :func:`segdino_monai.reporting.write_report`).
 
     It reads the per-image values that MONAI's metric handlers keep (``engine.state.metric_details``, so the
     metric handlers need ``save_details=True``, their default) and the image file names from the batch meta data.
@@ -65,7 +65,7 @@ class SegmentationReport:
         num_cases: int = 4,
         class_names: Sequence[str] | None = None,
     ) -> None:
-        self.layout = RunLayout(output_dir, predictions_dir)
+        self.run_folder = RunFolder(output_dir, predictions_dir)
         self.image_key = image_key
         self.context = {str(k): v if isinstance(v, (int, float, bool)) else str(v) for k, v in (context or {}).items()}
         self.html_report = html_report
@@ -142,12 +142,12 @@ class SegmentationReport:
             **({"uncertainty_vs_dice": correlations} if correlations else {}),
             "engine_metrics": {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
         }
-        atomic_write(self.layout.metrics_csv, write_csv)
-        write_json(summary, self.layout.summary_json, newline=False, default=None)
+        atomic_write(self.run_folder.metrics_csv, write_csv)
+        write_json(summary, self.run_folder.summary_json, newline=False, default=None)
         means = ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in summary["metrics"].items())
-        logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.layout.metrics_csv)
+        logger.info("Evaluation on %d images: %s (per image: %s)", rows, means, self.run_folder.metrics_csv)
         if self.html_report:
-            write_report(self.layout.root, self.layout.predictions, num_cases=self.num_cases)
+            write_report(self.run_folder.root, self.run_folder.predictions, num_cases=self.num_cases)
 
 
 def _per_image_per_class(value: Any) -> torch.Tensor:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from segdino_monai.reporting.cases import CaseImages, EvaluatedImage, load_case, rank_cases, read_metrics_csv
 from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
-from segdino_monai.reporting.layout import RunLayout
 from segdino_monai.reporting.page import write_report
+from segdino_monai.reporting.run_folder import RunFolder
 from segdino_monai.reporting.summary import summarise
 
 __all__ = [
     "CaseImages",
     "EvaluatedImage",
-    "RunLayout",
+    "RunFolder",
     "TrainingCurves",
     "case_figure",
     "curves_figure",

@@ -45,7 +45,7 @@ def read_training_curves(path: str | Path) -> TrainingCurves:
     """Read the per-epoch curves of a training run.
 
     Args:
-        path: the run's ``epoch_metrics.json`` (:attr:`segdino_monai.reporting.RunLayout.epoch_metrics`).
+        path: the run's ``epoch_metrics.json`` (:attr:`segdino_monai.reporting.RunFolder.epoch_metrics`).
 
     Returns:
         The curves, in epoch order; empty when the file is missing. Undefined values (NaN) are left out.

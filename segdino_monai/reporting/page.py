@@ -1,6 +1,6 @@
 """The evaluation report: one self-contained HTML page (figures embedded) and a markdown twin (figures as files).
 
-Everything on the page comes from the run folder (:class:`~segdino_monai.reporting.layout.RunLayout`):
+Everything on the page comes from the run folder (:class:`~segdino_monai.reporting.run_folder.RunFolder`):
 ``metrics_per_image.csv`` (the numbers), ``metrics_summary.json`` (what was evaluated), the predictions folder (each
 case's predicted and reference masks) and the training's ``epoch_metrics.json`` (training curves).
 :func:`write_report` can therefore be run again at any time: ``segdino report RUN_DIR``.
@@ -22,7 +22,7 @@ from pathlib import Path
 from segdino_monai.reporting.cases import EvaluatedImage, load_case, rank_cases, read_metrics_csv
 from segdino_monai.reporting.curves import TrainingCurves, read_training_curves
 from segdino_monai.reporting.figures import case_figure, curves_figure, distributions_figure, metric_label
-from segdino_monai.reporting.layout import RunLayout
+from segdino_monai.reporting.run_folder import RunFolder
 from segdino_monai.reporting.summary import summarise
 from segdino_monai.reporting.uncertainty import uncertainty_correlations, uncertainty_figure
 from segdino_monai.utils.atomic import atomic_write
@@ -89,33 +89,33 @@ def write_report(
     Raises:
         FileNotFoundError: ``run_dir`` holds no ``metrics_per_image.csv``.
     """
-    layout = RunLayout(run_dir, predictions_dir)
-    run_dir, table = layout.root, layout.metrics_csv
+    folder = RunFolder(run_dir, predictions_dir)
+    run_dir, table = folder.root, folder.metrics_csv
     if not table.is_file():
         raise FileNotFoundError(
             f"{table} not found: {run_dir} is not an evaluation folder. Run `segdino evaluate --output-dir "
             f"{run_dir}` (or the bundle's evaluating workflow) first."
         )
     names, rows = read_metrics_csv(table)
-    summary_file = layout.summary_json
+    summary_file = folder.summary_json
     context = json.loads(summary_file.read_text()).get("context", {}) if summary_file.is_file() else {}
     key = next((n for n in names if metric_label(n) == "Dice"), names[0] if names else "")
-    epoch_metrics = Path(epoch_metrics) if epoch_metrics else layout.epoch_metrics
-    figures, notes = _figures(names, rows, key, layout.predictions, epoch_metrics, num_cases)
+    epoch_metrics = Path(epoch_metrics) if epoch_metrics else folder.epoch_metrics
+    figures, notes = _figures(names, rows, key, folder.predictions, epoch_metrics, num_cases)
     figures_by_name = {f.name: f for f in figures}
     sections = _sections(names, rows, key, context, figures, notes)
 
-    files = layout.report_files
+    files = folder.report_files
     shutil.rmtree(files, ignore_errors=True)  # figures of an earlier report may belong to other cases
     files.mkdir(parents=True)
     for figure in figures:
         atomic_write(files / f"{figure.name}.png", lambda tmp, png=figure.png: Path(tmp).write_bytes(png))
     page = _html(sections, figures_by_name, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode())
     markdown = _markdown(sections, figures_by_name, files.name)
-    atomic_write(layout.report_html, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    atomic_write(layout.report_md, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
-    logger.info("Evaluation report: %s (markdown: %s)", layout.report_html, layout.report_md)
-    return layout.report_html
+    atomic_write(folder.report_html, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(folder.report_md, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
+    logger.info("Evaluation report: %s (markdown: %s)", folder.report_html, folder.report_md)
+    return folder.report_html
 
 
 def _figures(
@@ -236,7 +236,7 @@ def _sections(
         (
             "p",
             f"One row per evaluated image, lowest {metric_label(key)} first "
-            f"(values of {RunLayout('.').metrics_csv.name}).",
+            f"(values of {RunFolder('.').metrics_csv.name}).",
         ),
         ("table", ["rank", "image", *labels], table_rows, ["per-image"]),
     ]

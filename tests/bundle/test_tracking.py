@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from segdino_monai.cli import main
-from segdino_monai.reporting import RunLayout
+from segdino_monai.reporting import RunFolder
 from tests.bundle.conftest import EVALUATE, bundle_run_command, run_command
 from tests.conftest import TINY_VIT
 
@@ -42,7 +42,7 @@ def test_training_and_evaluation_with_mlflow_tracking(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.params["max_epochs"] == "2"
     iterations = int(run.data.params["epoch_length"])
-    epochs = json.loads(RunLayout(work / "eval").epoch_metrics.read_text())["epochs"]
+    epochs = json.loads(RunFolder(work / "eval").epoch_metrics.read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     # the loss of every iteration of both epochs: their means are the epoch losses of epoch_metrics.json
     loss = client.get_metric_history(run.info.run_id, "train_loss")

@@ -16,7 +16,7 @@ from monai.bundle import verify_metadata, verify_net_in_out
 from PIL import Image
 
 from segdino_monai.networks import SegDINO
-from segdino_monai.reporting import RunLayout
+from segdino_monai.reporting import RunFolder
 from tests.bundle.conftest import CONFIGS, EVALUATE, INFERENCE, TRAIN, tiny_overrides, workflow
 from tests.conftest import TINY_VIT
 
@@ -163,7 +163,7 @@ def test_multi_gpu_config_runs_under_torchrun(tmp_path):
     SegDINO(backbone_kwargs=TINY_VIT).load_state_dict(state)  # saved unwrapped: no "module." prefix
     checkpoint = torch.load(tmp_path / "models" / "last_checkpoint_epoch=2.pt", weights_only=True)
     assert checkpoint["trainer"]["iteration"] == 2 * checkpoint["trainer"]["epoch_length"]
-    epochs = json.loads(RunLayout(tmp_path / "eval").epoch_metrics.read_text())["epochs"]  # rank 0's handler
+    epochs = json.loads(RunFolder(tmp_path / "eval").epoch_metrics.read_text())["epochs"]  # rank 0's handler
     assert [e["epoch"] for e in epochs] == [1, 2] and all("val_mean_dice" in e["metrics"] for e in epochs)
 
 

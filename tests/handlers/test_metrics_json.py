@@ -9,7 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from segdino_monai.handlers import EpochMetricsJSON, ResumableCheckpoint
-from segdino_monai.reporting import RunLayout, read_training_curves
+from segdino_monai.reporting import RunFolder, read_training_curves
 
 ITERATIONS = 3  # per epoch
 
@@ -36,7 +36,7 @@ def _training(tmp_path, offset: float, resume: bool = False, val_every: int = 1,
 
 
 def _epochs(tmp_path) -> list[dict]:
-    return json.loads(RunLayout(tmp_path).epoch_metrics.read_text())["epochs"]
+    return json.loads(RunFolder(tmp_path).epoch_metrics.read_text())["epochs"]
 
 
 def _mean_loss(offset: float, epoch: int) -> float:
@@ -55,7 +55,7 @@ def test_each_epoch_has_its_mean_loss_and_only_the_validations_that_ran(tmp_path
         {"train_mean_dice": pytest.approx(0.03)},  # no validation in epoch 3: nothing stale from epoch 2
         {"train_mean_dice": pytest.approx(0.04), "val_mean_dice": pytest.approx(0.4)},
     ]
-    curves = read_training_curves(RunLayout(tmp_path).epoch_metrics)  # what the report draws
+    curves = read_training_curves(RunFolder(tmp_path).epoch_metrics)  # what the report draws
     assert curves.loss == [(n, pytest.approx(_mean_loss(0.5, n))) for n in range(1, 5)]
     assert curves.metrics["val_mean_dice"] == [(2, pytest.approx(0.2)), (4, pytest.approx(0.4))]
     assert curves.best_epoch("val_mean_dice") == (4, pytest.approx(0.4))

@@ -11,7 +11,7 @@ A training and the evaluation of its model share one folder in the bundle (``<bu
         report.html, report.md, report_files/   the report (write_report)
 
 The predictions folder can live elsewhere (``predictions_dir`` in ``evaluate.json``); whoever reads the masks
-must then be given it, hence :attr:`RunLayout.predictions_dir`.
+must then be given it, hence :attr:`RunFolder.predictions_dir`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout"]
+__all__ = ["RunFolder"]
 
 
 @dataclass(frozen=True)
-class RunLayout:
+class RunFolder:
     """The paths of a run folder's files.
 
     Args:
@@ -32,8 +32,8 @@ class RunLayout:
 
     Example::
 
-        RunLayout("runs/kvasir").metrics_csv  # Path("runs/kvasir/metrics_per_image.csv")
-        "$segdino_monai.reporting.RunLayout(@output_dir).predictions"  # in a bundle config
+        RunFolder("runs/kvasir").metrics_csv  # Path("runs/kvasir/metrics_per_image.csv")
+        "$segdino_monai.reporting.RunFolder(@output_dir).predictions"  # in a bundle config
     """
 
     root: Path
