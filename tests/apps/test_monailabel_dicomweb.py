@@ -2,8 +2,9 @@
 
 Orthanc (Debian's, with its DICOMweb plugin) holds single-frame ultrasound images; the MONAI Label server (its own
 environment, see ``test_monailabel``) lists the series of our modalities, infers the bundle's mask of one, and sends a
-saved final label back to Orthanc as a DICOM SEG, read back here by WADO-RS. What MONAI Label 0.8.5 cannot do (a
-series of several single-frame images as one image) is asserted as the clear error it gives.
+saved final label back to Orthanc as a DICOM SEG, read back here by WADO-RS. The listing holds the source images only:
+not the SEG, SC overlays and SR that ``segdino dicom --also-sc --also-sr`` wrote for one of them, not a cine, not a
+series of several images; what MONAI Label 0.8.5 cannot serve is asserted as the clear 422 it gives when asked for.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ RGB = "us/pydicom__pydicom/examples_rgb_color.dcm"  # 320 x 240, RGB
 PAIR = "us/pydicom__pydicom-data/color-px.dcm"  # uploaded with a copy in its series: a series of two images
 ENDOSCOPY = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"  # VL endoscopy as a secondary capture (OT), JPEG 2000 lossless
 OTHER = "us/pydicom__pydicom/ExplVR_BigEnd.dcm"  # uploaded as an MR series: not one of our modalities
+SINGLE = "us/pydicom__pydicom-data/OBXXXX1A_rle.dcm"  # new UIDs; with segdino dicom's SEG, SC and SR (pixel size)
+CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"  # 30-frame ultrasound cine, one instance
 
 
 def _uid(ds: pydicom.Dataset, keyword: str) -> str:
@@ -68,12 +71,38 @@ def orthanc(dicom_dir, tmp_path_factory):
     other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     other.save_as(folder / "mr.dcm")
     server.upload(folder / "mr.dcm")
+    server.upload(dicom_dir / CINE)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def label_server(orthanc, decoder_checkpoint, tmp_path_factory):
+def results(orthanc, dicom_dir, decoder_checkpoint, tmp_path_factory) -> dict[str, str]:
+    """A single-frame image and what ``segdino dicom --also-sc --also-sr`` wrote for it, in Orthanc: ``{Modality of
+    the result (SEG, OT, SR) or "US" for the source: SeriesInstanceUID}``."""
+    from segdino_monai.cli import main
+
+    folder = tmp_path_factory.mktemp("results")
+    single = pydicom.dcmread(dicom_dir / SINGLE)  # its fixture file shares the palette image's UIDs
+    single.StudyInstanceUID, single.SeriesInstanceUID = generate_uid(), generate_uid()
+    single.SOPInstanceUID = single.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    single.save_as(folder / "single.dcm")
+    sets = [a for k, v in TINY_OVERRIDES.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    args = ["dicom", str(folder / "single.dcm"), "-o", str(folder / "out"), "--bundle-root", str(BUNDLE)]
+    args += ["--backbone-weights", "random", "--checkpoint", str(decoder_checkpoint), "--modality", "ultrasound"]
+    assert main([*args, "--no-progress", "--also-sc", "--also-sr", *sets]) == 0
+    found = {"US": single.SeriesInstanceUID}
+    orthanc.upload(folder / "single.dcm")
+    for path in sorted((folder / "out").rglob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        found[str(ds.Modality)] = str(ds.SeriesInstanceUID)
+        orthanc.upload(path)
+    assert sorted(found) == ["OT", "SEG", "SR", "US"], found
+    return found
+
+
+@pytest.fixture(scope="module")
+def label_server(orthanc, results, decoder_checkpoint, tmp_path_factory):
     env = label_env()
     work = tmp_path_factory.mktemp("label")
     bundle = work / "bundle"
@@ -121,8 +150,8 @@ def _stats(server: Server) -> dict:
     return json.loads(body)
 
 
-def _segs(orthanc: Orthanc) -> list[pydicom.Dataset]:
-    """Every SEG in Orthanc, by QIDO-RS and WADO-RS."""
+def _segs(orthanc: Orthanc, image: str) -> list[pydicom.Dataset]:
+    """Every SEG in Orthanc of the series ``image``, by QIDO-RS and WADO-RS."""
     from dicomweb_client.api import DICOMwebClient
 
     client = DICOMwebClient(orthanc.dicomweb_url)
@@ -131,17 +160,36 @@ def _segs(orthanc: Orthanc) -> list[pydicom.Dataset]:
         study, series_uid = series["0020000D"]["Value"][0], series["0020000E"]["Value"][0]
         for item in client.search_for_instances(study, series_uid):
             segs.append(client.retrieve_instance(study, series_uid, item["00080018"]["Value"][0]))
-    return segs
+    return [seg for seg in segs if seg.ReferencedSeriesSequence[0].SeriesInstanceUID == image]
 
 
-def test_datastore_lists_the_series_of_our_modalities(label_server, dicom_dir):
-    # palette, rgb and the two-instance series are US, the endoscopy image OT; the MR series is left out (MONAI
-    # Label's default filter would list CT only)
-    assert _stats(label_server) == {"total": 4, "completed": 0, "label_tags": {}}
+def test_datastore_lists_the_source_images_of_our_modalities(label_server, dicom_dir):
+    # palette, rgb and the single-frame image are US, the endoscopy image OT (a secondary capture, not ours); left out:
+    # the MR series (MONAI Label's default filter would list CT only), the two-instance series, the cine, and the SEG,
+    # SC (OT) and SR of the single-frame image; "completed" 1: its SEG makes the single-frame image labelled, which it
+    # counts only for a listed image
+    assert _stats(label_server) == {"total": 4, "completed": 1, "label_tags": {}}
     status, _, body = label_server.request("POST", "/activelearning/first", b"{}", {"Content-Type": "application/json"})
     assert status == 200, body[:500]
-    listed = {_uid(pydicom.dcmread(dicom_dir / name), "SeriesInstanceUID") for name in (PALETTE, RGB, PAIR, ENDOSCOPY)}
-    assert json.loads(body)["id"] in listed
+    unlabelled = {_uid(pydicom.dcmread(dicom_dir / name), "SeriesInstanceUID") for name in (PALETTE, RGB, ENDOSCOPY)}
+    assert json.loads(body)["id"] in unlabelled
+
+
+def test_a_cine_and_our_results_asked_for_by_id_are_a_clear_422(label_server, results, dicom_dir):
+    cine = _uid(pydicom.dcmread(dicom_dir / CINE, stop_before_pixels=True), "SeriesInstanceUID")
+    expected = {
+        cine: f"Series {cine} is a multi-frame image (30 frames, a cine): MONAI Label 0.8.5 serves one series as one "
+        "2D image and cannot choose a frame (segment it with `segdino dicom <study URL>`)",
+        results["SEG"]: f"Series {results['SEG']} holds no image to label (segmentation)",
+        results["SR"]: f"Series {results['SR']} holds no image to label (structured report)",
+        results["OT"]: f"Series {results['OT']} (SegDINO segmentation overlay) was written by segdino-monai: a "
+        "result, not an image to label",
+    }
+    for series, detail in expected.items():
+        status, _, body = _infer(label_server, series)
+        assert (status, json.loads(body)) == (422, {"detail": detail})
+    status, _, body = _save_label(label_server, cine, np.ones((10, 10), np.uint8))
+    assert (status, json.loads(body)["detail"]) == (422, expected[cine])
 
 
 @pytest.mark.parametrize("name", [PALETTE, RGB, ENDOSCOPY])
@@ -174,7 +222,7 @@ def test_final_label_goes_back_as_a_seg(label_server, orthanc, dicom_dir):
     label[40:120, 60:200] = 1
     status, _, body = _save_label(label_server, image, label)
     assert status == 200, body[:500]
-    segs = _segs(orthanc)
+    segs = _segs(orthanc, image)
     assert len(segs) == 1
     seg = segs[0]
     assert seg.StudyInstanceUID == source.StudyInstanceUID
@@ -184,7 +232,7 @@ def test_final_label_goes_back_as_a_seg(label_server, orthanc, dicom_dir):
     assert seg.SeriesDescription == "SegDINO final label (MONAI Label)"
     np.testing.assert_array_equal(seg.pixel_array, label)
     assert json.loads(body)["label"] == image
-    assert _stats(label_server)["completed"] == 1  # the SEG in the PACS makes the image labelled
+    assert _stats(label_server)["completed"] == 2  # the SEG in the PACS makes the image labelled
 
     wrong = np.ones((10, 10), np.uint8)
     status, _, body = _save_label(label_server, image, wrong)
@@ -192,7 +240,7 @@ def test_final_label_goes_back_as_a_seg(label_server, orthanc, dicom_dir):
     assert "does not fit" in json.loads(body)["detail"]
     status, _, body = _save_label(label_server, "1.2.3.4.5", label)
     assert status == 404, body[:500]
-    assert len(_segs(orthanc)) == 1
+    assert len(_segs(orthanc, image)) == 1
 
 
 def test_training_data_takes_the_labels_from_the_pacs(label_server, orthanc, dicom_dir, tmp_path):
@@ -211,4 +259,4 @@ def test_training_data_takes_the_labels_from_the_pacs(label_server, orthanc, dic
     assert f"{source.SeriesInstanceUID}.dcm" in found, found
     with Image.open(found[f"{source.SeriesInstanceUID}.dcm"]) as picture:
         np.testing.assert_array_equal(np.asarray(picture), label)
-    assert _stats(label_server)["completed"] == 2
+    assert _stats(label_server)["completed"] == 3

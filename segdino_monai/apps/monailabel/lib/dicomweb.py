@@ -22,10 +22,13 @@ image it breaks in five places, which this subclass replaces:
   (``ImageNotFoundException``, ``local.py:487-489``), and a SEG read back from the PACS stays a folder that
   training never sees (dicom.py:106-107). Here the image is recorded and a 2D SEG becomes a PNG label.
 
-What stays as MONAI Label has it: one image is one series (``list_images``, dicom.py:129-133); a series of several
-single-frame images cannot be served (the requests for it get a 422 that says so); a SEG in the PACS that
-references a listed series counts as its label (dicom.py:136-164), the model's own SEGs from ``segdino dicom``
-included.
+What stays as MONAI Label has it: one image is one series (``list_images``, dicom.py:129-133), and a SEG in the PACS
+that references a listed series counts as its label (dicom.py:136-164), the model's own SEGs from ``segdino dicom``
+included. But the listing (``/datastore/``, the active-learning candidates) holds only series that can be labelled
+as one 2D image (:func:`series_refusal`, decided from QIDO-RS attributes, no pixels retrieved): no SEG, SR or other
+non-image series, none that segdino-monai wrote (its SEG, SC overlays and SR: Manufacturer ``segdino-monai`` or a
+SeriesDescription starting "SegDINO"), no multi-frame image (a cine: MONAI Label 0.8.5 cannot choose a frame) and
+no series of several instances. Such a series asked for by id gets HTTP 422 with the reason.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from cachetools import TTLCache, cached
 from fastapi import HTTPException
 from lib.configs import OVERRIDES_FILE
 from monailabel.config import settings
@@ -50,7 +54,16 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 from pydicom.dataset import Dataset
 
-__all__ = ["SEG_PYTHON_VARIABLE", "SegDINODICOMwebDatastore", "dicomweb_datastore", "seg_mask", "served_modality"]
+from segdino_monai.services.dicomweb import NON_IMAGE_MODALITIES, OWN_MANUFACTURER
+
+__all__ = [
+    "SEG_PYTHON_VARIABLE",
+    "SegDINODICOMwebDatastore",
+    "dicomweb_datastore",
+    "seg_mask",
+    "series_refusal",
+    "served_modality",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +71,17 @@ logger = logging.getLogger(__name__)
 SEG_PYTHON_VARIABLE = "SEGDINO_LABEL_SEG_PYTHON"
 _SEG_TIMEOUT_S = 300
 _AS_STORED = (("application/dicom", "*"),)  # WADO-RS: any transfer syntax, no transcoding by the server
+#: SOP classes that hold no image to label, by their UID roots: Segmentation (SEG, surface SEG, ...), Structured Report
+_RESULT_CLASSES = {"1.2.840.10008.5.1.4.1.1.66": "segmentation", "1.2.840.10008.5.1.4.1.1.88": "structured report"}
+#: Secondary Capture Image Storage and its multi-frame classes (.7.1 to .7.4); not VL (.77.*)
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+#: how this package's series descriptions start (SEG "SegDINO segmentation", SC "SegDINO segmentation overlay", ...)
+_OWN_DESCRIPTION = "SegDINO"
+# QIDO-RS attributes (keywords): Orthanc's series answer lacks Manufacturer and SeriesDescription by default
+_SERIES_FIELDS = ("Manufacturer", "SeriesDescription")
+_INSTANCE_FIELDS = ("SeriesInstanceUID", "SOPClassUID", "NumberOfFrames")
+_TAG = {"SeriesInstanceUID": "0020000E", "Modality": "00080060", "Manufacturer": "00080070",
+        "SeriesDescription": "0008103E", "SOPClassUID": "00080016", "NumberOfFrames": "00280008"}  # fmt: skip
 
 
 class SegDINODICOMwebDatastore(DICOMWebDatastore):
@@ -88,16 +112,59 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
             return file[: -len(".dcm")], ".dcm"
         return super()._to_id(file)
 
+    @cached(cache=TTLCache(maxsize=16, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY))
+    def list_images(self) -> list[str]:
+        """The series of the search filter that can be labelled as one 2D image (see :func:`series_refusal`).
+
+        Two QIDO-RS requests, whatever the number of series: the series (with Manufacturer and SeriesDescription) and
+        their instances (SOP class and number of frames), both under the search filter.
+        """
+        series = self._client.search_for_series(
+            search_filters=self._search_filter, fields=list(_SERIES_FIELDS), get_remaining=True
+        )
+        instances = self._client.search_for_instances(
+            search_filters=self._search_filter, fields=list(_INSTANCE_FIELDS), get_remaining=True
+        )
+        listed = []
+        for item in series:
+            uid = _value(item, "SeriesInstanceUID")
+            refusal = series_refusal(item, [i for i in instances if _value(i, "SeriesInstanceUID") == uid])
+            if refusal:
+                logger.debug("not listed: %s", refusal)
+            elif uid:
+                listed.append(str(uid))
+        logger.info("%d of %d series listed (the others cannot be labelled as one 2D image)", len(listed), len(series))
+        return listed
+
+    def refusal(self, image_id: str) -> str | None:
+        """Why the series ``image_id`` is not served (:func:`series_refusal`).
+
+        ``None`` when it is not in the PACS, or could be served (not under the search filter, or not yet listed).
+        """
+        found = self._client.search_for_series(
+            search_filters={"SeriesInstanceUID": image_id}, fields=list(_SERIES_FIELDS)
+        )
+        if not found:
+            return None
+        instances = self._client.search_for_instances(
+            search_filters={"SeriesInstanceUID": image_id}, fields=list(_INSTANCE_FIELDS), get_remaining=True
+        )
+        return series_refusal(found[0], instances)
+
     def get_image_uri(self, image_id: str) -> str:
         """The series' DICOM file, downloaded once by WADO-RS; ``""`` for a series the search filter does not list.
 
         Raises:
-            HTTPException: 422 when the series holds other than one instance.
+            HTTPException: 422 for a series in the PACS that cannot be labelled as one 2D image (a cine, a series of
+                several instances, a SEG, SR or other result), saying why.
         """
         cached = os.path.join(self._datastore.image_path(), f"{image_id}.dcm")
         if image_id in self._datastore.objects and os.path.isfile(cached):
             return cached
         if image_id not in self.list_images():
+            refusal = self.refusal(image_id)
+            if refusal:
+                raise HTTPException(status_code=422, detail=refusal)
             return ""
         series_dir = self._download_series(image_id, os.path.join(self._datastore.image_path(), image_id))
         files = sorted(name for name in os.listdir(series_dir) if name.endswith(".dcm"))
@@ -198,6 +265,54 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         if result.returncode != 0:
             raise RuntimeError(f"writing the SEG failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
         return out
+
+
+def _value(item: dict[str, Any], keyword: str) -> Any:
+    """The first value of a DICOM JSON attribute (PS3.18 F.2), or ``None``."""
+    values = item.get(_TAG[keyword], {}).get("Value") or [None]
+    return values[0]
+
+
+def _class_root(sop_class: str, root: str) -> bool:
+    return sop_class == root or sop_class.startswith(root + ".")
+
+
+def series_refusal(series: dict[str, Any], instances: list[dict[str, Any]]) -> str | None:
+    """Why a series cannot be labelled as one 2D image, from its QIDO-RS answers (DICOM JSON); ``None`` when it can.
+
+    Refused: a series of no image (modality SEG, SR, KO, PR, ... or a Segmentation or Structured Report SOP class), a
+    series segdino-monai wrote (Manufacturer ``segdino-monai``, or a SeriesDescription starting "SegDINO" on a
+    Secondary Capture: the SC overlays of ``segdino dicom --also-sc``), a multi-frame image (a cine: MONAI Label 0.8.5
+    serves one series as one image and cannot choose a frame) and a series of other than one instance.
+
+    Args:
+        series: the series' QIDO-RS answer (SeriesInstanceUID, Modality, Manufacturer, SeriesDescription).
+        instances: its instances' answers (SOPClassUID, NumberOfFrames).
+    """
+    uid, modality = _value(series, "SeriesInstanceUID"), str(_value(series, "Modality") or "")
+    manufacturer = str(_value(series, "Manufacturer") or "")
+    description = str(_value(series, "SeriesDescription") or "")
+    classes = {str(_value(item, "SOPClassUID") or "") for item in instances}
+    results = {name for sop in classes for root, name in _RESULT_CLASSES.items() if _class_root(sop, root)}
+    secondary_capture = any(_class_root(sop, _SECONDARY_CAPTURE) for sop in classes)
+    if modality in NON_IMAGE_MODALITIES or results:
+        kind = " and ".join(sorted(results)) or f"modality {modality}"
+        return f"Series {uid} holds no image to label ({kind})"
+    if manufacturer == OWN_MANUFACTURER or (secondary_capture and description.startswith(_OWN_DESCRIPTION)):
+        return f"Series {uid} ({description or modality}) was written by segdino-monai: a result, not an image to label"
+    if len(instances) != 1:
+        return (
+            f"Series {uid} holds {len(instances)} instances: MONAI Label 0.8.5 serves one series as one image, and "
+            "this app serves 2D images, so a series must hold one single-frame instance (segment the others with "
+            "`segdino dicom <study URL>`)"
+        )
+    frames = int(_value(instances[0], "NumberOfFrames") or 1)
+    if frames > 1:
+        return (
+            f"Series {uid} is a multi-frame image ({frames} frames, a cine): MONAI Label 0.8.5 serves one series as "
+            "one 2D image and cannot choose a frame (segment it with `segdino dicom <study URL>`)"
+        )
+    return None
 
 
 def seg_mask(seg: Any) -> np.ndarray | None:
