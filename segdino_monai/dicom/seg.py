@@ -26,7 +26,9 @@ __all__ = [
     "SEGMENT_TASKS",
     "SegOptions",
     "SegUnsupportedError",
+    "SegGeometry",
     "SegmentTask",
+    "seg_geometry",
     "seg_uids",
     "write_seg",
 ]
@@ -183,6 +185,8 @@ def write_seg(
         for number, label in enumerate(options.labels(num_segments), start=1)
     ]
     series_uid, sop_uid = seg_uids(ds, options)
+    geometry = seg_geometry(ds)
+    spatial = _has_coordinate_system(ds)
     kwargs = dict(
         segmentation_type=options.segmentation_type,
         segment_descriptions=descriptions,
@@ -200,6 +204,14 @@ def write_seg(
         content_description=f"{spec.label} segmentation by SegDINO",
         omit_empty_frames=False,
     )
+    if not spatial:
+        # highdicom copies the source's plane geometry when it has a coordinate system; without one it takes Pixel
+        # Measures from a PixelSpacing only, so they are given here (the ultrasound region's, or 1\\1)
+        kwargs["pixel_measures"] = hd.PixelMeasuresSequence(
+            pixel_spacing=list(geometry.pixel_spacing),
+            slice_thickness=geometry.slice_thickness,
+            spacing_between_slices=geometry.spacing_between_slices,
+        )
     try:
         if needs_frame_references(ds):  # a cine loop or video: one SEG frame per source frame, referenced by number
             seg = frame_referenced_segmentation(ds, mask, **kwargs)
@@ -212,10 +224,106 @@ def write_seg(
     except ValueError as err:  # the masks, overlays and report are still written, with this reason
         what = f"this {frames}-frame source" if frames > 1 else "this source"
         raise SegUnsupportedError(f"highdicom cannot write a SEG for {what}: {' '.join(str(err).split())}") from err
+    if not spatial:
+        _add_plane_geometry(seg, geometry)
     if "FrameOfReferenceUID" not in seg and "PatientOrientation" not in seg:
         # General Image module, Type 2C: required when the image has no plane orientation/position (US, VL)
         seg.PatientOrientation = ds.get("PatientOrientation", None) or ""
     return atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+
+
+@dataclass(frozen=True)
+class SegGeometry:
+    r"""The plane geometry a SEG gets when its source has no coordinate system (no plane position/orientation).
+
+    Viewers read Pixel Measures, Plane Orientation and a Plane Position per frame unconditionally (OHIF 3's SEG
+    viewport blanks without them), so every SEG has them: the source's where it has them, else these.
+
+    Args:
+        pixel_spacing: (row, column) PixelSpacing in mm.
+        source: where it comes from: ``PixelSpacing``, ``ImagerPixelSpacing``, ``SequenceOfUltrasoundRegions``, or
+            ``None`` when unknown (then ``1\1``, a pixel grid without physical size).
+        note: why the spacing is ``1\1`` (``None`` when known).
+        slice_thickness: SliceThickness (the source's, else 1).
+        spacing_between_slices: SpacingBetweenSlices (the source's, else 1).
+        image_orientation: ImageOrientationPatient (the source's, else 1,0,0,0,1,0: rows along x, columns along y).
+        image_position: ImagePositionPatient of every frame (the source's, else 0,0,0).
+    """
+
+    pixel_spacing: tuple[float, float]
+    source: str | None
+    note: str | None = None
+    slice_thickness: float = 1.0
+    spacing_between_slices: float = 1.0
+    image_orientation: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    image_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def as_report(self) -> dict[str, Any]:
+        """What ``report.json`` says of it (``seg_geometry``)."""
+        return {"pixel_spacing_mm": list(self.pixel_spacing), "pixel_spacing_source": self.source, "note": self.note}
+
+
+def seg_geometry(ds: Any) -> SegGeometry:
+    """The :class:`SegGeometry` of a source.
+
+    Its pixel size as ``segdino dicom`` reads it (:func:`~segdino_monai.io.dicom_reader.pixel_size_mm`), its
+    orientation and position where it has them.
+    """
+    from segdino_monai.io.dicom_reader import pixel_size_mm
+
+    spacing, source = pixel_size_mm(ds)
+    note = None
+    if spacing is None:
+        note = "pixel size unknown (no PixelSpacing, ImagerPixelSpacing or calibrated ultrasound region): 1\\1"
+        spacing = [1.0, 1.0]
+
+    def positive(keyword: str) -> float:
+        value = ds.get(keyword)
+        try:
+            return float(value) if value is not None and float(value) > 0 else 1.0
+        except (TypeError, ValueError):
+            return 1.0
+
+    orientation = ds.get("ImageOrientationPatient")
+    position = ds.get("ImagePositionPatient")
+    return SegGeometry(
+        pixel_spacing=(float(spacing[0]), float(spacing[1])),
+        source=source,
+        note=note,
+        slice_thickness=positive("SliceThickness"),
+        spacing_between_slices=positive("SpacingBetweenSlices"),
+        image_orientation=tuple(float(v) for v in orientation)
+        if orientation is not None and len(orientation) == 6
+        else SegGeometry.image_orientation,
+        image_position=tuple(float(v) for v in position)
+        if position is not None and len(position) == 3
+        else SegGeometry.image_position,
+    )
+
+
+def _has_coordinate_system(ds: Any) -> bool:
+    """Whether highdicom finds a patient (or slide) coordinate system in the source, and so writes the geometry."""
+    from highdicom.spatial import get_image_coordinate_system
+
+    return get_image_coordinate_system(ds) is not None
+
+
+def _add_plane_geometry(seg: Any, geometry: SegGeometry) -> None:
+    """Plane Orientation (shared) and a Plane Position per frame, added after highdicom built the SEG.
+
+    highdicom 0.28 refuses ``plane_orientation`` and ``plane_positions`` for a source without a frame of reference
+    (``TypeError``: "the segmentation pixel array must be spatially aligned with the source images", image.py), yet
+    the Segmentation IOD allows them there (PS3.3 A.51, Table A.51-2: Plane Position (Patient) and Plane Orientation
+    (Patient) are "U" without a Frame of Reference) and OHIF reads them unconditionally. The values are highdicom's
+    own sequences: the source's orientation/position where it has them, else the identity orientation and the
+    origin, on every frame (each SEG frame lies on its source frame, pixel for pixel).
+    """
+    import highdicom as hd
+
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    shared.PlaneOrientationSequence = hd.PlaneOrientationSequence("PATIENT", list(geometry.image_orientation))
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        item.PlanePositionSequence = hd.PlanePositionSequence("PATIENT", list(geometry.image_position))
 
 
 def seg_uids(source: Any, options: SegOptions) -> tuple[str, str]:

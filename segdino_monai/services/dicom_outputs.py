@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from monai.data import MetaTensor
 
-from segdino_monai.dicom.seg import SegOptions, write_seg
+from segdino_monai.dicom.seg import SegOptions, seg_geometry, write_seg
 from segdino_monai.dicom.source import SegUnsupportedError, prepare_seg_source
 from segdino_monai.io.dicom_reader import dcmread, is_itk_file
 from segdino_monai.io.masks import segment_areas
@@ -80,6 +80,8 @@ def write_instance(
             write_seg(source, stack[0] if single else stack, folder / "seg.dcm", options, len(labels))
             report["outputs"]["seg"] = "seg.dcm"
             report["seg_repairs"] = repairs  # what the SEG has that the source lacked or had wrong (source untouched)
+            # the SEG's Pixel Measures: the source's pixel size, or 1\1 with the reason (viewers need one)
+            report["seg_geometry"] = seg_geometry(source).as_report()
         except SegUnsupportedError as err:
             seg_note = str(err)
     elif is_dicom:

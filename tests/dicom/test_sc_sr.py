@@ -103,6 +103,48 @@ def _feret_from_corners(region: np.ndarray, spacing: tuple[float, float]) -> flo
     return float(pdist(hull).max())
 
 
+def _scoords(item) -> list:
+    """The SCOORD content items directly under a content item."""
+    return [child for child in item.get("ContentSequence", []) if child.ValueType == "SCOORD"]
+
+
+def _points(scoord) -> np.ndarray:
+    return np.asarray(scoord.GraphicData, dtype=float).reshape(-1, 2)  # (column, row)
+
+
+def _boundary_centres(region: np.ndarray) -> np.ndarray:
+    """SCOORD (column, row) centres of the mask's pixels that touch a background pixel (4-neighbours)."""
+    from scipy.ndimage import binary_erosion
+
+    rows, columns = np.nonzero(region & ~binary_erosion(region, border_value=0))
+    return np.stack([columns + 0.5, rows + 0.5], 1)
+
+
+def _assert_drawn(group, region: np.ndarray, spacing, source_uid: str, frame: int | None) -> None:
+    """The group's outline and diameter SCOORDs: closed on the mask boundary, the diameter's length, the frame."""
+    from scipy.spatial.distance import cdist
+
+    (outline,) = _scoords(group)  # TID 1410 Image Region, on the source (frame)
+    assert outline.ConceptNameCodeSequence[0].CodeValue == "111030" and outline.RelationshipType == "CONTAINS"
+    assert outline.GraphicType == "POLYLINE"
+    points = _points(outline)
+    assert len(points) >= 4 and np.array_equal(points[0], points[-1])  # closed: the first point repeated
+    assert cdist(points, _boundary_centres(region)).min(axis=1).max() <= 1.5
+    (diameter,) = _items(group, "81827009")
+    (line,) = _scoords(diameter)
+    assert line.RelationshipType == "INFERRED FROM" and line.GraphicType == "POLYLINE"
+    ends = _points(line)
+    assert ends.shape == (2, 2)
+    length = math.hypot((ends[1, 0] - ends[0, 0]) * spacing[1], (ends[1, 1] - ends[0, 1]) * spacing[0])
+    assert length == pytest.approx(float(diameter.MeasuredValueSequence[0].NumericValue), rel=0.01)
+    for scoord in (outline, line):
+        (image,) = scoord.ContentSequence
+        assert image.RelationshipType == "SELECTED FROM" and image.ValueType == "IMAGE"
+        reference = image.ReferencedSOPSequence[0]
+        assert reference.ReferencedSOPInstanceUID == source_uid
+        assert reference.get("ReferencedFrameNumber") == frame
+
+
 def test_sc_pixels_are_the_overlay_of_the_written_mask(written):
     source_path, folder = written["rgb"]
     report = _report(folder)
@@ -147,12 +189,9 @@ def test_sr_area_and_diameter_on_anisotropic_pixels_reference_the_seg_and_source
     corners = _feret_from_corners(region, (ROW_MM, COLUMN_MM))
     assert corners - max(ROW_MM, COLUMN_MM) <= diameter <= corners + 1e-9
     assert _items(group, "121401")[0].ConceptCodeSequence[0].CodeValue == "56851009"  # Derivation: Maximum
-    (segment,) = _items(group, "121214")  # Referenced Segmentation Frame
-    reference = segment.ReferencedSOPSequence[0]
-    assert reference.ReferencedSOPInstanceUID == seg.SOPInstanceUID and reference.ReferencedFrameNumber == 1
-    assert "ReferencedSegmentNumber" not in reference  # the frame names it (PS3.3 C.18.4)
-    (image,) = _items(group, "121233")  # Source image for segmentation
-    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    # drawn on the source: the outline (TID 1410 Image Region) and the diameter's end points, in pixel coordinates
+    _assert_drawn(group, region, (ROW_MM, COLUMN_MM), source.SOPInstanceUID, None)
+    assert _items(group, "121214") == []  # TID 1410 references one region: the outline; the SEG is in the evidence
     evidence = {
         item.ReferencedSOPInstanceUID
         for study in sr.CurrentRequestedProcedureEvidenceSequence
@@ -176,17 +215,21 @@ def test_cine_gets_one_sc_per_frame_and_one_measurement_group_per_frame(written)
     assert len(series) == 1
     seg = pydicom.dcmread(folder / "seg.dcm")
     sr = pydicom.dcmread(folder / "sr.dcm")
+    source = pydicom.dcmread(source_path, stop_before_pixels=True)
     spacing = report["pixel_size_mm"]
     groups = _groups(sr)
     assert len(groups) == 3
     for number, group in enumerate(groups, start=1):
         mask = np.asarray(Image.open(folder / f"frame_{number:04d}_mask.png")) > 0
         assert _value(group, "42798000") == pytest.approx(mask.sum() * spacing[0] * spacing[1], rel=1e-9)
-        seg_frame = int(_items(group, "121214")[0].ReferencedSOPSequence[0].ReferencedFrameNumber)
-        derivation = seg.PerFrameFunctionalGroupsSequence[seg_frame - 1].DerivationImageSequence[0]
-        assert derivation.SourceImageSequence[0].ReferencedFrameNumber == number  # the SEG frame of this frame
-        source_image = _items(group, "121233")[0].ReferencedSOPSequence[0]
-        assert source_image.ReferencedFrameNumber == number
+        if mask.any():  # drawn on its own source frame
+            _assert_drawn(group, mask, spacing, source.SOPInstanceUID, number)
+        else:  # nothing to draw: the SEG frame of this source frame is referenced
+            seg_frame = int(_items(group, "121214")[0].ReferencedSOPSequence[0].ReferencedFrameNumber)
+            derivation = seg.PerFrameFunctionalGroupsSequence[seg_frame - 1].DerivationImageSequence[0]
+            assert derivation.SourceImageSequence[0].ReferencedFrameNumber == number
+    # one tracking UID per frame: a viewer merges the groups of one tracking UID into one annotation
+    assert len({_items(group, "112040")[0].UID for group in groups}) == 3
 
 
 def test_every_sc_and_sr_passes_dciodvfy_as_well_as_its_source(written, dciodvfy):
@@ -276,3 +319,33 @@ def test_a_labelmap_seg_gets_no_sr_and_the_report_says_why(dicom_dir, decoder_ch
     with pytest.raises(ValueError, match="LABELMAP"):
         masks = [(None, np.zeros((350, 800), np.uint8))]
         write_sr(pydicom.dcmread(source), folder / "seg.dcm", masks, (1, 1), folder / "x", SegOptions())
+
+
+def test_sr_of_a_cine_draws_each_frame_on_its_source_frame(dicom_dir, dciodvfy, tmp_path):
+    """Without the model: fixed masks on 3 cine frames (two parts with a hole, a disc, nothing), anisotropic pixels."""
+    from skimage.draw import disk
+    from skimage.measure import regionprops
+
+    source, _ = prepare_seg_source(pydicom.dcmread(_inputs(dicom_dir, tmp_path / "in")["cine"]))
+    shape = (int(source.Rows), int(source.Columns))
+    masks = np.zeros((3, *shape), np.uint8)
+    masks[0, 40:120, 60:200] = 1
+    masks[0, 70:90, 100:150] = 0  # a hole
+    masks[0, 150:170, 250:260] = 1  # a second, smaller part
+    masks[1][disk((200, 300), 45, shape=shape)] = 1
+    spacing = (ROW_MM, COLUMN_MM)
+    write_seg(source, masks, tmp_path / "seg.dcm")
+    numbered = [(n, masks[n - 1]) for n in (1, 2, 3)]
+    write_sr(source, tmp_path / "seg.dcm", numbered, spacing, tmp_path / "sr.dcm", SegOptions())
+    sr = pydicom.dcmread(tmp_path / "sr.dcm")
+    groups = _groups(sr)
+    assert len(groups) == 3
+    for number, group in zip((1, 2), groups, strict=False):
+        _assert_drawn(group, masks[number - 1] == 1, spacing, source.SOPInstanceUID, number)
+        feret = regionprops(masks[number - 1], spacing=spacing)[0].feret_diameter_max
+        assert _value(group, "81827009") == pytest.approx(feret, rel=1e-9)  # the diameter as before
+    outline = _points(_scoords(groups[0])[0])  # the larger part: its outline spans it
+    assert outline[:, 0].min() == pytest.approx(60, abs=1) and outline[:, 0].max() == pytest.approx(200, abs=1)
+    assert _scoords(groups[2]) == [] and _value(groups[2], "81827009") is None  # empty: area 0, no drawing
+    assert _value(groups[2], "42798000") == 0
+    assert _errors(dciodvfy, tmp_path / "sr.dcm") <= _errors(dciodvfy, dicom_dir / CINE)
