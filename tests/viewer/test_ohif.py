@@ -219,8 +219,16 @@ class Page:
 
     def report(self, what: str) -> str:
         self.driver.save_screenshot(str(self.artifacts / f"{self.name}-failed.png"))
-        console = "\n".join(line.split("\n")[0][:400] for line in self.console() if line.startswith("SEVERE"))
-        return f"{self.name}: {what}\npage text:\n{self.text()[:1500]}\nconsole (SEVERE):\n{console}"
+        (self.artifacts / f"{self.name}-console.txt").write_text("\n".join(self.console()))
+        console = "\n".join(
+            line.split("\n")[0][:400]
+            for line in self.console()
+            if line.startswith(("SEVERE", "WARNING")) or "hydrat" in line.lower()
+        )
+        cys = self.driver.execute_script(
+            "return [...document.querySelectorAll('[data-cy]')].map((e) => e.dataset.cy).join(' ');"
+        )
+        return f"{self.name}: {what}\npage text:\n{self.text()[:1000]}\ndata-cy: {cys}\nconsole:\n{console}"
 
     def wait(self, condition, what: str, timeout: float = WAIT_S):
         def check(driver):
@@ -321,14 +329,18 @@ def test_ohif_shows_seg_sr_and_sc(name, studies, browser, artifacts):
         DOCS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
         shot.quantize(96).save(DOCS_IMAGE, optimize=True)
 
-    # the SR: its measurements listed in the measurement panel
+    # the SR: hydrated (OHIF's default "simplified" tracking loads a rehydratable SR without a prompt; a prompt, where
+    # one comes, is answered yes), its measurements listed in the measurement panel
     page.open("SR")
+    if not driver.find_elements(By.CSS_SELECTOR, '[data-cy="trackedMeasurements-panel"]'):
+        page.click('[data-cy="trackedMeasurements-btn"]', "the measurement panel's button")
     row = '[data-cy^="measurement-table-row"]'
     found = page.wait(
         lambda d: (
             d.find_elements(By.CSS_SELECTOR, '[data-cy="yes-hydrate-btn"]') or d.find_elements(By.CSS_SELECTOR, row)
         ),
-        "the SR's hydrate prompt or its measurements",
+        "the SR's hydrate prompt or its measurements in the panel",
+        timeout=45,
     )
     if found[0].get_attribute("data-cy") == "yes-hydrate-btn":
         found[0].click()
