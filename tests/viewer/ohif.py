@@ -135,10 +135,10 @@ class _Handler(SimpleHTTPRequestHandler):
 class ViewerServer:
     """OHIF's ``dist`` and Orthanc's ``/dicom-web`` from ``http://127.0.0.1:<port>``, in a thread."""
 
-    def __init__(self, dist: Path, orthanc_url: str) -> None:
+    def __init__(self, dist: Path, orthanc_url: str, port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"upstream": orthanc_url.rstrip("/"), "config": app_config()})
         handler.extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(dist)))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(dist)))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -151,3 +151,22 @@ class ViewerServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+
+def main() -> None:
+    """``python -m tests.viewer.ohif DIST ORTHANC_URL [PORT]``: serve the viewer by hand (Ctrl-C stops it)."""
+    import sys
+    import time
+
+    dist, upstream = Path(sys.argv[1]), sys.argv[2]
+    with ViewerServer(dist, upstream, int(sys.argv[3]) if len(sys.argv) > 3 else 0) as viewer:
+        print(f"OHIF on {viewer.url} (its /dicom-web: {upstream}/dicom-web); Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
