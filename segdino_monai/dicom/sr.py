@@ -156,6 +156,18 @@ def seg_frame_numbers(seg: Any) -> dict[tuple[int | None, int], int]:
     return found
 
 
+#: the tracking identifier OHIF (Cornerstone3D's SR adapters) hydrates a closed freehand outline from: a group with
+#: another identifier is drawn but "not rehydratable", so it never reaches OHIF's measurement panel
+FREEHAND_TRACKING_IDENTIFIER = "Cornerstone3DTools@^0.1.0:PlanarFreehandROI"
+
+
+def _tracking_identifier(label: str, number: int, frame: int | None, outlined: bool) -> str:
+    """The group's Tracking Identifier: OHIF's freehand-ROI tag where there is an outline, else a readable name."""
+    if outlined:
+        return FREEHAND_TRACKING_IDENTIFIER
+    return f"{label} (segment {number}{'' if frame is None else f', frame {frame}'})"
+
+
 def write_sr(
     source: Any,
     seg_path: str | Path,
@@ -204,11 +216,11 @@ def write_sr(
         for frame, mask in masks:
             # one tracking UID per segment and frame: OHIF merges the groups of one tracking UID into one annotation
             suffix = "" if frame is None else f"-frame-{frame}"
+            found = segment_outline(mask, number, pixel_size_mm)
             tracking = hd.sr.TrackingIdentifier(
                 uid=derived_uid(source_uid, seg_uid, f"sr-tracking-{number}{suffix}"),
-                identifier=f"{label} (segment {number}{'' if frame is None else f', frame {frame}'})",
+                identifier=_tracking_identifier(label, number, frame, outlined=found.diameter is not None),
             )
-            found = segment_outline(mask, number, pixel_size_mm)
             measurements = [hd.sr.Measurement(name=codes.SCT.Area, value=found.area, unit=codes.UCUM.SquareMillimeter)]
             common = dict(
                 tracking_identifier=tracking,
