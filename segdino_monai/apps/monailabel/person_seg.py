@@ -69,7 +69,7 @@ def _frame_sources(group: Any) -> set[str]:
 
 
 def label_from_seg(seg: Any, source_sop: str, shape: tuple[int, int]) -> np.ndarray:
-    """The ``(H, W)`` uint8 class-index mask (0 background, 1.. the segments in segment-number order) of a SEG.
+    """The ``(H, W)`` uint8 class-index mask (0 background, 1.. the segments by segment number) of a SEG.
 
     BINARY and FRACTIONAL SEGs hold a frame per segment (``SegmentIdentificationSequence``'s
     ``ReferencedSegmentNumber``, per frame or shared); a LABELMAP SEG holds the segment numbers as pixel values.
@@ -83,7 +83,9 @@ def label_from_seg(seg: Any, source_sop: str, shape: tuple[int, int]) -> np.ndar
     Raises:
         ValueError: no frame of the SEG is of this image, or its frames are not the image's size.
     """
-    numbers = sorted(int(item.SegmentNumber) for item in seg.get("SegmentSequence") or [] if "SegmentNumber" in item)
+    segments = seg.get("SegmentSequence") or []
+    # a LABELMAP may declare segment 0, the background (highdicom does)
+    numbers = sorted({int(item.SegmentNumber) for item in segments if "SegmentNumber" in item} - {0})
     classes = {number: index for index, number in enumerate(numbers, start=1)}
     if len(classes) > 255:
         raise ValueError(f"SEG with {len(classes)} segments: more than a uint8 label holds")
