@@ -42,6 +42,11 @@ ENDOSCOPY = "vl/ivmartel__dwv/nema-vl2_j2kr.dcm"  # VL endoscopy as a secondary 
 OTHER = "us/pydicom__pydicom/ExplVR_BigEnd.dcm"  # uploaded as an MR series: not one of our modalities
 SINGLE = "us/pydicom__pydicom-data/OBXXXX1A_rle.dcm"  # new UIDs; with segdino dicom's SEG, SC and SR (pixel size)
 CINE = "us/pydicom__pydicom/examples_ybr_color.dcm"  # 30-frame ultrasound cine, one instance
+RETRAIN = {
+    "retrain_every": 1,
+    "retrain_epochs": 1,
+    "retrain_val_split": 0.5,
+}  # every new final label (saved, or a person's SEG) retrains
 
 
 def _uid(ds: pydicom.Dataset, keyword: str) -> str:
@@ -108,7 +113,9 @@ def label_server(orthanc, results, decoder_checkpoint, tmp_path_factory):
     bundle = work / "bundle"
     shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("eval", "*.pt", "*.pth"))
     shutil.copy(decoder_checkpoint, bundle / "models" / "model.pt")
-    sets = [f"{key}={json.dumps(value)}" for key, value in {**TINY_OVERRIDES, "modality": "ultrasound"}.items()]
+    sets = [
+        f"{key}={json.dumps(value)}" for key, value in {**TINY_OVERRIDES, **RETRAIN, "modality": "ultrasound"}.items()
+    ]
     args = [
         "--studies", orthanc.dicomweb_url, "--host", HOST, "--env", str(env), "--app-dir", str(work / "app"),
         "--bundle-root", str(bundle), "--backbone-weights", "random", *[a for s in sets for a in ("--set", s)],
@@ -163,16 +170,15 @@ def _segs(orthanc: Orthanc, image: str) -> list[pydicom.Dataset]:
     return [seg for seg in segs if seg.ReferencedSeriesSequence[0].SeriesInstanceUID == image]
 
 
-def test_datastore_lists_the_source_images_of_our_modalities(label_server, dicom_dir):
+def test_datastore_lists_the_source_images_of_our_modalities(label_server, results, dicom_dir):
     # palette, rgb and the single-frame image are US, the endoscopy image OT (a secondary capture, not ours); left out:
     # the MR series (MONAI Label's default filter would list CT only), the two-instance series, the cine, and the SEG,
-    # SC (OT) and SR of the single-frame image; "completed" 1: its SEG makes the single-frame image labelled, which it
-    # counts only for a listed image
-    assert _stats(label_server) == {"total": 4, "completed": 1, "label_tags": {}}
+    # SC (OT) and SR of the single-frame image; "completed" 0: the model's own (AUTOMATIC) SEG labels no image
+    assert _stats(label_server) == {"total": 4, "completed": 0, "label_tags": {}}
     status, _, body = label_server.request("POST", "/activelearning/first", b"{}", {"Content-Type": "application/json"})
     assert status == 200, body[:500]
     unlabelled = {_uid(pydicom.dcmread(dicom_dir / name), "SeriesInstanceUID") for name in (PALETTE, RGB, ENDOSCOPY)}
-    assert json.loads(body)["id"] in unlabelled
+    assert json.loads(body)["id"] in unlabelled | {results["US"]}
 
 
 def test_a_cine_and_our_results_asked_for_by_id_are_a_clear_422(label_server, results, dicom_dir):
@@ -232,7 +238,7 @@ def test_final_label_goes_back_as_a_seg(label_server, orthanc, dicom_dir):
     assert seg.SeriesDescription == "SegDINO final label (MONAI Label)"
     np.testing.assert_array_equal(seg.pixel_array, label)
     assert json.loads(body)["label"] == image
-    assert _stats(label_server)["completed"] == 2  # the SEG in the PACS makes the image labelled
+    assert _stats(label_server)["completed"] == 1  # the SEG in the PACS makes the image labelled
 
     wrong = np.ones((10, 10), np.uint8)
     status, _, body = _save_label(label_server, image, wrong)
@@ -259,4 +265,40 @@ def test_training_data_takes_the_labels_from_the_pacs(label_server, orthanc, dic
     assert f"{source.SeriesInstanceUID}.dcm" in found, found
     with Image.open(found[f"{source.SeriesInstanceUID}.dcm"]) as picture:
         np.testing.assert_array_equal(np.asarray(picture), label)
-    assert _stats(label_server)["completed"] == 3
+    assert _stats(label_server)["completed"] == 2
+
+
+def test_an_annotators_seg_from_ohif_is_the_final_label_and_retrains(
+    label_server, orthanc, results, dicom_dir, tmp_path
+):
+    """OHIF's Brush SEG (LABELMAP, RLE, MANUAL, "Unspecified", PixelSpacing "0.5") of an unlabelled image is taken
+    as its final label at the next listing, pixel for pixel, and retrains; the model's AUTOMATIC SEG never labels."""
+    from tests.apps.ohif_seg import ohif_seg
+
+    label_server.wait_trainings(len(label_server.train_tasks()), timeout=300)  # the earlier labels' retrainings
+    before = {task["id"] for task in label_server.train_tasks()}
+    source = pydicom.dcmread(dicom_dir / ENDOSCOPY)
+    image = _uid(source, "SeriesInstanceUID")
+    rectangle = np.zeros((source.Rows, source.Columns), np.uint8)
+    rectangle[20 : source.Rows // 2, 30 : source.Columns - 40] = 1
+    seg = ohif_seg(dicom_dir / ENDOSCOPY, rectangle)
+    seg.save_as(tmp_path / "ohif.dcm", enforce_file_format=True)
+    orthanc.upload(tmp_path / "ohif.dcm")
+    time.sleep(1.5)  # the series lists are kept for MONAI_LABEL_DICOMWEB_CACHE_EXPIRY (1 s here)
+    assert _stats(label_server)["completed"] == 3  # the listing takes it
+    status, _, body = label_server.request(
+        "GET", f"/datastore/label?{urllib.parse.urlencode({'label': image, 'tag': 'final'})}"
+    )
+    assert status == 200, body[:500]
+    np.testing.assert_array_equal(png(body), rectangle)
+    new = [task for task in label_server.wait_trainings(len(before) + 1, timeout=300) if task["id"] not in before]
+    assert [task["status"] for task in new] == ["DONE"], new
+    time.sleep(1.5)
+    assert _stats(label_server)["completed"] == 3  # taken once: listed again, no new label and no retraining
+    assert len(label_server.train_tasks()) == len(before) + 1
+
+    status, _, body = label_server.request("GET", "/datastore/?output=train")
+    assert status == 200, body[:500]
+    trained = {Path(item["image"]).name for item in json.loads(body)}
+    assert f"{image}.dcm" in trained
+    assert f"{results['US']}.dcm" not in trained  # only the model's AUTOMATIC SEG references it

@@ -103,6 +103,21 @@ class SegDINOApp(MONAILabelApp):
         ``"pending"`` (a training already waiting to start will read this label) or nothing.
         """
         super().on_save_label(image_id, label_id)
+        return self._retrain_after(image_id)
+
+    def server_mode(self, mode: bool) -> None:
+        """In the server (not in a training subprocess), a person's SEG new in the PACS counts as a saved label."""
+        super().server_mode(mode)
+        store = self.datastore()
+        if mode and hasattr(store, "start_taking"):
+            store.start_taking(self._pacs_label)
+
+    def _pacs_label(self, image_id: str) -> None:
+        """A person's SEG in the PACS became the final label of ``image_id`` (found by the datastore's listing)."""
+        logger.info("New label from the PACS for: %s", image_id)
+        self._retrain_after(image_id)
+
+    def _retrain_after(self, image_id: str) -> dict[str, Any]:
         if not self._retrain.label_saved(self.datastore(), image_id) or MODEL_NAME not in self._trainers:
             return {}
         if any(task.get("status") == "SUBMITTED" for task in tasks("train")):

@@ -22,9 +22,14 @@ image it breaks in five places, which this subclass replaces:
   (``ImageNotFoundException``, ``local.py:487-489``), and a SEG read back from the PACS stays a folder that
   training never sees (dicom.py:106-107). Here the image is recorded and a 2D SEG becomes a PNG label.
 
-What stays as MONAI Label has it: one image is one series (``list_images``, dicom.py:129-133), and a SEG in the PACS
-that references a listed series counts as its label (dicom.py:136-164), the model's own SEGs from ``segdino dicom``
-included. But the listing (``/datastore/``, the active-learning candidates) holds only series that can be labelled
+What stays as MONAI Label has it: one image is one series (``list_images``, dicom.py:129-133). A SEG in the PACS that
+references a listed series is its final label only when a person made it (MONAI Label counts any, dicom.py:136-164,
+the model's own included): a MANUAL or SEMIAUTOMATIC segment (OHIF's Brush, this app's final labels), or another
+creator's SEG with no AUTOMATIC segment (:mod:`segdino_monai.apps.monailabel.person_seg`); the newest such SEG of an
+image is converted to its PNG label, and one not taken before counts as a saved label for the app's retraining
+(``taken-segs.json`` in the datastore folder keeps the taken SEGs).
+
+The listing (``/datastore/``, the active-learning candidates) holds only series that can be labelled
 as one 2D image (:func:`series_refusal`, decided from QIDO-RS attributes, no pixels retrieved): no SEG, SR or other
 non-image series, none that segdino-monai wrote (its SEG, SC overlays and SR: Manufacturer ``segdino-monai`` or a
 SeriesDescription starting "SegDINO"), no multi-frame image (a cine: MONAI Label 0.8.5 cannot choose a frame) and
@@ -39,9 +44,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pydicom
 from cachetools import TTLCache, cached
 from fastapi import HTTPException
@@ -54,13 +60,14 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 from pydicom.dataset import Dataset
 
+from segdino_monai.apps.monailabel.person_seg import label_from_seg, made_by_person, newest_key, referenced_series
 from segdino_monai.services.dicomweb import NON_IMAGE_MODALITIES, OWN_MANUFACTURER
+from segdino_monai.utils.atomic import write_json
 
 __all__ = [
     "SEG_PYTHON_VARIABLE",
     "SegDINODICOMwebDatastore",
     "dicomweb_datastore",
-    "seg_mask",
     "series_refusal",
     "served_modality",
 ]
@@ -80,8 +87,13 @@ _OWN_DESCRIPTION = "SegDINO"
 # QIDO-RS attributes (keywords): Orthanc's series answer lacks Manufacturer and SeriesDescription by default
 _SERIES_FIELDS = ("Manufacturer", "SeriesDescription")
 _INSTANCE_FIELDS = ("SeriesInstanceUID", "SOPClassUID", "NumberOfFrames")
-_TAG = {"SeriesInstanceUID": "0020000E", "Modality": "00080060", "Manufacturer": "00080070",
-        "SeriesDescription": "0008103E", "SOPClassUID": "00080016", "NumberOfFrames": "00280008"}  # fmt: skip
+#: the SEG instances already taken as final labels (SOPInstanceUIDs), in the datastore's folder
+TAKEN_FILE = "taken-segs.json"
+#: SEG series whose metadata is read, and SEGs taken as labels, per listing refresh (the rest at the next ones)
+_NEW_SEGS_PER_REFRESH = 32
+_TAG = {"SeriesInstanceUID": "0020000E", "StudyInstanceUID": "0020000D", "Modality": "00080060",
+        "Manufacturer": "00080070", "SeriesDescription": "0008103E", "SOPClassUID": "00080016",
+        "NumberOfFrames": "00280008"}  # fmt: skip
 
 
 class SegDINODICOMwebDatastore(DICOMWebDatastore):
@@ -106,6 +118,12 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         super().__init__(client, search_filter, cache_path=cache_path, fetch_by_frame=False, convert_to_nifti=False)
         self._seg_python = seg_python
         self._modality = modality
+        self._taken_file = os.path.join(self._datastore_path, TAKEN_FILE)
+        self._segs: dict[str, list[dict[str, Any]]] = {}  # SEG series -> its instances' summaries (never change)
+        self._sync_lock = threading.Lock()
+        #: called with the image id when a person's SEG not taken before becomes its final label (the app retrains)
+        self.on_new_label: Callable[[str], Any] | None = None
+        self._refused: set[str] = set()  # SEG instances that cannot be a label of their image
 
     def _to_id(self, file: str) -> tuple[str, str]:
         if file.endswith(".dcm"):  # a UID is full of dots: only the extension goes
@@ -179,28 +197,130 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         return cached
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
-        """The label picture of an image; a final label that is a SEG in the PACS is downloaded and kept as PNG.
+        """The label picture of an image; a final label is a person's SEG in the PACS, kept as PNG.
 
-        MONAI Label asks with the SEG's SeriesInstanceUID as ``label_id`` and the image as ``image_id`` when it
-        gathers the training data (``datalist``); otherwise ``label_id`` is the image id (the cached label).
+        MONAI Label asks with the SEG's SeriesInstanceUID as ``label_id`` and the image as ``image_id``;
+        otherwise ``label_id`` is the image id (the cached label).
         """
         if label_tag != DefaultLabelTag.FINAL or not image_id:
             return LocalDatastore.get_label_uri(self, label_id, label_tag)
         cached = LocalDatastore.get_label_uri(self, image_id, label_tag)
-        if cached and os.path.isfile(cached):
-            return cached
-        seg_dir = os.path.join(self._datastore.image_path(), "segs", label_id)
-        self._download_series(label_id, seg_dir)
-        files = sorted(name for name in os.listdir(seg_dir) if name.endswith(".dcm"))
-        mask = seg_mask(pydicom.dcmread(os.path.join(seg_dir, files[0]))) if len(files) == 1 else None
-        if mask is None:
-            logger.warning("SEG series %s (label of %s) is not one 2D SEG: left out", label_id, image_id)
-            return ""
+        if not (cached and os.path.isfile(cached)):
+            self.sync_person_labels()
+            cached = LocalDatastore.get_label_uri(self, image_id, label_tag)
+        return cached if cached and os.path.isfile(cached) else ""
+
+    @cached(cache=TTLCache(maxsize=16, ttl=settings.MONAI_LABEL_DICOMWEB_CACHE_EXPIRY))
+    def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        """The listed images whose final label is a person's SEG in the PACS (:func:`made_by_person`).
+
+        MONAI Label's counts any SEG referencing the series, the model's own included (``dicom.py:136-164``).
+        """
+        return sorted(self.sync_person_labels())
+
+    def datalist(self, full_path: bool = True) -> list[dict[str, Any]]:
+        """The training pairs: the images with a person's SEG, its label taken from the newest such SEG."""
+        self.sync_person_labels()
+        return LocalDatastore.datalist(self, full_path)
+
+    def start_taking(self, on_new_label: Callable[[str], Any]) -> None:
+        """From now on, call ``on_new_label(image)`` for each person's SEG that becomes a final label.
+
+        The SEGs already labelling images are recorded as taken first (the starting point, as the retraining
+        counter's): only SEGs that come later are new. Called once, by the server process (not by the training
+        subprocess, whose datastore only converts).
+        """
+        with self._sync_lock:
+            labelled = self._sync()
+            taken = self._read_taken() | set(labelled.values())
+            write_json(sorted(taken), self._taken_file)
+            self.on_new_label = on_new_label
+
+    def sync_person_labels(self) -> dict[str, str]:
+        """Take the newest person's SEG of each listed image as its final label; ``{image: SEG SOPInstanceUID}``.
+
+        A SEG is downloaded and converted once (its SOPInstanceUID is kept with the label); a SEG not taken before
+        (``taken-segs.json`` in the datastore folder) is reported to :attr:`on_new_label`, once. At most
+        ``_NEW_SEGS_PER_REFRESH`` SEG series are looked at and as many SEGs converted per call.
+        """
+        with self._sync_lock:
+            labelled = self._sync()
+            new = []
+            if self.on_new_label is not None:
+                taken = self._read_taken()
+                new = sorted(image for image, sop in labelled.items() if sop not in taken)
+                if new:
+                    write_json(sorted(taken | {labelled[image] for image in new}), self._taken_file)
+        for image in new:
+            logger.info("a person's SEG %s is the new final label of %s", labelled[image], image)
+            try:
+                self.on_new_label(image)  # type: ignore[misc]
+            except Exception:  # the listing answers whatever the retraining does
+                logger.exception("after the new final label of %s", image)
+        return labelled
+
+    def _read_taken(self) -> set[str]:
+        try:
+            with open(self._taken_file, encoding="utf-8") as f:
+                return {str(uid) for uid in json.load(f)}
+        except (OSError, ValueError):
+            return set()
+
+    def _sync(self) -> dict[str, str]:
+        found = self._client.search_for_series(search_filters={"Modality": "SEG"}, get_remaining=True)
+        listed = set(self.list_images())
+        newest: dict[str, dict[str, Any]] = {}
+        budget = _NEW_SEGS_PER_REFRESH
+        for item in found:
+            series, study = _value(item, "SeriesInstanceUID"), _value(item, "StudyInstanceUID")
+            if not (series and study):
+                continue
+            if series not in self._segs:
+                if budget <= 0:
+                    continue
+                budget -= 1
+                try:
+                    metadata = self._client.retrieve_series_metadata(str(study), str(series))
+                except Exception as err:  # requests' errors: looked at again at the next refresh
+                    logger.warning("SEG series %s: no metadata (%s)", series, err)
+                    continue
+                self._segs[series] = [_seg_summary(Dataset.from_json(m), str(study), str(series)) for m in metadata]
+            for seg in self._segs[series]:
+                for image in seg["images"] & listed if seg["person"] else ():
+                    if image not in newest or seg["key"] > newest[image]["key"]:
+                        newest[image] = seg
+        labelled: dict[str, str] = {}
+        budget = _NEW_SEGS_PER_REFRESH
+        for image, seg in sorted(newest.items()):
+            label = LocalDatastore.get_label_uri(self, image, DefaultLabelTag.FINAL)
+            info = LocalDatastore.get_label_info(self, image, DefaultLabelTag.FINAL) if label else {}
+            if label and os.path.isfile(label) and (info or {}).get("SOPInstanceUID") == seg["sop"]:
+                labelled[image] = seg["sop"]
+            elif seg["sop"] not in self._refused and budget > 0:
+                budget -= 1
+                try:
+                    self._take(image, seg)
+                except (HTTPException, ValueError, OSError) as err:
+                    self._refused.add(seg["sop"])
+                    logger.warning("SEG %s of %s left out: %s", seg["sop"], image, getattr(err, "detail", err))
+                    continue
+                labelled[image] = seg["sop"]
+        return labelled
+
+    def _take(self, image_id: str, seg: dict[str, Any]) -> None:
+        """Convert the SEG instance to the image's final label (PNG of class indices) in the local datastore."""
+        source = self.get_image_uri(image_id)
+        if not source:
+            raise ValueError(f"image {image_id} is not listed")
+        image = pydicom.dcmread(source, stop_before_pixels=True)
+        instance = self._client.retrieve_instance(seg["study"], seg["series"], seg["sop"], media_types=_AS_STORED)
+        mask = label_from_seg(instance, str(image.SOPInstanceUID), (int(image.Rows), int(image.Columns)))
         with tempfile.TemporaryDirectory() as folder:
             png = os.path.join(folder, "label.png")
             Image.fromarray(mask).save(png)
-            LocalDatastore.save_label(self, image_id, png, label_tag, {"SeriesInstanceUID": label_id})
-        return LocalDatastore.get_label_uri(self, image_id, label_tag)
+            info = {"SeriesInstanceUID": seg["series"], "SOPInstanceUID": seg["sop"], "source": "person's SEG"}
+            LocalDatastore.save_label(self, image_id, png, DefaultLabelTag.FINAL, info)
+        logger.info("SEG %s (series %s) is the final label of %s", seg["sop"], seg["series"], image_id)
 
     def _download_series(self, series_id: str, folder: str) -> str:
         """Retrieve a series by WADO-RS into ``folder`` (once), as stored.
@@ -239,6 +359,7 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         if label_tag == DefaultLabelTag.FINAL:
             with tempfile.TemporaryDirectory() as folder:
                 seg = self._write_seg(source, label_filename, os.path.join(folder, "seg.dcm"), label_info)
+                sop = str(pydicom.dcmread(seg, stop_before_pixels=True).SOPInstanceUID)
                 try:
                     series = dicom_web_upload_dcm(seg, self._client)
                 except Exception as err:  # requests' HTTP errors and anything else of the STOW-RS request
@@ -248,8 +369,10 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
             image = self.get_image_info(image_id)
             label_info.update(
                 {key: image.get(key) for key in ("Modality", "PatientID", "StudyInstanceUID")}
-                | {"SeriesInstanceUID": series}
+                | {"SeriesInstanceUID": series, "SOPInstanceUID": sop}
             )
+            with self._sync_lock:  # this label is counted by the app's on_save_label, never again as a new SEG
+                write_json(sorted(self._read_taken() | {sop}), self._taken_file)
             logger.info("final label of %s stored in the PACS as SEG series %s", image_id, series)
         return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
 
@@ -265,6 +388,18 @@ class SegDINODICOMwebDatastore(DICOMWebDatastore):
         if result.returncode != 0:
             raise RuntimeError(f"writing the SEG failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
         return out
+
+
+def _seg_summary(meta: Dataset, study: str, series: str) -> dict[str, Any]:
+    """What the listing needs of a SEG instance, from its WADO-RS metadata (no pixels)."""
+    return {
+        "study": study,
+        "series": series,
+        "sop": str(meta.get("SOPInstanceUID", "")),
+        "person": made_by_person(meta),
+        "images": referenced_series(meta),
+        "key": newest_key(meta),
+    }
 
 
 def _value(item: dict[str, Any], keyword: str) -> Any:
@@ -313,30 +448,6 @@ def series_refusal(series: dict[str, Any], instances: list[dict[str, Any]]) -> s
             "one 2D image and cannot choose a frame (segment it with `segdino dicom <study URL>`)"
         )
     return None
-
-
-def seg_mask(seg: Any) -> np.ndarray | None:
-    """The ``(H, W)`` uint8 class-index mask of a SEG of one 2D image (segment numbers); ``None`` for a 3D one.
-
-    Each frame of a BINARY (or FRACTIONAL) SEG is one segment of the image, named by its ``ReferencedSegmentNumber``;
-    a LABELMAP SEG holds the segment numbers themselves.
-    """
-    frames = np.asarray(seg.pixel_array)
-    frames = frames.reshape(-1, *frames.shape[-2:])
-    if str(seg.get("SegmentationType", "")) == "LABELMAP":
-        return frames[0].astype(np.uint8) if len(frames) == 1 else None
-    shared = (seg.get("SharedFunctionalGroupsSequence") or [{}])[0]
-    numbers = [
-        int(item.ReferencedSegmentNumber)
-        for group in seg.get("PerFrameFunctionalGroupsSequence") or []
-        for item in (group.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence") or [])
-    ]
-    if len(numbers) != len(frames) or len(set(numbers)) != len(numbers):  # a frame per segment, or it is not 2D
-        return None
-    mask = np.zeros(frames.shape[1:], np.uint8)
-    for number, frame in zip(numbers, frames, strict=True):
-        mask[frame > 0] = number
-    return mask
 
 
 def served_modality(bundle: str) -> str:
